@@ -1,0 +1,42 @@
+//! Random draws for flow matching: noise quaternions, flow times and integration steps.
+
+use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
+use rand::Rng;
+use rand_distr::Distribution as _;
+
+use super::quat::norm;
+use crate::{GeometryError, flow::beta_distribution, s3::MIN_DELTA};
+
+/// `n` quaternions drawn uniformly from S³ on the device (normalised 4D Gaussians), shape
+/// `[n, 4]`, in either half-space; compose with [`super::canonicalize`] for the paper's noise.
+/// Reproducible through `B::seed`.
+pub fn sample_uniform<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 2> {
+    let gaussian = Tensor::<B, 2>::random([n, 4], Distribution::Normal(0.0, 1.0), device);
+    gaussian.clone() / norm(gaussian)
+}
+
+/// `n` flow times `τ ~ Beta(alpha, beta)`, shape `[n]`.
+///
+/// Drawn on the host from `rng` and uploaded (as openpi and lerobot do): burn has no Beta sampler,
+/// and a seeded host RNG makes runs reproducible across backends. Errors unless both parameters
+/// are finite and positive.
+pub fn sample_beta<B: Backend, R: Rng + ?Sized>(
+    rng: &mut R,
+    n: usize,
+    alpha: f64,
+    beta: f64,
+    device: &B::Device,
+) -> Result<Tensor<B, 1>, GeometryError> {
+    let distribution = beta_distribution(alpha, beta)?;
+    let values: Vec<f32> = (0..n).map(|_| distribution.sample(rng) as f32).collect();
+    Ok(Tensor::from_data(TensorData::new(values, [n]), device))
+}
+
+/// Integration steps `δ ~ U(0.01, 1 − τ)` of the geodesic loss, one per element of `tau`
+/// (any shape). Where `τ > 0.99` the interval is empty and `δ = 0.01`, as in
+/// [`crate::s3::sample_delta`]. Reproducible through `B::seed`.
+pub fn sample_delta<B: Backend, const D: usize>(tau: Tensor<B, D>) -> Tensor<B, D> {
+    let unit = tau.random_like(Distribution::Uniform(0.0, 1.0));
+    let width = tau.neg().add_scalar(1.0).clamp_min(MIN_DELTA).sub_scalar(MIN_DELTA);
+    (width * unit).add_scalar(MIN_DELTA)
+}

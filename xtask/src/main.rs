@@ -1,0 +1,143 @@
+//! `cargo xtask <command> [--backend auto|cpu|wgpu|cuda] [--debug] [-- args]`
+//!
+//! Builds the `spear` binary in release with the chosen backend's cargo feature and runs
+//! `spear <command> --backend <backend> [args]`. `auto` picks cuda when an NVIDIA driver is
+//! visible, else wgpu when a Vulkan driver is, else cpu, and says why.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [--backend auto|cpu|wgpu|cuda] [--debug] [-- <args for spear>]
+
+commands are `spear` subcommands, built in release with the chosen backend:
+  doctor     check that the backend computes correctly on this machine
+
+  --backend  auto (default): cuda if an NVIDIA driver is visible, else wgpu if a Vulkan
+             driver is, else cpu
+  --debug    build in the dev profile instead of release (faster to build, slower to run)
+
+CUDA builds on a machine without the CUDA toolkit need CUDARC_CUDA_VERSION (e.g. 13000).";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Args {
+    command: String,
+    backend: String,
+    release: bool,
+    forwarded: Vec<String>,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Args> {
+    let mut args = args.peekable();
+    let mut parsed =
+        Args { command: String::new(), backend: "auto".into(), release: true, forwarded: vec![] };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--" => parsed.forwarded.extend(args.by_ref()),
+            "-h" | "--help" => bail!("{USAGE}"),
+            "--debug" => parsed.release = false,
+            "--backend" => parsed.backend = args.next().context("--backend needs a value")?,
+            _ if arg.starts_with("--backend=") => parsed.backend = arg["--backend=".len()..].to_string(),
+            _ if parsed.command.is_empty() && !arg.starts_with('-') => parsed.command = arg,
+            _ => bail!("unexpected argument `{arg}`\n\n{USAGE}"),
+        }
+    }
+    if parsed.command.is_empty() {
+        bail!("{USAGE}");
+    }
+    Ok(parsed)
+}
+
+fn run() -> Result<ExitCode> {
+    let args = parse(std::env::args().skip(1))?;
+    let backend = match args.backend.as_str() {
+        "auto" => {
+            let (backend, why) = detect();
+            eprintln!("xtask: backend {backend} ({why})");
+            backend
+        }
+        b @ ("cpu" | "wgpu" | "cuda") => b,
+        other => bail!("unknown backend `{other}`: expected auto, cpu, wgpu or cuda"),
+    };
+    if backend == "cuda" && std::env::var_os("CUDARC_CUDA_VERSION").is_none() && which("nvcc").is_none() {
+        eprintln!(
+            "xtask: no nvcc and no CUDARC_CUDA_VERSION; if the build fails, set it (13000 for CUDA 13 / driver 580)"
+        );
+    }
+
+    let root = workspace_root();
+    let profile = if args.release { "release" } else { "debug" };
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.current_dir(&root).args([
+        "build",
+        "-p",
+        "spear-cli",
+        "--bin",
+        "spear",
+        "--no-default-features",
+        "--features",
+        backend,
+    ]);
+    if args.release {
+        build.arg("--release");
+    }
+    eprintln!("xtask: cargo build {profile} spear --features {backend}");
+    if !build.status().context("run cargo build")?.success() {
+        bail!("building spear with the {backend} backend failed");
+    }
+
+    let binary = root.join("target").join(profile).join("spear");
+    let status = Command::new(&binary)
+        .arg(&args.command)
+        .args(["--backend", backend])
+        .args(&args.forwarded)
+        .status()
+        .with_context(|| format!("run {}", binary.display()))?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Picks the backend for `auto`, with the reason.
+fn detect() -> (&'static str, String) {
+    if Path::new("/proc/driver/nvidia/version").exists() {
+        return ("cuda", "an NVIDIA driver is loaded (/proc/driver/nvidia/version)".into());
+    }
+    if let Some(smi) = which("nvidia-smi")
+        && Command::new(&smi).arg("-L").output().is_ok_and(|o| o.status.success())
+    {
+        return ("cuda", format!("{} lists a GPU", smi.display()));
+    }
+    if let Ok(files) = std::env::var("VK_ICD_FILENAMES") {
+        return ("wgpu", format!("VK_ICD_FILENAMES names a Vulkan driver ({files})"));
+    }
+    for dir in ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"] {
+        let drivers: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if !drivers.is_empty() {
+            return ("wgpu", format!("no NVIDIA driver; Vulkan drivers in {dir}: {}", drivers.join(", ")));
+        }
+    }
+    ("cpu", "no NVIDIA driver and no Vulkan driver found".into())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+}
