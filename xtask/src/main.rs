@@ -97,7 +97,8 @@ fn run() -> Result<ExitCode> {
         bail!("building spear with the {backend} backend failed");
     }
 
-    let binary = root.join("target").join(profile).join("spear");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let binary = target_dir.join(profile).join("spear");
     let status = Command::new(&binary)
         .arg(&args.command)
         .args(["--backend", backend])
