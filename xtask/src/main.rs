@@ -45,7 +45,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Args> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--" => parsed.forwarded.extend(args.by_ref()),
-            "-h" | "--help" => bail!("{USAGE}"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--debug" => parsed.release = false,
             "--backend" => parsed.backend = args.next().context("--backend needs a value")?,
             _ if arg.starts_with("--backend=") => parsed.backend = arg["--backend=".len()..].to_string(),

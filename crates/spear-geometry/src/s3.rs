@@ -51,7 +51,8 @@ pub(crate) fn sinc(x: f64) -> f64 {
 /// `θ = arccos(noise · data)`, taken literally: no hemisphere flip, so the path is the great arc
 /// from `noise` to `data` as given. `tau = 0` returns `noise`, `tau = 1` returns `data`.
 ///
-/// For `tau` in [0, 1] the result has unit norm. Outside [0, 1] the arc is extrapolated.
+/// The result has unit norm for every `tau`; outside [0, 1] it continues along the same great
+/// circle.
 pub fn interpolate(noise: &UnitQuaternion<f64>, data: &UnitQuaternion<f64>, tau: f64) -> UnitQuaternion<f64> {
     let arc = Arc::new(noise, data);
     let t = arc.speed * tau;

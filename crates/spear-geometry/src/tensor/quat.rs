@@ -5,14 +5,19 @@ use burn::tensor::{Tensor, backend::Backend};
 /// Square of the floor applied to norms: keeps `sqrt` and divisions finite, with gradients, at 0.
 const NORM_FLOOR_SQUARED: f64 = 1e-12;
 
-/// Splits `[..., 4]` into its `w, x, y, z` components, each `[..., 1]`.
-pub(crate) fn components<B: Backend, const D: usize>(q: Tensor<B, D>) -> [Tensor<B, D>; 4] {
+/// Panics, naming the shape, unless the last dimension holds quaternions.
+fn assert_quaternions<B: Backend, const D: usize>(q: &Tensor<B, D>) {
     let dims = q.dims();
     assert_eq!(
         dims[D - 1],
         4,
         "expected quaternions (w, x, y, z) in the last dimension, got a tensor of shape {dims:?}"
     );
+}
+
+/// Splits `[..., 4]` into its `w, x, y, z` components, each `[..., 1]`.
+pub(crate) fn components<B: Backend, const D: usize>(q: Tensor<B, D>) -> [Tensor<B, D>; 4] {
+    assert_quaternions(&q);
     let mut parts = q.chunk(4, D - 1).into_iter();
     std::array::from_fn(|_| parts.next().expect("chunk(4) of a size-4 dimension yields 4 parts"))
 }
@@ -51,8 +56,7 @@ pub fn conjugate<B: Backend, const D: usize>(q: Tensor<B, D>) -> Tensor<B, D> {
 /// Flips each quaternion into the half-space `w ≥ 0` (`q` and `−q` are the same rotation).
 /// Quaternions with `w = 0` exactly are left unchanged, as in [`crate::quat::canonicalize`].
 pub fn canonicalize<B: Backend, const D: usize>(q: Tensor<B, D>) -> Tensor<B, D> {
-    let dims = q.dims();
-    assert_eq!(dims[D - 1], 4, "expected quaternions (w, x, y, z) in the last dimension, got {dims:?}");
+    assert_quaternions(&q);
     let w = q.clone().narrow(D - 1, 0, 1);
     let sign = w.ones_like().mask_fill(w.lower_elem(0.0), -1.0);
     q * sign
