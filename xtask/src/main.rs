@@ -31,6 +31,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[derive(Debug)]
 struct Args {
     command: String,
     backend: String,
@@ -144,4 +145,30 @@ fn which(program: &str) -> Option<PathBuf> {
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<Args> {
+        parse(line.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn parses_command_backend_and_forwarded_arguments() {
+        let a = args("doctor --backend wgpu -- --steps 3").unwrap();
+        assert_eq!((a.command.as_str(), a.backend.as_str(), a.release), ("doctor", "wgpu", true));
+        assert_eq!(a.forwarded, ["--steps", "3"]);
+        let a = args("doctor --backend=cuda --debug").unwrap();
+        assert_eq!((a.backend.as_str(), a.release), ("cuda", false));
+        assert_eq!(args("doctor").unwrap().backend, "auto");
+    }
+
+    #[test]
+    fn rejects_missing_commands_and_stray_arguments() {
+        assert!(args("").is_err());
+        assert!(args("doctor --backend").unwrap_err().to_string().contains("--backend needs a value"));
+        assert!(args("doctor extra").unwrap_err().to_string().contains("unexpected argument `extra`"));
+    }
 }
