@@ -157,6 +157,9 @@ def main():
         for e in euler
     ]
     qs = canonical(random_quats(30))
+    # Gimbal lock (pitch = ±π/2): scipy reports yaw = 0 and folds the rotation into roll.
+    locked = Rotation.from_euler("xyz", [[0.3, np.pi / 2, 0.0], [-1.2, -np.pi / 2, 0.0]])
+    qs = np.concatenate([qs, locked.as_quat(canonical=True, scalar_first=True)])
     cases["quat_conversions"] = [
         {
             "q": q.tolist(),

@@ -14,10 +14,39 @@ pub fn quat_from_euler_xyz(roll: f64, pitch: f64, yaw: f64) -> UnitQuaternion<f6
     canonicalize(&UnitQuaternion::from_euler_angles(roll, pitch, yaw))
 }
 
-/// The extrinsic x-y-z Euler angles `(roll, pitch, yaw)` of `q`, with pitch in [−π/2, π/2].
-/// At gimbal lock (pitch = ±π/2) yaw is set to 0, as scipy does.
+/// The extrinsic x-y-z Euler angles `(roll, pitch, yaw)` of `q`, each in [−π, π], pitch in
+/// [−π/2, π/2]. At gimbal lock (pitch within 1e-7 of ±π/2) yaw is set to 0 and the rotation
+/// folded into roll, as scipy does.
+///
+/// Computed directly from the quaternion (Bernardes & Viollet, 2022, the method scipy uses), which
+/// stays accurate near gimbal lock, where extracting angles from the rotation matrix via `asin`
+/// loses half the digits (nalgebra's `euler_angles` is off by 0.05 rad in roll there).
 pub fn euler_xyz_from_quat(q: &UnitQuaternion<f64>) -> (f64, f64, f64) {
-    q.euler_angles()
+    use std::f64::consts::{FRAC_PI_2, PI};
+    // scipy's threshold for calling the middle angle 0 or π.
+    const LOCK: f64 = 1e-7;
+    // The paper's permuted components for the sequence x-y-z (an even permutation).
+    let (a, b, c, d) = (q.w - q.j, q.i + q.k, q.j + q.w, q.k - q.i);
+    let middle = 2.0 * c.hypot(d).atan2(a.hypot(b));
+    let half_sum = b.atan2(a);
+    let half_diff = d.atan2(c);
+    let (roll, yaw) = if middle.abs() <= LOCK {
+        (2.0 * half_sum, 0.0)
+    } else if (middle - PI).abs() <= LOCK {
+        (-2.0 * half_diff, 0.0)
+    } else {
+        (half_sum - half_diff, half_sum + half_diff)
+    };
+    let wrap = |x: f64| {
+        if x < -PI {
+            x + 2.0 * PI
+        } else if x > PI {
+            x - 2.0 * PI
+        } else {
+            x
+        }
+    };
+    (wrap(roll), middle - FRAC_PI_2, wrap(yaw))
 }
 
 /// The rotation matrix of `q`.

@@ -10,7 +10,7 @@ use rand::Rng;
 
 use crate::GeometryError;
 
-/// Smallest integration step of the geodesic loss, `δ ~ U(0.01, 1 − τ)` (paper, Sec. 3.2).
+/// Smallest integration step of the geodesic loss, `δ ~ U(0.01, 1 − τ)` (paper, before eq. 3).
 pub const MIN_DELTA: f64 = 0.01;
 
 /// Below this angle the ratios `sin(kθ)/sin(θ)`, `θ/sin(θ)` and `sin(x)/x` use their Taylor
@@ -43,7 +43,7 @@ fn angle_over_sin(theta: f64) -> f64 {
 }
 
 /// `sin(x) / x`, finite at x → 0.
-pub(crate) fn sinc(x: f64) -> f64 {
+fn sinc(x: f64) -> f64 {
     if x.abs() < SERIES_BELOW { 1.0 - x * x / 6.0 } else { x.sin() / x }
 }
 

@@ -198,3 +198,22 @@ fn linear_flow_steps_reach_the_data() {
     assert!((x - data).norm() < 1e-12);
     assert!((flow::interpolate(&noise, &data, 0.3) - (data * 0.3 + noise * 0.7)).norm() < 1e-15);
 }
+
+#[test]
+fn euler_angles_stay_accurate_at_and_near_gimbal_lock() {
+    for pitch in [PI / 2.0, PI / 2.0 - 1e-9, PI / 2.0 - 1e-6, -PI / 2.0 + 1e-8, -PI / 2.0] {
+        for (roll, yaw) in [(0.3, -1.1), (-2.0, 0.4), (1.0, 0.0)] {
+            let q = rotation::quat_from_euler_xyz(roll, pitch, yaw);
+            let (r, p, y) = rotation::euler_xyz_from_quat(&q);
+            let back = rotation::quat_from_euler_xyz(r, p, y);
+            // Within 1e-7 of lock, yaw is folded into roll (as in scipy), which is exact only at
+            // the lock itself: the error is of the order of the distance to it.
+            let tolerance = if (pitch.abs() - PI / 2.0).abs() < 1e-7 { 1e-7 } else { 1e-9 };
+            assert!(
+                s3::geodesic_loss(&back, &q) < tolerance,
+                "pitch {pitch}: ({roll}, {yaw}) -> ({r}, {p}, {y})"
+            );
+            assert!((p - pitch).abs() < 1e-8, "pitch {pitch} came back as {p}");
+        }
+    }
+}
