@@ -159,7 +159,10 @@ def main():
     qs = canonical(random_quats(30))
     # Gimbal lock (pitch = ±π/2): scipy reports yaw = 0 and folds the rotation into roll.
     locked = Rotation.from_euler("xyz", [[0.3, np.pi / 2, 0.0], [-1.2, -np.pi / 2, 0.0]])
-    qs = np.concatenate([qs, locked.as_quat(canonical=True, scalar_first=True)])
+    # Tiny and near-half-turn rotations: action deltas are mostly the former.
+    axes = unit(rng.standard_normal((4, 3)))
+    edges = Rotation.from_rotvec(axes * np.array([[1e-9], [1e-5], [np.pi - 1e-6], [np.pi]]))
+    qs = np.concatenate([qs, locked.as_quat(canonical=True, scalar_first=True), edges.as_quat(canonical=True, scalar_first=True)])
     cases["quat_conversions"] = [
         {
             "q": q.tolist(),
