@@ -79,7 +79,18 @@ def eq6(q, qdot, dt):
 
 
 def eq8(v, u):
-    return 1.0 - v @ u / (np.linalg.norm(v) * np.linalg.norm(u))
+    # Normalised, with norms floored at 1e-3 (see spear_geometry::s3::cosine_loss for why).
+    return 1.0 - v @ u / (max(np.linalg.norm(v), 1e-3) * max(np.linalg.norm(u), 1e-3))
+
+
+def check_eq1_eq7_independently(noise, data, tau):
+    """eq. 1 is scipy's Slerp where the pair is in one hemisphere; eq. 7 is eq. 1's derivative."""
+    if noise @ data > 0 and 0 <= tau <= 1:
+        slerp = Slerp([0, 1], Rotation.concatenate([rot(noise), rot(data)]))([tau])
+        assert same_rotation(canonical(eq1(noise, data, tau)), slerp.as_quat(canonical=True, scalar_first=True)[0], 1e-10)
+    h = 1e-6
+    fd = (eq1(noise, data, tau + h) - eq1(noise, data, tau - h)) / (2 * h)
+    assert np.abs(fd - eq7(noise, data, tau)).max() < 1e-5 * max(1.0, 1.0 / np.sin(np.arccos(np.clip(noise @ data, -1, 1))))
 
 
 def eq9(a, b):
@@ -104,6 +115,8 @@ def main():
     noise, data = pairs_with_angles(40)
     taus = rng.uniform(0, 1, 40)
     taus[5:8] = [0.0, 1.0, 0.5]
+    for n, d, t in zip(noise, data, taus):
+        check_eq1_eq7_independently(n, d, t)
     cases["flow"] = [
         {
             "noise": n.tolist(), "data": d.tolist(), "tau": float(t),

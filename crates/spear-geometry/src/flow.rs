@@ -32,9 +32,11 @@ pub fn euler_step<const N: usize>(
     x + velocity * delta
 }
 
-/// Draws the flow-matching time `τ ~ Beta(alpha, beta)`.
+/// Draws the flow-matching time `τ ~ Beta(alpha, beta)`, in paper time (`τ = 0` is noise).
 ///
-/// Errors unless both parameters are finite and positive.
+/// π0/openpi draw `t ~ Beta(1.5, 1)` in their code time, where `t = 1` is noise; in this crate's
+/// time that is `τ = 1 − t ~ Beta(1, 1.5)`, weighted towards the noisy end (openpi also scales
+/// `t` by 0.999 and adds 0.001). Errors unless both parameters are finite and positive.
 pub fn sample_beta<R: Rng + ?Sized>(rng: &mut R, alpha: f64, beta: f64) -> Result<f64, GeometryError> {
     Ok(beta_distribution(alpha, beta)?.sample(rng))
 }

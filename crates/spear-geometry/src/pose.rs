@@ -29,9 +29,10 @@ impl Pose {
         }
     }
 
-    /// Applies an action made by [`Pose::delta_to`]: `p₀ + Δp` and `R₀·ΔR`, so
-    /// `a.apply_delta(&a.delta_to(&b)) == b` (up to the sign of the quaternion, which is
-    /// canonicalised).
+    /// Applies an action made by [`Pose::delta_to`]: `p₀ + Δp` and `R₀·ΔR`, with the rotation
+    /// canonical (`w ≥ 0`). So `a.apply_delta(&a.delta_to(&b))` is `b` up to rounding — and up to
+    /// the quaternion's sign if `b`'s was not canonical, which `==` (componentwise) does not
+    /// forgive: compare rotations with [`crate::s3::geodesic_loss`].
     pub fn apply_delta(&self, delta: &Pose) -> Pose {
         Pose {
             translation: self.translation + delta.translation,

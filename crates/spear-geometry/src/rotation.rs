@@ -9,7 +9,8 @@ use crate::{GeometryError, quat::canonicalize};
 
 /// The quaternion of extrinsic x-y-z Euler angles: rotate by `roll` about the fixed x axis, then
 /// `pitch` about fixed y, then `yaw` about fixed z, so `R = Rz(yaw)·Ry(pitch)·Rx(roll)`.
-/// This is the convention of the Open X-Embodiment datasets and of scipy's `'xyz'`.
+/// This is scipy's `'xyz'` and the most common convention among Open X-Embodiment datasets (each
+/// dataset's registry entry in spear-data states its own).
 pub fn quat_from_euler_xyz(roll: f64, pitch: f64, yaw: f64) -> UnitQuaternion<f64> {
     canonicalize(&UnitQuaternion::from_euler_angles(roll, pitch, yaw))
 }
@@ -59,14 +60,19 @@ pub fn quat_from_rotation(r: &Rotation3<f64>) -> UnitQuaternion<f64> {
     canonicalize(&UnitQuaternion::from_rotation_matrix(r))
 }
 
-/// Checks that `m` is a rotation matrix (orthonormal to `tolerance` in every entry of `MᵀM − I`,
-/// determinant +1) and wraps it. Use it on matrices read from data files.
+/// Checks that `m` is a rotation matrix up to `tolerance` (every entry of `MᵀM − I` within it,
+/// determinant positive) and returns the nearest exact rotation (`U·Vᵀ` of its SVD), so that
+/// quaternions made from it have unit norm. Use it on matrices read from data files, whose
+/// entries were rounded when stored.
 pub fn rotation_from_matrix(m: &Matrix3<f64>, tolerance: f64) -> Result<Rotation3<f64>, GeometryError> {
     let error = (m.transpose() * m - Matrix3::identity()).amax();
-    if !(error <= tolerance && m.determinant() > 0.0) {
-        return Err(GeometryError::NotARotation { orthogonality_error: error, determinant: m.determinant() });
+    let determinant = m.determinant();
+    if !(error <= tolerance && determinant > 0.0) {
+        return Err(GeometryError::NotARotation { orthogonality_error: error, determinant });
     }
-    Ok(Rotation3::from_matrix_unchecked(*m))
+    let svd = m.svd(true, true);
+    let (u, v_t) = (svd.u.expect("SVD computed with U"), svd.v_t.expect("SVD computed with Vᵀ"));
+    Ok(Rotation3::from_matrix_unchecked(u * v_t))
 }
 
 /// The rotation vector (axis × angle, angle in [0, π]) of `q`.

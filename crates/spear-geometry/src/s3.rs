@@ -127,15 +127,21 @@ pub fn geodesic_loss(a: &UnitQuaternion<f64>, b: &UnitQuaternion<f64>) -> f64 {
     (a.coords - b.coords).norm().min((a.coords + b.coords).norm())
 }
 
-/// Eq. 8: the cosine loss `1 − v·u / (‖v‖‖u‖)` between a predicted and a target velocity.
+/// Norms below this count as this in the cosine loss, which bounds its gradient (`∝ 1/‖v‖`).
+pub(crate) const COSINE_NORM_FLOOR: f64 = 1e-3;
+
+/// Eq. 8: the cosine loss `1 − v·u / (max(‖v‖, 1e-3)·max(‖u‖, 1e-3))` between a predicted and a
+/// target velocity.
 ///
 /// The paper writes `1 − v·u`. Read literally, that is unbounded below (scaling `v` up lowers it
 /// without limit) and the target's norm is θ, not 1, so we normalise both vectors: the cosine loss
 /// then supervises the direction only, in [0, 2], and the velocity's magnitude is supervised by
-/// the geodesic loss on the integrated rotation. A zero vector gives a loss of 1.
+/// the geodesic loss on the integrated rotation. The price of normalising is a gradient that grows
+/// as `1/‖v‖`; flooring the norms at 1e-3 caps it at ~1e3 and makes the loss go smoothly to 1 as
+/// either vector goes to zero. Vectors longer than 1e-3 (θ > 1e-3 for the target) are unaffected.
 pub fn cosine_loss(predicted: &Quaternion<f64>, target: &Quaternion<f64>) -> f64 {
-    let denom = (predicted.norm() * target.norm()).max(1e-12);
-    1.0 - predicted.coords.dot(&target.coords) / denom
+    let floored = |q: &Quaternion<f64>| q.norm().max(COSINE_NORM_FLOOR);
+    1.0 - predicted.coords.dot(&target.coords) / (floored(predicted) * floored(target))
 }
 
 /// Eq. 10 for one action chunk: `Σ_k [L_cos(v_k, u_k) + L_geo(q_k^{τ+δ}, q_k^τ ⊗ Δq(v_k, δ))]`,

@@ -16,9 +16,14 @@
 //!
 //! Numerical stability: norms are floored at 1e-6 before square roots and divisions, and the
 //! arc angle is computed as `2·atan2(‖a − b‖, ‖a + b‖)`, so values **and gradients** stay finite
-//! for identical (θ → 0) and antipodal (θ → π) quaternions. Within 1e-3 rad of antipodal the arc
-//! angle is clamped (f32 cannot resolve that arc), where the scalar API picks an explicit circle;
-//! elsewhere the two agree to f32 rounding.
+//! for identical (θ → 0) and antipodal (θ → π) quaternions. Pairs within 1e-3 rad of antipodal
+//! follow the scalar API's explicit circle through `noise ⊗ i` (the scalar API switches only within
+//! 1e-7 rad, where f64 still resolves the true arc); everywhere else the two agree to f32 rounding.
+//! Below θ ≈ 1e-5 an f32 input no longer fixes the direction of the target velocity, which is
+//! inherent to f32, not to these formulas.
+//!
+//! Precision: run these functions in f32 even when a model computes in bf16 — bf16 trigonometry
+//! on S³ is off by ~1e-2.
 
 mod quat;
 mod s3;

@@ -1,14 +1,15 @@
 //! S³ and Rⁿ flow matching on tensors: paper eqs. 1 and 4–10.
 
-use std::f64::consts::PI;
+use std::f64::consts::{FRAC_PI_2, PI};
 
 use burn::tensor::{Tensor, backend::Backend};
 
 use super::quat::{components, conjugate, dot, hamilton, norm};
+use crate::s3::COSINE_NORM_FLOOR;
 
-/// Largest arc angle used: within 1e-3 rad of antipodal, f32 cannot resolve the arc and the
-/// `1/sin θ` factors would reach 1e7.
-const MAX_ANGLE: f64 = PI - 1e-3;
+/// Within this distance of π the inputs count as antipodal: f32 cannot resolve the great circle
+/// through nearly opposite points (the `1/sin θ` factors pass 1e3).
+const ANTIPODAL_WITHIN: f64 = 1e-3;
 
 /// The arc angle `θ = arccos(a·b)` per quaternion pair, `[..., 4]` → `[..., 1]`, computed as
 /// `2·atan2(‖a − b‖, ‖a + b‖)`: accurate near 0 and π, where `arccos` of an f32 dot product is off
@@ -17,35 +18,50 @@ pub fn arc_angle<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -
     norm(a.clone() - b.clone()).atan2(norm(a + b)).mul_scalar(2.0)
 }
 
-/// The great arc from `noise` to `data` of eqs. 1 and 7, with its angle computed once so that a
-/// loss can evaluate the arc at several times.
+/// The great arc of eqs. 1 and 7, `sin((1−t)θ)/sin θ · from + sin(tθ)/sin θ · to` with
+/// `t = speed · τ`, with its angle computed once so that a loss can evaluate it at several times.
+///
+/// Normally `noise → data` at speed 1. For antipodal pairs it is the scalar API's choice
+/// (`crate::s3`): the circle through `noise ⊗ i`, as the quarter arc `noise → noise ⊗ i` at
+/// speed 2, which stays on S³ and ends at `−noise ≈ data`.
 struct Arc<B: Backend, const D: usize> {
-    noise: Tensor<B, D>,
-    data: Tensor<B, D>,
+    from: Tensor<B, D>,
+    to: Tensor<B, D>,
     theta: Tensor<B, D>,
     sin_theta: Tensor<B, D>,
+    speed: Tensor<B, D>,
 }
 
 impl<B: Backend, const D: usize> Arc<B, D> {
     fn new(noise: Tensor<B, D>, data: Tensor<B, D>) -> Self {
-        let theta = arc_angle(noise.clone(), data.clone()).clamp_max(MAX_ANGLE);
+        let theta = arc_angle(noise.clone(), data.clone());
+        let antipodal = theta.clone().greater_elem(PI - ANTIPODAL_WITHIN);
+        let mut i_shape = [1; D];
+        i_shape[D - 1] = 4;
+        let i = Tensor::<B, 1>::from_floats([0.0, 1.0, 0.0, 0.0], &noise.device()).reshape(i_shape);
+        let quarter = hamilton(noise.clone(), i);
+        let to = data.mask_where(antipodal.clone().repeat_dim(D - 1, 4), quarter);
+        let speed = theta.ones_like().mask_fill(antipodal.clone(), 2.0);
+        let theta = theta.mask_fill(antipodal, FRAC_PI_2);
         let sin_theta = theta.clone().sin();
-        Self { noise, data, theta, sin_theta }
+        Self { from: noise, to, theta, sin_theta, speed }
     }
 
     /// Eq. 1 at time `tau`.
     fn point(&self, tau: Tensor<B, D>) -> Tensor<B, D> {
-        let to_noise = (one_minus(tau.clone()) * self.theta.clone()).sin() / self.sin_theta.clone();
-        let to_data = (tau * self.theta.clone()).sin() / self.sin_theta.clone();
-        self.noise.clone() * to_noise + self.data.clone() * to_data
+        let t = tau * self.speed.clone();
+        let to_from = (one_minus(t.clone()) * self.theta.clone()).sin() / self.sin_theta.clone();
+        let to_to = (t * self.theta.clone()).sin() / self.sin_theta.clone();
+        self.from.clone() * to_from + self.to.clone() * to_to
     }
 
     /// Eq. 7 at time `tau`.
     fn velocity(&self, tau: Tensor<B, D>) -> Tensor<B, D> {
-        let scale = self.theta.clone() / self.sin_theta.clone();
-        let to_noise = (one_minus(tau.clone()) * self.theta.clone()).cos().neg();
-        let to_data = (tau * self.theta.clone()).cos();
-        (self.noise.clone() * to_noise + self.data.clone() * to_data) * scale
+        let t = tau * self.speed.clone();
+        let scale = self.theta.clone() / self.sin_theta.clone() * self.speed.clone();
+        let to_from = (one_minus(t.clone()) * self.theta.clone()).cos().neg();
+        let to_to = (t * self.theta.clone()).cos();
+        (self.from.clone() * to_from + self.to.clone() * to_to) * scale
     }
 }
 
@@ -132,13 +148,14 @@ pub fn geodesic_loss<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D
     norm(a.clone() - b.clone()).min_pair(norm(a + b))
 }
 
-/// Eq. 8, normalised: `1 − v·u / (‖v‖‖u‖)` per pair, `[..., 4]` → `[..., 1]`. See
-/// [`crate::s3::cosine_loss`] for why both vectors are normalised.
+/// Eq. 8, normalised: `1 − v·u / (max(‖v‖, 1e-3)·max(‖u‖, 1e-3))` per pair, `[..., 4]` →
+/// `[..., 1]`. See [`crate::s3::cosine_loss`] for why both vectors are normalised and floored.
 pub fn cosine_loss<B: Backend, const D: usize>(
     predicted: Tensor<B, D>,
     target: Tensor<B, D>,
 ) -> Tensor<B, D> {
-    let denom = norm(predicted.clone()) * norm(target.clone());
+    let floored = |v: Tensor<B, D>| norm(v).clamp_min(COSINE_NORM_FLOOR);
+    let denom = floored(predicted.clone()) * floored(target.clone());
     one_minus(dot(predicted, target) / denom)
 }
 

@@ -15,11 +15,12 @@ pub fn sample_uniform<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 2> 
     gaussian.clone() / norm(gaussian)
 }
 
-/// `n` flow times `τ ~ Beta(alpha, beta)`, shape `[n]`.
+/// `n` flow times `τ ~ Beta(alpha, beta)` in paper time (`τ = 0` is noise), shape `[n]`; see
+/// [`crate::flow::sample_beta`] for π0's distribution in this convention (`Beta(1, 1.5)`).
 ///
-/// Drawn on the host from `rng` and uploaded (as openpi and lerobot do): burn has no Beta sampler,
-/// and a seeded host RNG makes runs reproducible across backends. Errors unless both parameters
-/// are finite and positive.
+/// Drawn on the host from `rng` and uploaded (lerobot also samples on the host): burn has no Beta
+/// sampler, and a seeded host RNG makes runs reproducible across backends. Errors unless both
+/// parameters are finite and positive.
 pub fn sample_beta<B: Backend, R: Rng + ?Sized>(
     rng: &mut R,
     n: usize,

@@ -15,7 +15,8 @@ use crate::{quat, s3};
 pub struct OpError {
     /// The operation, named as in [`crate::tensor`].
     pub name: &'static str,
-    /// Max over the batch and components of `|tensor − scalar|`; NaN if the backend produced NaN.
+    /// Max over the batch and components of `|tensor − scalar|`; NaN if the backend produced NaN
+    /// or an output of the wrong size.
     pub max_abs_error: f64,
 }
 
@@ -71,6 +72,10 @@ fn components(qs: impl Iterator<Item = Quaternion<f64>>) -> Vec<f64> {
 }
 
 fn op(name: &'static str, actual: Vec<f64>, expected: Vec<f64>) -> OpError {
+    if actual.len() != expected.len() {
+        // A wrongly shaped output is as wrong as a wrong number.
+        return OpError { name, max_abs_error: f64::NAN };
+    }
     let max_abs_error = actual.iter().zip(&expected).fold(0.0, |worst: f64, (a, e)| {
         let error = (a - e).abs();
         // NaN must not hide behind `max`.

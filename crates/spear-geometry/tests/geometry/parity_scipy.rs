@@ -225,4 +225,12 @@ fn non_rotation_matrices_are_rejected_with_their_error() {
     let reflection = Matrix3::from_diagonal(&Vector3::new(1.0, 1.0, -1.0));
     assert!(rotation::rotation_from_matrix(&reflection, 1e-6).is_err());
     assert!(rotation::rotation_from_matrix(&Matrix3::identity(), 1e-6).is_ok());
+    // A rotation stored with 4 decimals comes back exactly orthonormal, with a unit quaternion.
+    let stored = rotation::rotation_from_quat(&rotation::quat_from_euler_xyz(0.4, -0.3, 2.0))
+        .matrix()
+        .map(|x| (x * 1e4).round() / 1e4);
+    let r = rotation::rotation_from_matrix(&stored, 1e-3).unwrap();
+    assert!((r.matrix().transpose() * r.matrix() - Matrix3::identity()).amax() < 1e-14);
+    assert!((rotation::quat_from_rotation(&r).norm() - 1.0).abs() < 1e-14);
+    assert!((r.matrix() - stored).amax() < 1e-4);
 }

@@ -183,6 +183,8 @@ fn values_and_gradients_stay_finite_at_zero_and_antipodal_angles() {
             )
             .squeeze_dim(1),
         ];
+        let norms = to_vec(tensor::norm(noisy.clone()));
+        assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-5), "‖q^τ‖ at τ = {tau_value}: {norms:?}");
         let mut total = Tensor::<Grad, 1>::zeros([1], &device);
         for (i, out) in outputs.into_iter().enumerate() {
             let values = to_vec(out.clone());
@@ -203,6 +205,81 @@ fn values_and_gradients_stay_finite_at_zero_and_antipodal_angles() {
         to_vec(tensor::interpolate(noise.clone(), noise, Tensor::full([1, 1], 0.3, &Default::default())));
     for (o, b) in out.iter().zip(base) {
         assert!((o - b).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn antipodal_pairs_follow_the_scalar_apis_circle_on_s3() {
+    let device = Default::default();
+    let noise = [0.5f64, -0.5, 0.5, 0.5];
+    let data = noise.map(|x| -x);
+    let unit = |v: &[f64; 4]| UnitQuaternion::new_unchecked(q(v));
+    for tau in [0.0, 0.3, 0.5, 0.8, 1.0] {
+        let t = Tensor::<Cpu, 2>::full([1, 1], tau, &device);
+        let point =
+            to_vec(tensor::interpolate(tensor_of(&[noise], &device), tensor_of(&[data], &device), t.clone()));
+        let velocity =
+            to_vec(tensor::target_velocity(tensor_of(&[noise], &device), tensor_of(&[data], &device), t));
+        let expected_point = s3::interpolate(&unit(&noise), &unit(&data), tau);
+        let expected_velocity = s3::target_velocity(&unit(&noise), &unit(&data), tau);
+        let norm: f64 = point.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-6, "‖q^τ‖ = {norm} at τ = {tau}");
+        let expected_point = [expected_point.w, expected_point.i, expected_point.j, expected_point.k];
+        let expected_velocity =
+            [expected_velocity.w, expected_velocity.i, expected_velocity.j, expected_velocity.k];
+        for (a, e) in point.iter().zip(expected_point).chain(velocity.iter().zip(expected_velocity)) {
+            assert!(
+                (a - e).abs() < 1e-5,
+                "τ = {tau}: tensor {point:?} {velocity:?} vs scalar {expected_point:?} {expected_velocity:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rotation_loss_sums_each_chunk_like_the_scalar_api() {
+    let device = Default::default();
+    let mut rng = StdRng::seed_from_u64(13);
+    let (batch, horizon) = (3, 5);
+    let unit_rows = |rng: &mut StdRng| -> Vec<[f64; 4]> {
+        random_rows(rng, batch * horizon)
+            .iter()
+            .map(|r| {
+                let u = spear_geometry::quat::canonicalize(&UnitQuaternion::new_normalize(q(r)));
+                [u.w, u.i, u.j, u.k]
+            })
+            .collect()
+    };
+    let (noise, data) = (unit_rows(&mut rng), unit_rows(&mut rng));
+    let predicted = random_rows(&mut rng, batch * horizon);
+    let taus = [0.1, 0.5, 0.95];
+    let deltas = [0.3, 0.05, 0.01];
+    let chunks = |rows: &[[f64; 4]]| tensor_of::<Cpu>(rows, &device).reshape([batch, horizon, 4]);
+    let per_chunk =
+        |xs: [f64; 3]| Tensor::<Cpu, 1>::from_floats(xs.map(|x| x as f32), &device).reshape([batch, 1, 1]);
+    let loss = tensor::rotation_loss(
+        chunks(&noise),
+        chunks(&data),
+        chunks(&predicted),
+        per_chunk(taus),
+        per_chunk(deltas),
+    );
+    assert_eq!(loss.dims(), [batch, 1, 1]);
+    let loss = to_vec(loss);
+    for b in 0..batch {
+        let range = b * horizon..(b + 1) * horizon;
+        let units = |rows: &[[f64; 4]]| {
+            rows[range.clone()].iter().map(|r| UnitQuaternion::new_unchecked(q(r))).collect::<Vec<_>>()
+        };
+        let expected = s3::rotation_loss(
+            &units(&noise),
+            &units(&data),
+            &predicted[range.clone()].iter().map(q).collect::<Vec<_>>(),
+            taus[b],
+            deltas[b],
+        )
+        .unwrap();
+        assert!((loss[b] - expected).abs() < 1e-4 * horizon as f64, "chunk {b}: {} vs {expected}", loss[b]);
     }
 }
 
@@ -240,4 +317,19 @@ fn tensor_sampling_draws_from_the_right_sets() {
 fn a_non_quaternion_tensor_is_refused_by_name() {
     let t = Tensor::<Cpu, 2>::zeros([2, 3], &Default::default());
     tensor::hamilton(t.clone(), t);
+}
+
+#[test]
+fn cosine_loss_gradient_is_bounded_for_tiny_predictions() {
+    let device = Default::default();
+    for scale in [1e-2, 1e-4, 1e-6, 0.0] {
+        let v = tensor_of::<Grad>(&[[0.3 * scale, -0.2 * scale, 0.5 * scale, 0.1 * scale]], &device)
+            .require_grad();
+        let u = tensor_of::<Grad>(&[[0.1, 0.7, -0.2, 0.4]], &device);
+        let grads = tensor::cosine_loss(v.clone(), u).sum().backward();
+        let g = to_vec(v.grad(&grads).unwrap());
+        let norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+        // ∝ 1/max(‖v‖, 1e-3): at most ~1e3.
+        assert!(norm.is_finite() && norm <= 1.01e3 * (1.0 + 1e-3), "‖v‖ = {scale}: gradient norm {norm}");
+    }
 }
