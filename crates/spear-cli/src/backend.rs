@@ -42,6 +42,37 @@ impl BackendKind {
         .collect()
     }
 
+    /// The hardware the backend runs on, where the backend can say more than its device name:
+    /// for WGPU, the adapter that burn's default device picks (the high-performance one), so that
+    /// a user sees whether it is their GPU or a CPU fallback such as lavapipe.
+    pub fn adapter(self) -> Option<String> {
+        match self {
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => {
+                // Vulkan / Metal / DX12, as cubecl-wgpu uses; not GL, whose probe only adds noise.
+                let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+                    backends: wgpu::Backends::PRIMARY,
+                    ..wgpu::InstanceDescriptor::new_without_display_handle()
+                });
+                let options = wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    ..Default::default()
+                };
+                Some(match pollster::block_on(instance.request_adapter(&options)) {
+                    Ok(adapter) => {
+                        let info = adapter.get_info();
+                        format!(
+                            "{} ({:?}, {:?}; driver {} {})",
+                            info.name, info.device_type, info.backend, info.driver, info.driver_info
+                        )
+                    }
+                    Err(e) => format!("none found ({e})"),
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// What the backend is, for humans: the burn backend and the device it runs on.
     pub fn describe(self) -> &'static str {
         match self {

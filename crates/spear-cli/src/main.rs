@@ -30,14 +30,26 @@ impl BackendJob for Doctor {
     fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> bool {
         println!("spear doctor");
         println!("  backend    {kind}: {}", kind.describe());
+        if let Some(adapter) = kind.adapter() {
+            println!("  adapter    {adapter}");
+        }
         let report = doctor::run::<B>(&device);
         println!("{report}");
         report.passed()
     }
 }
 
+/// Logs go to stderr through `tracing` (`log` records from burn and wgpu included); `RUST_LOG`
+/// overrides the default level, `warn`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    init_logging();
     let kind = match cli.backend {
         Some(kind) => kind,
         None => *BackendKind::compiled().first().ok_or_else(|| {
