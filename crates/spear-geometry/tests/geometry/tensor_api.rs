@@ -60,6 +60,17 @@ fn random_rows(rng: &mut StdRng, n: usize) -> Vec<[f64; 4]> {
     (0..n).map(|_| std::array::from_fn(|_| rng.random_range(-1.0..1.0))).collect()
 }
 
+/// `n` random canonical unit quaternions as rows.
+fn canonical_rows(rng: &mut StdRng, n: usize) -> Vec<[f64; 4]> {
+    random_rows(rng, n)
+        .iter()
+        .map(|r| {
+            let u = spear_geometry::quat::canonicalize(&UnitQuaternion::new_normalize(q(r)));
+            [u.w, u.i, u.j, u.k]
+        })
+        .collect()
+}
+
 fn q(v: &[f64; 4]) -> Quaternion<f64> {
     Quaternion::new(v[0], v[1], v[2], v[3])
 }
@@ -116,16 +127,7 @@ fn geodesic_and_cosine_loss_gradients_equal_finite_differences() {
 fn rotation_loss_gradient_equals_finite_differences() {
     let device = Default::default();
     let mut rng = StdRng::seed_from_u64(12);
-    let unit_rows = |rng: &mut StdRng| -> Vec<[f64; 4]> {
-        random_rows(rng, 8)
-            .iter()
-            .map(|r| {
-                let u = spear_geometry::quat::canonicalize(&UnitQuaternion::new_normalize(q(r)));
-                [u.w, u.i, u.j, u.k]
-            })
-            .collect()
-    };
-    let (noise, data) = (unit_rows(&mut rng), unit_rows(&mut rng));
+    let (noise, data) = (canonical_rows(&mut rng, 8), canonical_rows(&mut rng, 8));
     let predicted = random_rows(&mut rng, 8);
     let (tau, delta) = (0.3, 0.2);
     let chunk = |rows: &[[f64; 4]]| tensor_of::<Grad>(rows, &device).unsqueeze_dim::<3>(0);
@@ -241,16 +243,8 @@ fn rotation_loss_sums_each_chunk_like_the_scalar_api() {
     let device = Default::default();
     let mut rng = StdRng::seed_from_u64(13);
     let (batch, horizon) = (3, 5);
-    let unit_rows = |rng: &mut StdRng| -> Vec<[f64; 4]> {
-        random_rows(rng, batch * horizon)
-            .iter()
-            .map(|r| {
-                let u = spear_geometry::quat::canonicalize(&UnitQuaternion::new_normalize(q(r)));
-                [u.w, u.i, u.j, u.k]
-            })
-            .collect()
-    };
-    let (noise, data) = (unit_rows(&mut rng), unit_rows(&mut rng));
+    let (noise, data) =
+        (canonical_rows(&mut rng, batch * horizon), canonical_rows(&mut rng, batch * horizon));
     let predicted = random_rows(&mut rng, batch * horizon);
     let taus = [0.1, 0.5, 0.95];
     let deltas = [0.3, 0.05, 0.01];
