@@ -115,7 +115,7 @@ fn matmul<B: AutodiffBackend>(device: &B::Device, [m, k, n]: [usize; 3]) -> Chec
     let scale = reference.iter().fold(0.0f64, |s, x| s.max(x.abs()));
     Check {
         name: format!("matmul {m}x{k}·{k}x{n} (relative)"),
-        error: max_abs_difference(&product, &reference) / scale,
+        error: selfcheck::max_abs_error(&product, &reference) / scale,
         tolerance: MATMUL_TOLERANCE,
     }
 }
@@ -137,23 +137,14 @@ fn geodesic_gradient<B: AutodiffBackend>(device: &B::Device) -> Check {
             let minus: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
             let plus: Vec<f64> = a.iter().zip(b).map(|(x, y)| x + y).collect();
             let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            let (branch, length) = if norm(&minus) <= norm(&plus) {
-                (minus.clone(), norm(&minus))
-            } else {
-                (plus.clone(), norm(&plus))
-            };
+            let branch = if norm(&minus) <= norm(&plus) { minus } else { plus };
+            let length = norm(&branch);
             branch.into_iter().map(move |x| x / length)
         })
         .collect();
-    let error =
-        if gradient.len() == reference.len() { max_abs_difference(&gradient, &reference) } else { f64::NAN };
-    Check { name: "autodiff d(geodesic)/da".into(), error, tolerance: GEOMETRY_TOLERANCE }
-}
-
-/// Max `|a − b|`, NaN if any entry is NaN.
-fn max_abs_difference(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, |m, e| if e.is_nan() || m.is_nan() { f64::NAN } else { m.max(e) })
+    Check {
+        name: "autodiff d(geodesic)/da".into(),
+        error: selfcheck::max_abs_error(&gradient, &reference),
+        tolerance: GEOMETRY_TOLERANCE,
+    }
 }

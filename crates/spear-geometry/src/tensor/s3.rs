@@ -36,10 +36,9 @@ impl<B: Backend, const D: usize> Arc<B, D> {
     fn new(noise: Tensor<B, D>, data: Tensor<B, D>) -> Self {
         let theta = arc_angle(noise.clone(), data.clone());
         let antipodal = theta.clone().greater_elem(PI - ANTIPODAL_WITHIN);
-        let mut i_shape = [1; D];
-        i_shape[D - 1] = 4;
-        let i = Tensor::<B, 1>::from_floats([0.0, 1.0, 0.0, 0.0], &noise.device()).reshape(i_shape);
-        let quarter = hamilton(noise.clone(), i);
+        // noise ⊗ i = (−x, w, z, −y): a signed permutation, no product needed.
+        let [w, x, y, z] = components(noise.clone());
+        let quarter = Tensor::cat(vec![-x, w, z, -y], D - 1);
         let to = data.mask_where(antipodal.clone().repeat_dim(D - 1, 4), quarter);
         let speed = theta.ones_like().mask_fill(antipodal.clone(), 2.0);
         let theta = theta.mask_fill(antipodal, FRAC_PI_2);

@@ -71,17 +71,20 @@ fn components(qs: impl Iterator<Item = Quaternion<f64>>) -> Vec<f64> {
     qs.flat_map(|q| [q.w, q.i, q.j, q.k]).collect()
 }
 
-fn op(name: &'static str, actual: Vec<f64>, expected: Vec<f64>) -> OpError {
+/// Max `|actual − expected|` over paired entries; NaN if any entry is NaN or the lengths differ
+/// (a wrongly shaped output is as wrong as a wrong number). NaN never hides behind `max`.
+pub fn max_abs_error(actual: &[f64], expected: &[f64]) -> f64 {
     if actual.len() != expected.len() {
-        // A wrongly shaped output is as wrong as a wrong number.
-        return OpError { name, max_abs_error: f64::NAN };
+        return f64::NAN;
     }
-    let max_abs_error = actual.iter().zip(&expected).fold(0.0, |worst: f64, (a, e)| {
+    actual.iter().zip(expected).fold(0.0, |worst: f64, (a, e)| {
         let error = (a - e).abs();
-        // NaN must not hide behind `max`.
         if error.is_nan() || worst.is_nan() { f64::NAN } else { worst.max(error) }
-    });
-    OpError { name, max_abs_error }
+    })
+}
+
+fn op(name: &'static str, actual: Vec<f64>, expected: Vec<f64>) -> OpError {
+    OpError { name, max_abs_error: max_abs_error(&actual, &expected) }
 }
 
 /// Runs every batched operation of [`crate::tensor`] on `n` random inputs drawn from `seed`, on
