@@ -1,7 +1,8 @@
-//! `cargo xtask <command> [--backend auto|cpu|wgpu|cuda] [--debug] [-- args]`
+//! `cargo xtask <command> [args…] [--backend auto|cpu|wgpu|cuda] [--debug] [-- args]`
 //!
 //! Builds the `spear` binary in release with the chosen backend's cargo feature and runs
-//! `spear <command> --backend <backend> [args]`. `auto` picks cuda when an NVIDIA driver is
+//! `spear <command> --backend <backend> [args]`; every argument other than `--backend` and
+//! `--debug` goes to `spear`. `auto` picks cuda when an NVIDIA driver is
 //! visible, else wgpu when a Vulkan driver is, else cpu, and says why.
 
 use std::path::{Path, PathBuf};
@@ -10,10 +11,13 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
-usage: cargo xtask <command> [--backend auto|cpu|wgpu|cuda] [--debug] [-- <args for spear>]
+usage: cargo xtask <command> [args for spear…] [--backend auto|cpu|wgpu|cuda] [--debug]
 
 commands are `spear` subcommands, built in release with the chosen backend:
   doctor     check that the backend computes correctly on this machine
+  bench vlm  SPEAR-VLM prefill and decode latency [--full] [--compare-torch PYTHON]
+  vlm ask    answer a prompt about an image (see `spear vlm ask --help`)
+  weights    inspect a checkpoint (`weights inspect PATH`)
 
   --backend  auto (default): cuda if an NVIDIA driver is visible, else wgpu if a Vulkan
              driver is, else cpu
@@ -54,7 +58,8 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Args> {
             "--backend" => parsed.backend = args.next().context("--backend needs a value")?,
             _ if arg.starts_with("--backend=") => parsed.backend = arg["--backend=".len()..].to_string(),
             _ if parsed.command.is_empty() && !arg.starts_with('-') => parsed.command = arg,
-            _ => bail!("unexpected argument `{arg}`\n\n{USAGE}"),
+            _ if !parsed.command.is_empty() => parsed.forwarded.push(arg),
+            _ => bail!("unexpected argument `{arg}` before the command\n\n{USAGE}"),
         }
     }
     if parsed.command.is_empty() {
@@ -163,12 +168,17 @@ mod tests {
         let a = args("doctor --backend=cuda --debug").unwrap();
         assert_eq!((a.backend.as_str(), a.release), ("cuda", false));
         assert_eq!(args("doctor").unwrap().backend, "auto");
+        let a = args("bench vlm --full --backend cpu --compare-torch python3").unwrap();
+        assert_eq!((a.command.as_str(), a.backend.as_str()), ("bench", "cpu"));
+        assert_eq!(a.forwarded, ["vlm", "--full", "--compare-torch", "python3"]);
     }
 
     #[test]
     fn rejects_missing_commands_and_stray_arguments() {
         assert!(args("").is_err());
         assert!(args("doctor --backend").unwrap_err().to_string().contains("--backend needs a value"));
-        assert!(args("doctor extra").unwrap_err().to_string().contains("unexpected argument `extra`"));
+        assert!(
+            args("--full doctor").unwrap_err().to_string().contains("unexpected argument `--full` before")
+        );
     }
 }

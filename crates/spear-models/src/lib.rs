@@ -1,6 +1,19 @@
-//! SigLIP, Gemma, the DINOv2/MoGe encoder, SPEAR-VLM (with its 1024 3D tokens), the flow-matching
-//! action expert and the SPEAR-1 policy, as burn modules generic over the backend, with weight import
-//! from Hugging Face safetensors and openpi checkpoints by key remapping.
-//!
-//! Not built yet: this crate is a placeholder in the workspace layout of `docs/ARCHITECTURE.md`;
-//! its issue in the tracker describes what will live here.
+#![doc = include_str!("../README.md")]
+
+pub mod attention;
+pub mod checkpoint;
+pub mod dinov2;
+pub mod embedding;
+pub mod error;
+pub mod gemma;
+pub mod generate;
+pub mod hf_config;
+pub mod layout;
+pub mod patch;
+pub mod resize;
+pub mod siglip;
+pub mod vision;
+pub mod vlm;
+
+pub use error::ModelError;
+pub use vlm::{SpearVlm, SpearVlmConfig};

@@ -1,0 +1,361 @@
+//! Checkpoint layouts: recognising which model a file holds from its tensor names, mapping each
+//! name onto SPEAR-VLM's module paths, and loading with a full account of what was loaded, what
+//! is missing, what was left over and what had the wrong shape.
+//!
+//! Module paths are transformers' names with the family prefix replaced: `siglip.*` (SigLIP
+//! without `vision_model`), `siglip_projector.*`, `gemma.*` (Gemma without `model.`), `moge.*`
+//! (MoGe's DINOv2 `backbone.*`), `moge_projector.*`, `embed_3d.*`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use burn::module::{ModuleVisitor, Param};
+use burn::prelude::*;
+use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter};
+use regex::Regex;
+
+use crate::checkpoint::Checkpoint;
+use crate::error::ModelError;
+
+/// The model layouts recognised by their tensor names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// PaliGemma as transformers saves it (`vision_tower.vision_model.*`,
+    /// `multi_modal_projector.linear.*`, `language_model.model.*`): the Hub checkpoints and
+    /// `save_pretrained` of every version.
+    PaliGemma,
+    /// PaliGemma with transformers ≥ 4.52 in-memory names (`model.vision_tower.*`,
+    /// `model.language_model.*`, `lm_head.weight`), with or without 5.x's dropped `vision_model`.
+    PaliGemmaInMemory,
+    /// openpi's PyTorch π0 (`paligemma_with_expert.paligemma.*` + `paligemma_with_expert.gemma_expert.*`);
+    /// the VLM part loads here, the action expert belongs to the policy.
+    Openpi,
+    /// MoGe-1 `model.pt` (`backbone.*` DINOv2, `head.*`).
+    MogeV1,
+    /// MoGe-2 `model.pt` (`encoder.backbone.*`, `neck.*`, `*_head.*`).
+    MogeV2,
+    /// A checkpoint saved by spear (module paths as names).
+    Spear,
+}
+
+/// What a stored tensor name means for SPEAR-VLM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mapping {
+    /// Loads into this module path.
+    Module(String),
+    /// Deliberately not loaded, with the reason.
+    Ignored(&'static str),
+    /// Not part of the model: reported as left over.
+    Unknown,
+}
+
+const OPENPI: &str = r"(?:paligemma_with_expert\.paligemma\.)?";
+
+impl Layout {
+    /// Recognises the layout from the tensor names, or `None`.
+    pub fn detect<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        let names: Vec<&str> = names.into_iter().collect();
+        let any = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
+        Some(if any("paligemma_with_expert.") {
+            Self::Openpi
+        } else if any("vision_tower.") || any("language_model.model.") {
+            Self::PaliGemma
+        } else if any("model.vision_tower.") || any("model.language_model.") {
+            Self::PaliGemmaInMemory
+        } else if any("encoder.backbone.") {
+            Self::MogeV2
+        } else if any("backbone.blocks.") {
+            Self::MogeV1
+        } else if any("gemma.layers.") || any("siglip.encoder.") || any("moge.blocks.") {
+            Self::Spear
+        } else {
+            return None;
+        })
+    }
+
+    /// A human description of the layout.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::PaliGemma => "PaliGemma (transformers safetensors, Hub/save_pretrained names)",
+            Self::PaliGemmaInMemory => "PaliGemma (transformers >= 4.52 in-memory names)",
+            Self::Openpi => "pi0 (openpi PyTorch: PaliGemma + action expert)",
+            Self::MogeV1 => "MoGe-1 model.pt (DINOv2 ViT backbone + point-map head)",
+            Self::MogeV2 => "MoGe-2 model.pt (DINOv2 ViT encoder + neck and heads)",
+            Self::Spear => "spear checkpoint",
+        }
+    }
+
+    /// Whether the layout carries MoGe weights (and no PaliGemma).
+    pub fn is_moge(self) -> bool {
+        matches!(self, Self::MogeV1 | Self::MogeV2)
+    }
+
+    fn rules(self) -> Vec<(Regex, Rule)> {
+        use Rule::*;
+        let paligemma = |prefix: &str| {
+            vec![
+                (
+                    format!(r"^{prefix}(?:model\.)?(?:language_model\.)?lm_head\.weight$"),
+                    Ignore("LM head is tied to the token embedding"),
+                ),
+                (format!(r"^{prefix}(?:model\.)?vision_tower\.(?:vision_model\.)?(.+)$"), To("siglip.$1")),
+                (
+                    format!(r"^{prefix}(?:model\.)?multi_modal_projector\.linear\.(.+)$"),
+                    To("siglip_projector.$1"),
+                ),
+                (format!(r"^{prefix}(?:model\.)?language_model\.(?:model\.)?(.+)$"), To("gemma.$1")),
+            ]
+        };
+        let moge = |prefix: &str| {
+            vec![
+                (format!(r"^{prefix}backbone\.mask_token$"), Ignore("DINOv2 mask token (pre-training only)")),
+                (format!(r"^{prefix}backbone\.(.+)$"), To("moge.$1")),
+                (format!(r"^{prefix}image_(?:mean|std)$"), Ignore("ImageNet normalisation (built in)")),
+            ]
+        };
+        let mut rules: Vec<(String, Rule)> = match self {
+            Self::PaliGemma | Self::PaliGemmaInMemory => paligemma(""),
+            Self::Openpi => paligemma(OPENPI),
+            Self::MogeV1 => {
+                let mut r = moge("");
+                r.push((r"^head\.".into(), Ignore("MoGe-1 point-map head (SPEAR uses the encoder only)")));
+                r
+            }
+            Self::MogeV2 => {
+                let mut r = moge(r"encoder\.");
+                r.push((
+                    r"^(?:encoder\.output_projections|neck|points_head|mask_head|normal_head|scale_head)\."
+                        .into(),
+                    Ignore("MoGe-2 decoder (SPEAR uses the encoder only)"),
+                ));
+                r
+            }
+            Self::Spear => vec![(r"^(.+)$".into(), To("$1"))],
+        };
+        rules.shrink_to_fit();
+        rules.into_iter().map(|(p, r)| (Regex::new(&p).expect("static pattern"), r)).collect()
+    }
+
+    /// Maps every stored name of `names` onto SPEAR-VLM's module paths.
+    pub fn map_names<'a>(self, names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, Mapping> {
+        let rules = self.rules();
+        names
+            .into_iter()
+            .map(|name| {
+                let mapping =
+                    rules.iter().find(|(re, _)| re.is_match(name)).map_or(Mapping::Unknown, |(re, rule)| {
+                        match rule {
+                            Rule::To(to) => Mapping::Module(re.replace(name, *to).into_owned()),
+                            Rule::Ignore(why) => Mapping::Ignored(why),
+                        }
+                    });
+                (name.to_string(), mapping)
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    To(&'static str),
+    Ignore(&'static str),
+}
+
+/// The tensors a module expects: path → shape in PyTorch convention (`Linear` weights `[out, in]`),
+/// read without allocating lazily initialised parameters.
+pub fn expected_tensors<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Vec<usize>> {
+    struct Lister {
+        path: Vec<String>,
+        containers: Vec<String>,
+        out: BTreeMap<String, Vec<usize>>,
+    }
+    impl Lister {
+        fn record(&mut self, mut shape: Vec<usize>) {
+            let linear_weight = self.containers.last().is_some_and(|c| c == "Struct:Linear")
+                && self.path.last().is_some_and(|p| p == "weight");
+            if linear_weight {
+                shape.reverse();
+            }
+            let is_norm = self.containers.last().is_some_and(|c| c == "Struct:LayerNorm");
+            let mut path = self.path.clone();
+            if is_norm && let Some(last) = path.last_mut() {
+                *last = match last.as_str() {
+                    "gamma" => "weight".into(),
+                    "beta" => "bias".into(),
+                    other => other.into(),
+                };
+            }
+            self.out.insert(path.join("."), shape);
+        }
+    }
+    impl<B: Backend> ModuleVisitor<B> for Lister {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.push(name.to_string());
+            self.containers.push(container_type.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+            self.containers.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.record(param.lazy_shape().to_vec());
+        }
+    }
+    let mut lister = Lister { path: Vec::new(), containers: Vec::new(), out: BTreeMap::new() };
+    module.visit(&mut lister);
+    lister.out
+}
+
+/// The account of matching a checkpoint against a model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Module paths that load (present with the right shape).
+    pub loaded: Vec<String>,
+    /// Module paths the checkpoint does not provide.
+    pub missing: Vec<String>,
+    /// Stored names that map to nothing in the model.
+    pub unexpected: Vec<String>,
+    /// Stored names deliberately skipped, with the reason.
+    pub ignored: Vec<(String, &'static str)>,
+    /// `path: expected [..], found [..]` for shape mismatches.
+    pub mismatched: Vec<String>,
+}
+
+impl LoadReport {
+    /// Problems that make a strict load fail, given module-path prefixes allowed to stay missing.
+    pub fn problems(&self, allow_missing: &[&str]) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .missing
+            .iter()
+            .filter(|m| !allow_missing.iter().any(|p| m.starts_with(p)))
+            .map(|m| format!("missing: {m}"))
+            .collect();
+        out.extend(self.unexpected.iter().map(|u| format!("unexpected (left over): {u}")));
+        out.extend(self.mismatched.iter().map(|m| format!("wrong shape: {m}")));
+        out
+    }
+
+    /// A readable summary, one tensor per line under each heading.
+    pub fn render(&self, verbose: bool) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "loads:      {} tensors", self.loaded.len());
+        let section = |s: &mut String, title: &str, items: &[String]| {
+            let _ = writeln!(s, "{title} {}", items.len());
+            for item in items {
+                let _ = writeln!(s, "  {item}");
+            }
+        };
+        if verbose {
+            section(&mut s, "  of which:", &self.loaded);
+        }
+        section(&mut s, "missing:   ", &self.missing);
+        section(&mut s, "left over: ", &self.unexpected);
+        section(&mut s, "bad shape: ", &self.mismatched);
+        let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, why) in &self.ignored {
+            *reasons.entry(why).or_default() += 1;
+        }
+        let _ = writeln!(s, "ignored:    {}", self.ignored.len());
+        for (why, n) in reasons {
+            let _ = writeln!(s, "  {n} × {why}");
+        }
+        s
+    }
+}
+
+/// Compares a checkpoint's mapped names and shapes with what `expected` lists, reading no tensor data.
+/// `mapping` is [`Layout::map_names`] of the checkpoint (possibly rewritten by the caller).
+pub fn plan(
+    checkpoint: &Checkpoint,
+    mapping: BTreeMap<String, Mapping>,
+    expected: &BTreeMap<String, Vec<usize>>,
+) -> (LoadReport, BTreeMap<String, String>) {
+    let mut report = LoadReport::default();
+    let mut sources = BTreeMap::new();
+    let mut provided = BTreeSet::new();
+    for (name, mapping) in mapping {
+        match mapping {
+            Mapping::Ignored(why) => report.ignored.push((name, why)),
+            Mapping::Unknown => report.unexpected.push(name),
+            Mapping::Module(path) => match expected.get(&path) {
+                None => report.unexpected.push(name),
+                Some(shape) => {
+                    provided.insert(path.clone());
+                    let stored = &checkpoint.tensors[&name].shape;
+                    if stored == shape {
+                        report.loaded.push(path.clone());
+                        sources.insert(path, name);
+                    } else {
+                        report
+                            .mismatched
+                            .push(format!("{name} → {path}: expected {shape:?}, found {stored:?}"));
+                    }
+                }
+            },
+        }
+    }
+    report.missing = expected.keys().filter(|k| !provided.contains(*k)).cloned().collect();
+    (report, sources)
+}
+
+/// Loads `checkpoint` into `module`. Fails, naming every tensor, when anything is missing (other
+/// than paths under `allow_missing`, which keep their initialisation), left over, or mis-shaped;
+/// a partial load must therefore be asked for explicitly.
+pub fn load<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+    module: &mut M,
+    checkpoint: &Checkpoint,
+    layout: Layout,
+    allow_missing: &[&str],
+    model: &str,
+) -> Result<LoadReport, ModelError> {
+    load_mapped(module, checkpoint, layout.map_names(checkpoint.names()), allow_missing, model)
+}
+
+/// [`load`] with an explicit name mapping, e.g. a layout's mapping with a prefix removed to load a
+/// single part (`moge.*` into a bare [`crate::dinov2::Dinov2`]).
+pub fn load_mapped<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
+    module: &mut M,
+    checkpoint: &Checkpoint,
+    mapping: BTreeMap<String, Mapping>,
+    allow_missing: &[&str],
+    model: &str,
+) -> Result<LoadReport, ModelError> {
+    let (report, sources) = plan(checkpoint, mapping, &expected_tensors::<B, M>(module));
+    let problems = report.problems(allow_missing);
+    if !problems.is_empty() {
+        return Err(ModelError::Incomplete {
+            path: checkpoint.path.clone(),
+            model: model.to_string(),
+            report: problems.join("\n"),
+        });
+    }
+    let snapshots = sources.iter().map(|(path, name)| checkpoint.tensors[name].snapshot(path)).collect();
+    let result = module.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
+    if !result.errors.is_empty() {
+        return Err(ModelError::Incomplete {
+            path: checkpoint.path.clone(),
+            model: model.to_string(),
+            report: result.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"),
+        });
+    }
+    tracing::info!(path = %checkpoint.path.display(), loaded = result.applied.len(), "checkpoint loaded");
+    Ok(report)
+}
+
+/// Rewrites module paths under `prefix.` to paths relative to it (others become unknown), to load
+/// one part of a layout into that part's module alone.
+pub fn strip_prefix(mapping: BTreeMap<String, Mapping>, prefix: &str) -> BTreeMap<String, Mapping> {
+    let dotted = format!("{prefix}.");
+    mapping
+        .into_iter()
+        .map(|(name, m)| {
+            let m = match m {
+                Mapping::Module(path) => {
+                    path.strip_prefix(&dotted).map_or(Mapping::Unknown, |p| Mapping::Module(p.to_string()))
+                }
+                other => other,
+            };
+            (name, m)
+        })
+        .collect()
+}

@@ -1,0 +1,9 @@
+//! Parity of spear-models with transformers/torch on tiny random models (fixtures from
+//! `tools/reference/vlm_fixtures.py`), checkpoint loading and its errors, and WGPU against CPU.
+
+mod common;
+mod dinov2;
+mod loading;
+mod mean_resizing;
+mod paligemma;
+mod siglip;

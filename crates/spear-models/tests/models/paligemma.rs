@@ -1,0 +1,118 @@
+use burn::prelude::*;
+use burn::tensor::Int;
+use spear_models::SpearVlm;
+use spear_models::checkpoint::Checkpoint;
+use spear_models::generate::greedy;
+use spear_models::hf_config::vlm_config;
+use spear_models::layout::{Layout, load};
+
+use crate::common::*;
+
+const EXPECTED: &str = "paligemma_expected.safetensors";
+
+pub fn load_tiny<B: Backend>(device: &B::Device) -> SpearVlm<B> {
+    let checkpoint = Checkpoint::open(fixtures().join("paligemma-tiny")).unwrap();
+    let layout = Layout::detect(checkpoint.names()).unwrap();
+    assert_eq!(layout, Layout::PaliGemma);
+    let config = vlm_config(checkpoint.config.as_ref().unwrap()).unwrap();
+    let mut model = config.init::<B>(device);
+    let report = load(&mut model, &checkpoint, layout, &[], "PaliGemma").unwrap();
+    assert!(report.missing.is_empty() && report.unexpected.is_empty());
+    model
+}
+
+fn ids<B: Backend>(values: &TensorData, device: &B::Device) -> Tensor<B, 2, Int> {
+    let v: Vec<i64> =
+        values.clone().convert::<f32>().to_vec::<f32>().unwrap().iter().map(|&x| x as i64).collect();
+    Tensor::from_data(TensorData::new(v, values.shape.clone()), device)
+}
+
+/// `[image tokens][prefix]`: the image tokens are the leading `<image>` ids of `input_ids`.
+fn split_prefix(input_ids: &TensorData, image_tokens: usize) -> TensorData {
+    let all: Vec<f32> = input_ids.clone().convert::<f32>().to_vec().unwrap();
+    let rest = all[image_tokens..].to_vec();
+    TensorData::new(rest.clone(), [1, rest.len()])
+}
+
+fn image_and_prefix<B: Backend>(
+    model: &SpearVlm<B>,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 2, Int>, usize) {
+    // The fixture stores SigLIP-range pixels; the model takes RGB in [0, 1].
+    let pixels = tensor::<B, 4>(EXPECTED, "pixel_values", device);
+    let rgb = pixels * 0.5 + 0.5;
+    let [rows, cols] = model.check_image(&rgb).unwrap();
+    let prefix = split_prefix(&read(EXPECTED, "input_ids"), rows * cols);
+    (rgb, ids(&prefix, device), rows * cols)
+}
+
+#[test]
+fn vision_features_match() {
+    let device = Default::default();
+    let model = load_tiny::<Cpu>(&device);
+    let (rgb, _, _) = image_and_prefix(&model, &device);
+    let siglip = model.siglip.forward(spear_models::vision::siglip_pixels(rgb.clone()));
+    assert_close(siglip, &read(EXPECTED, "vision_last_hidden_state"), 1e-4, "PaliGemma SigLIP");
+    assert_close(
+        model.embed_image(rgb).unwrap(),
+        &read(EXPECTED, "image_features"),
+        1e-4,
+        "projected image features",
+    );
+}
+
+#[test]
+fn prefill_logits_match() {
+    let device = Default::default();
+    let model = load_tiny::<Cpu>(&device);
+    let (rgb, prefix, _) = image_and_prefix(&model, &device);
+    let logits = model.forward(&[rgb], prefix, None).unwrap();
+    assert_close(logits, &read(EXPECTED, "prefill_logits"), 1e-4, "prefill logits");
+}
+
+#[test]
+fn training_forward_with_causal_suffix_matches() {
+    let device = Default::default();
+    let model = load_tiny::<Cpu>(&device);
+    let (rgb, _, image_tokens) = image_and_prefix(&model, &device);
+    let all = read(EXPECTED, "train_input_ids");
+    let types: Vec<f32> = read(EXPECTED, "train_token_type_ids").convert::<f32>().to_vec().unwrap();
+    let prefix_len = types.iter().filter(|&&t| t == 0.0).count() - image_tokens;
+    let text: Vec<f32> = all.convert::<f32>().to_vec::<f32>().unwrap()[image_tokens..].to_vec();
+    let prefix = TensorData::new(text[..prefix_len].to_vec(), [1, prefix_len]);
+    let suffix = TensorData::new(text[prefix_len..].to_vec(), [1, text.len() - prefix_len]);
+    let logits = model.forward(&[rgb], ids(&prefix, &device), Some(ids(&suffix, &device))).unwrap();
+    assert_close(logits, &read(EXPECTED, "train_logits"), 1e-4, "training logits (prefix-LM)");
+}
+
+fn check_greedy<B: Backend>(device: &B::Device, what: &str) {
+    let model = load_tiny::<B>(device);
+    let (rgb, prefix, _) = image_and_prefix(&model, device);
+    let prefix: Vec<u32> =
+        prefix.into_data().convert::<i64>().to_vec::<i64>().unwrap().iter().map(|&x| x as u32).collect();
+    let want_ids: Vec<f32> = read(EXPECTED, "generated_ids").convert::<f32>().to_vec().unwrap();
+    let out = greedy(&model, &[rgb], &prefix, want_ids.len(), None).unwrap();
+    let got: Vec<f32> = out.tokens.iter().map(|&t| t as f32).collect();
+    assert_eq!(got, want_ids, "{what}: greedy tokens");
+    let logits: Vec<f32> = out.logits.concat();
+    let steps = out.logits.len();
+    let got = Tensor::<Cpu, 2>::from_data(
+        TensorData::new(logits, [steps, out.logits[0].len()]),
+        &Default::default(),
+    );
+    assert_close(got, &read(EXPECTED, "decode_logits"), 1e-4, &format!("{what}: KV-cached decode logits"));
+}
+
+#[test]
+fn kv_cached_greedy_decoding_matches_generate() {
+    check_greedy::<Cpu>(&Default::default(), "cpu");
+}
+
+/// The WGPU backend (lavapipe in CI) against the same fixture, hence against the CPU backend.
+#[test]
+fn wgpu_matches_the_reference_too() {
+    if !wgpu_available() {
+        return;
+    }
+    check_greedy::<burn::backend::Wgpu>(&Default::default(), "wgpu");
+}
