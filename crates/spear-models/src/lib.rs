@@ -12,6 +12,7 @@ pub mod layout;
 pub mod patch;
 pub mod resize;
 pub mod siglip;
+pub mod store;
 pub mod vision;
 pub mod vlm;
 

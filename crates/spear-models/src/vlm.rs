@@ -237,7 +237,7 @@ impl<B: Backend> SpearVlm<B> {
         if let Some(rows) = self.embed_3d.take() {
             let count = rows.lazy_shape()[0];
             let fresh = mean_resized_rows(self.gemma.embed_tokens.weight.val(), count);
-            self.embed_3d = Some(Param::initialized(rows.id, fresh));
+            self.embed_3d = Some(Param::initialized(rows.id, fresh.detach().require_grad()));
         }
         self
     }

@@ -7,3 +7,4 @@ mod loading;
 mod mean_resizing;
 mod paligemma;
 mod siglip;
+mod store;
