@@ -7,8 +7,11 @@
 
 use serde_json::Value;
 
+use crate::checkpoint::Checkpoint;
+use crate::dinov2::Dinov2Config;
 use crate::error::ModelError;
 use crate::gemma::GemmaConfig;
+use crate::layout::Layout;
 use crate::siglip::SiglipConfig;
 use crate::vlm::SpearVlmConfig;
 
@@ -73,4 +76,38 @@ pub fn vlm_config(json: &Value) -> Result<SpearVlmConfig, ModelError> {
             "config.json: model_type {other:?} is not a PaliGemma or spear VLM"
         ))),
     }
+}
+
+/// A MoGe checkpoint's DINOv2 size, read from tensor shapes (its `model_config` only names the
+/// architecture, e.g. `dinov2_vitl14`). Heads are invisible in shapes; DINOv2's are 64 wide.
+pub fn dinov2_config_from_moge(checkpoint: &Checkpoint, layout: Layout) -> Result<Dinov2Config, ModelError> {
+    let prefix = if layout == Layout::MogeV2 { "encoder.backbone." } else { "backbone." };
+    let bad = |message: String| ModelError::Format { path: checkpoint.path.clone(), message };
+    let shape = |name: &str| {
+        checkpoint
+            .tensors
+            .get(&format!("{prefix}{name}"))
+            .map(|t| t.shape.clone())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| bad(format!("no tensor {prefix}{name}")))
+    };
+    let hidden = *shape("cls_token")?.last().unwrap_or(&0);
+    let positions = shape("pos_embed")?.get(1).copied().unwrap_or(0).saturating_sub(1);
+    let grid = (positions as f64).sqrt().round() as usize;
+    if grid * grid != positions || grid == 0 {
+        return Err(bad(format!("{prefix}pos_embed has {positions} patch positions, not a square grid")));
+    }
+    let blocks = checkpoint
+        .names()
+        .filter_map(|n| n.strip_prefix(&format!("{prefix}blocks."))?.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |m| m + 1);
+    let patch = *shape("patch_embed.proj.weight")?.last().unwrap_or(&0);
+    Ok(Dinov2Config::new()
+        .with_hidden_size(hidden)
+        .with_num_layers(blocks)
+        .with_num_heads((hidden / 64).max(1))
+        .with_intermediate_size(shape("blocks.0.mlp.fc1.weight")?[0])
+        .with_patch_size(patch)
+        .with_position_grid(grid))
 }

@@ -3,6 +3,7 @@
 
 mod common;
 mod dinov2;
+mod joint;
 mod loading;
 mod mean_resizing;
 mod paligemma;
