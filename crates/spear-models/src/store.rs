@@ -25,17 +25,29 @@ pub fn save_safetensors<B: Backend, M: ModuleSnapshot<B>>(module: &M, file: &Pat
         let data = snapshot.to_data().map_err(|e| bad(format!("tensor {name}: {e:?}")))?.convert::<f32>();
         let shape = data.shape.to_vec();
         let values: Vec<f32> = data.to_vec().map_err(|e| bad(format!("tensor {name}: {e:?}")))?;
-        tensors.push((name, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()));
+        tensors.push((name, shape, values));
     }
+    write_f32_safetensors(&tensors, file)
+}
+
+/// Writes named f32 tensors (`(name, shape, values)`) as a safetensors file, atomically: into a
+/// sibling file first, renamed when complete, so a crash never leaves a truncated checkpoint.
+pub fn write_f32_safetensors(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    file: &Path,
+) -> Result<(), ModelError> {
+    let bad = |message: String| ModelError::Format { path: file.to_path_buf(), message };
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let views = tensors
         .iter()
-        .map(|(name, shape, bytes)| {
+        .zip(&bytes)
+        .map(|((name, shape, _), bytes)| {
             TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
                 .map(|view| (name.clone(), view))
                 .map_err(|e| bad(format!("tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // Write beside the target and rename, so a crash never leaves a truncated checkpoint.
     let partial = file.with_extension("safetensors.partial");
     safetensors::serialize_to_file(views, None, &partial).map_err(|e| bad(e.to_string()))?;
     std::fs::rename(&partial, file).map_err(|source| ModelError::Io { path: file.to_path_buf(), source })

@@ -7,6 +7,7 @@ use spear_models::ModelError;
 use spear_models::checkpoint::Checkpoint;
 use spear_models::hf_config::vlm_config;
 use spear_models::layout::{Layout, load};
+use spear_models::store::write_f32_safetensors;
 
 use crate::common::*;
 
@@ -44,18 +45,16 @@ fn rewrite_shard(
         .map(|(n, t)| (n.clone(), t.shape.clone(), t.read().unwrap().to_vec::<f32>().unwrap()))
         .collect();
     edit(&mut tensors);
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(n, s, d)| (n, s, d.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &shard).unwrap();
+    write_f32_safetensors(&tensors, &shard).unwrap();
     shard
+}
+
+/// Applies `edit` to the snapshot's `weight_map`.
+fn edit_index(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let path = dir.join("model.safetensors.index.json");
+    let mut index: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    edit(index["weight_map"].as_object_mut().unwrap());
+    fs::write(&path, index.to_string()).unwrap();
 }
 
 #[test]
