@@ -2,4 +2,7 @@
 //! the burn backend so that tests can run them on any backend directly.
 
 pub mod backend;
+pub mod bench;
 pub mod doctor;
+pub mod vlm;
+pub mod weights;

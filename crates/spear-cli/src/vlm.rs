@@ -1,0 +1,216 @@
+//! `spear vlm ask`: greedy, KV-cached answers from a PaliGemma snapshot or a SPEAR-VLM checkpoint,
+//! with 3D tokens printed as the coordinates they stand for; `spear vlm init`: SPEAR-VLM's
+//! starting checkpoint from the released PaliGemma and MoGe weights.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use spear_data::coord_tokens::CoordQuantizer;
+use spear_data::tokenizer::PaliGemmaTokenizer;
+use spear_models::checkpoint::Checkpoint;
+use spear_models::generate::greedy;
+use spear_models::hf_config::{dinov2_config_from_moge, vlm_config};
+use spear_models::layout::{Layout, load};
+use spear_models::store::{assemble_vlm, save_vlm};
+use spear_models::vlm::MogeEncoderConfig;
+use spear_models::{SpearVlm, SpearVlmConfig};
+
+/// What to ask.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// Checkpoint folder: weights, `config.json`, `tokenizer.json` (and `coord_tokens.json` for
+    /// SPEAR-VLM's 3D tokens).
+    pub weights: PathBuf,
+    /// Main camera image.
+    pub image: PathBuf,
+    /// Wrist camera image, for models trained with one.
+    pub wrist: Option<PathBuf>,
+    /// The prompt.
+    pub prompt: String,
+    /// Most tokens to generate.
+    pub max_new: usize,
+}
+
+/// One piece of the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    /// Ordinary text.
+    Text(String),
+    /// A 3D token: its index and, with a quantiser, the coordinate in metres.
+    Coordinate {
+        /// Index among the 3D tokens.
+        token: usize,
+        /// The bin centre, if the checkpoint has `coord_tokens.json`.
+        value: Option<f32>,
+    },
+}
+
+/// The answer: generated ids and their rendering.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Prompt ids after the image tokens (`<bos>`, prompt, `"\n"`).
+    pub prompt_ids: Vec<u32>,
+    /// Generated ids.
+    pub tokens: Vec<u32>,
+    /// Text and coordinates in order.
+    pub pieces: Vec<Piece>,
+}
+
+impl Answer {
+    /// Text with each 3D token written as its coordinate (or `<3d:k>` without a quantiser).
+    pub fn render(&self) -> String {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.clone(),
+                Piece::Coordinate { value: Some(v), .. } => format!("{v:.3}"),
+                Piece::Coordinate { token, value: None } => format!("<3d:{token}>"),
+            })
+            .collect()
+    }
+}
+
+/// Loads the model described by `weights` on `device`.
+pub fn load_model<B: Backend>(weights: &Path, device: &B::Device) -> Result<SpearVlm<B>> {
+    let checkpoint = Checkpoint::open(weights)?;
+    let config =
+        checkpoint.config.as_ref().with_context(|| format!("{}: no config.json", weights.display()))?;
+    let config = vlm_config(config)?;
+    let layout = Layout::detect(checkpoint.names())
+        .with_context(|| format!("{}: not a PaliGemma or spear checkpoint", weights.display()))?;
+    if layout.is_moge() {
+        bail!("{}: a MoGe checkpoint holds only an encoder; `vlm ask` needs a whole VLM", weights.display());
+    }
+    let mut model = config.init::<B>(device);
+    load(&mut model, &checkpoint, layout, &[], "the VLM")?;
+    Ok(model)
+}
+
+/// Reads an image as RGB `[1, 3, H, W]` in [0, 1], resized to `height × width` when it differs:
+/// centre-cropped to the target aspect ratio first (never stretched), then bicubic.
+pub fn read_image<B: Backend>(
+    path: &Path,
+    height: usize,
+    width: usize,
+    device: &B::Device,
+) -> Result<Tensor<B, 4>> {
+    let image = image::open(path).with_context(|| format!("reading image {}", path.display()))?.to_rgb8();
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let image = if (h, w) == (height, width) {
+        image
+    } else {
+        // The largest centred window with the target aspect ratio.
+        let (cw, ch) = if w * height > h * width { (h * width / height, h) } else { (w, w * height / width) };
+        let cropped = image::imageops::crop_imm(
+            &image,
+            ((w - cw) / 2) as u32,
+            ((h - ch) / 2) as u32,
+            cw as u32,
+            ch as u32,
+        )
+        .to_image();
+        image::imageops::resize(
+            &cropped,
+            width as u32,
+            height as u32,
+            image::imageops::FilterType::CatmullRom,
+        )
+    };
+    let mut data = vec![0f32; 3 * height * width];
+    for (x, y, pixel) in image.enumerate_pixels() {
+        for c in 0..3 {
+            data[c * height * width + y as usize * width + x as usize] = f32::from(pixel[c]) / 255.0;
+        }
+    }
+    Ok(Tensor::from_data(TensorData::new(data, [1, 3, height, width]), device))
+}
+
+/// Runs [`Ask`] on backend `B`.
+pub fn ask<B: Backend>(request: &Ask, device: &B::Device) -> Result<Answer> {
+    let model = load_model::<B>(&request.weights, device)?;
+    let tokenizer = PaliGemmaTokenizer::from_file(request.weights.join("tokenizer.json"))?;
+    let quantizer_path = request.weights.join("coord_tokens.json");
+    let quantizer =
+        quantizer_path.exists().then(|| CoordQuantizer::from_json_file(&quantizer_path)).transpose()?;
+    let [height, width] = model.image_size();
+    let mut cameras = vec![read_image::<B>(&request.image, height, width, device)?];
+    if let Some(wrist) = &request.wrist {
+        let [h, w] = model.wrist_image_size();
+        cameras.push(read_image::<B>(wrist, h, w, device)?);
+    }
+    let prompt_ids = tokenizer.encode_prefix(&request.prompt)?;
+    let generation = greedy(&model, &cameras, &prompt_ids, request.max_new, Some(tokenizer.eos_id()))?;
+    let mut pieces = Vec::new();
+    let mut text_run = Vec::new();
+    for &id in &generation.tokens {
+        match model.token_3d(id) {
+            Some(token) => {
+                if !text_run.is_empty() {
+                    pieces.push(Piece::Text(tokenizer.decode(&std::mem::take(&mut text_run), true)?));
+                }
+                let value = quantizer.as_ref().map(|q| q.decode(token as u32)).transpose()?;
+                pieces.push(Piece::Coordinate { token, value });
+            }
+            None => text_run.push(id),
+        }
+    }
+    if !text_run.is_empty() {
+        pieces.push(Piece::Text(tokenizer.decode(&text_run, true)?));
+    }
+    Ok(Answer { prompt_ids, tokens: generation.tokens, pieces })
+}
+
+/// How to build SPEAR-VLM's starting checkpoint.
+#[derive(Debug, Clone)]
+pub struct Init {
+    /// PaliGemma snapshot folder (weights, `config.json`, tokenizer files).
+    pub paligemma: PathBuf,
+    /// MoGe-1 or MoGe-2 `model.pt`.
+    pub moge: PathBuf,
+    /// Output folder.
+    pub out: PathBuf,
+    /// DINOv2 blocks to fuse; `None`: the last four (the paper).
+    pub moge_layers: Option<Vec<usize>>,
+    /// Number of 3D tokens (1024 in the paper).
+    pub num_3d_tokens: usize,
+    /// Seed for the MoGe projector and the 3D-token rows.
+    pub seed: u64,
+}
+
+/// Builds SPEAR-VLM from PaliGemma + MoGe weights (fresh MoGe projector, mean-resized 3D-token
+/// rows), saves it with its config and the snapshot's tokenizer files, and returns its config.
+pub fn init<B: Backend>(request: &Init, device: &B::Device) -> Result<SpearVlmConfig> {
+    let paligemma = Checkpoint::open(&request.paligemma)?;
+    let json = paligemma
+        .config
+        .as_ref()
+        .with_context(|| format!("{}: no config.json", request.paligemma.display()))?;
+    let encoder = Checkpoint::open(&request.moge)?;
+    let layout = Layout::detect(encoder.names())
+        .filter(|l| l.is_moge())
+        .with_context(|| format!("{}: not a MoGe model.pt", request.moge.display()))?;
+    let dinov2 = dinov2_config_from_moge(&encoder, layout)?;
+    let moge = match &request.moge_layers {
+        Some(layers) => MogeEncoderConfig::new(dinov2, layers.clone()),
+        None => MogeEncoderConfig::last_four(dinov2),
+    };
+    if let Some(bad) = moge.layers.iter().find(|&&l| l >= moge.dinov2.num_layers) {
+        bail!("--moge-layers: block {bad} does not exist (the encoder has {})", moge.dinov2.num_layers);
+    }
+    let config = vlm_config(json)?
+        .with_moge(Some(moge))
+        .with_num_3d_tokens(request.num_3d_tokens)
+        .with_image_size(SpearVlmConfig::spear_vlm().image_size);
+    B::seed(device, request.seed);
+    let (model, _) = assemble_vlm::<B>(&config, &request.paligemma, &request.moge, device)?;
+    save_vlm(&model, &config, &request.out)?;
+    for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+        let from = request.paligemma.join(name);
+        if from.exists() {
+            std::fs::copy(&from, request.out.join(name))
+                .with_context(|| format!("copying {}", from.display()))?;
+        }
+    }
+    Ok(config)
+}

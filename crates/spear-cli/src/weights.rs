@@ -1,0 +1,130 @@
+//! `spear weights inspect`: what a checkpoint holds, which layout it is, and what would load into
+//! the model it describes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::backend::Flex;
+use spear_models::SpearVlmConfig;
+use spear_models::checkpoint::Checkpoint;
+use spear_models::hf_config::{dinov2_config_from_moge, vlm_config};
+use spear_models::layout::{Layout, LoadReport, expected_tensors, plan};
+
+/// The model a checkpoint is matched against: its description and expected tensors.
+struct Target {
+    description: String,
+    expected: BTreeMap<String, Vec<usize>>,
+}
+
+/// Reads `path` and renders the inspection report. `list` adds every stored tensor.
+pub fn inspect(path: &Path, list: bool) -> Result<String> {
+    let checkpoint = Checkpoint::open(path)?;
+    let layout = Layout::detect(checkpoint.names()).with_context(|| {
+        let first: Vec<&str> = checkpoint.names().take(5).collect();
+        format!("{}: no known model layout recognised (first tensors: {})", path.display(), first.join(", "))
+    })?;
+    let target = target(&checkpoint, layout)?;
+    let (report, _) = plan(&checkpoint, layout.map_names(checkpoint.names()), &target.expected);
+
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", path.display());
+    let _ = writeln!(s, "format:     {:?}", checkpoint.format);
+    let mut dtypes: BTreeMap<String, usize> = BTreeMap::new();
+    for t in checkpoint.tensors.values() {
+        *dtypes.entry(format!("{:?}", t.dtype)).or_default() += 1;
+    }
+    let dtypes: Vec<String> = dtypes.iter().map(|(d, n)| format!("{n} {d}")).collect();
+    let _ = writeln!(
+        s,
+        "tensors:    {} ({}), {} parameters",
+        checkpoint.tensors.len(),
+        dtypes.join(", "),
+        group_digits(checkpoint.num_elements())
+    );
+    let _ = writeln!(s, "layout:     {}", layout.describe());
+    let _ = writeln!(s, "model:      {}", target.description);
+    if list {
+        for (name, t) in &checkpoint.tensors {
+            let _ = writeln!(s, "  {name} {:?} {:?}", t.dtype, t.shape);
+        }
+    }
+    s.push_str(&report.render(false));
+    let _ = write!(s, "{}", verdict(&report, layout));
+    Ok(s)
+}
+
+fn verdict(report: &LoadReport, layout: Layout) -> String {
+    let fresh: &[&str] = &["moge_projector", "embed_3d"];
+    let problems = report.problems(fresh);
+    if problems.is_empty() {
+        let note = if layout.is_moge() { " (the MoGe encoder of SPEAR-VLM)" } else { "" };
+        format!("verdict:    loads completely{note}\n")
+    } else {
+        format!("verdict:    {} problem(s); a strict load fails\n", problems.len())
+    }
+}
+
+/// The model the checkpoint describes, built lazily (nothing is allocated).
+fn target(checkpoint: &Checkpoint, layout: Layout) -> Result<Target> {
+    let device = Default::default();
+    if layout.is_moge() {
+        let config = dinov2_config_from_moge(checkpoint, layout)?;
+        let description = format!(
+            "DINOv2 ViT ({} wide, {} blocks, patch {}, {}×{} positions)",
+            config.hidden_size,
+            config.num_layers,
+            config.patch_size,
+            config.position_grid,
+            config.position_grid
+        );
+        let expected = expected_tensors::<Flex, _>(&config.init::<Flex>(&device))
+            .into_iter()
+            .map(|(k, v)| (format!("moge.{k}"), v))
+            .collect();
+        return Ok(Target { description, expected });
+    }
+    let config = match &checkpoint.config {
+        Some(json) => vlm_config(json)?,
+        None => {
+            let rows = checkpoint
+                .tensors
+                .iter()
+                .find(|(k, _)| k.ends_with("embed_tokens.weight"))
+                .map(|(_, t)| t.shape[0])
+                .context("no config.json beside the checkpoint and no embed_tokens to size the vocabulary")?;
+            let mut config = SpearVlmConfig::paligemma_3b();
+            config.gemma.vocab_size = rows;
+            config
+        }
+    };
+    let description = format!(
+        "{} (SigLIP {}×{} layers, Gemma {}×{} layers, vocab {}{}{})",
+        if config.moge.is_some() { "SPEAR-VLM" } else { "PaliGemma" },
+        config.siglip.hidden_size,
+        config.siglip.num_layers,
+        config.gemma.hidden_size,
+        config.gemma.num_layers,
+        config.gemma.vocab_size,
+        config.moge.as_ref().map_or(String::new(), |m| format!(", MoGe layers {:?}", m.layers)),
+        if config.num_3d_tokens > 0 {
+            format!(" + {} 3D tokens", config.num_3d_tokens)
+        } else {
+            String::new()
+        },
+    );
+    Ok(Target { description, expected: expected_tensors::<Flex, _>(&config.init::<Flex>(&device)) })
+}
+
+fn group_digits(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
