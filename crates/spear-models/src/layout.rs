@@ -58,9 +58,12 @@ impl Layout {
         let any = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
         Some(if any("paligemma_with_expert.") {
             Self::Openpi
-        } else if any("vision_tower.") || any("language_model.model.") {
+        } else if any("vision_tower.") || any("language_model.model.") || any("multi_modal_projector.") {
             Self::PaliGemma
-        } else if any("model.vision_tower.") || any("model.language_model.") {
+        } else if any("model.vision_tower.")
+            || any("model.language_model.")
+            || any("model.multi_modal_projector.")
+        {
             Self::PaliGemmaInMemory
         } else if any("encoder.backbone.") {
             Self::MogeV2
@@ -358,4 +361,78 @@ pub fn strip_prefix(mapping: BTreeMap<String, Mapping>, prefix: &str) -> BTreeMa
             (name, m)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(layout: Layout, name: &str) -> Mapping {
+        layout.map_names([name]).remove(name).unwrap()
+    }
+
+    fn module(path: &str) -> Mapping {
+        Mapping::Module(path.into())
+    }
+
+    /// Every PaliGemma key layout of the notes reaches the same module paths.
+    #[test]
+    fn paligemma_key_variants_map_to_one_model() {
+        let cases = [
+            // transformers on disk (Hub, save_pretrained)
+            (
+                "vision_tower.vision_model.encoder.layers.3.mlp.fc1.weight",
+                "siglip.encoder.layers.3.mlp.fc1.weight",
+            ),
+            (
+                "language_model.model.layers.0.self_attn.q_proj.weight",
+                "gemma.layers.0.self_attn.q_proj.weight",
+            ),
+            ("multi_modal_projector.linear.bias", "siglip_projector.bias"),
+            // transformers 4.52–4.57 in memory
+            ("model.vision_tower.vision_model.post_layernorm.weight", "siglip.post_layernorm.weight"),
+            ("model.language_model.norm.weight", "gemma.norm.weight"),
+            // transformers 5: no vision_model level
+            (
+                "model.vision_tower.embeddings.patch_embedding.weight",
+                "siglip.embeddings.patch_embedding.weight",
+            ),
+            // openpi's PyTorch π0
+            (
+                "paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight",
+                "gemma.embed_tokens.weight",
+            ),
+            (
+                "paligemma_with_expert.paligemma.model.multi_modal_projector.linear.weight",
+                "siglip_projector.weight",
+            ),
+        ];
+        for (name, path) in cases {
+            let layout = Layout::detect([name]).unwrap();
+            assert_eq!(mapped(layout, name), module(path), "{name} ({layout:?})");
+        }
+        for tied in [
+            "language_model.lm_head.weight",
+            "lm_head.weight",
+            "paligemma_with_expert.paligemma.lm_head.weight",
+        ] {
+            let layout = Layout::detect([tied, "vision_tower.x"]).unwrap();
+            assert!(matches!(mapped(layout, tied), Mapping::Ignored(_)), "{tied}");
+        }
+        let expert = "paligemma_with_expert.gemma_expert.model.layers.0.mlp.up_proj.weight";
+        assert_eq!(
+            mapped(Layout::Openpi, expert),
+            Mapping::Unknown,
+            "the action expert is not part of the VLM"
+        );
+    }
+
+    #[test]
+    fn moge_key_variants_map_to_the_encoder() {
+        assert_eq!(mapped(Layout::MogeV1, "backbone.blocks.7.ls2.gamma"), module("moge.blocks.7.ls2.gamma"));
+        assert_eq!(mapped(Layout::MogeV2, "encoder.backbone.pos_embed"), module("moge.pos_embed"));
+        assert!(matches!(mapped(Layout::MogeV2, "scale_head.4.bias"), Mapping::Ignored(_)));
+        assert!(matches!(mapped(Layout::MogeV1, "backbone.mask_token"), Mapping::Ignored(_)));
+        assert_eq!(mapped(Layout::MogeV1, "mystery.weight"), Mapping::Unknown);
+    }
 }
