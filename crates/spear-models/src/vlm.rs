@@ -322,13 +322,19 @@ impl<B: Backend> SpearVlm<B> {
     }
 
     /// Logits `[B, S, vocab]` from final hidden states (the LM head is the embedding, 3D rows last).
+    ///
+    /// Computed as `E · hᵀ` on the stored `[vocab, width]` table rather than `h · Eᵀ`: a
+    /// transposed view of the 257k-row table makes CPU matmul copy 2 GB per decode step.
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        let head = self.gemma.embed_tokens.weight.val().transpose().unsqueeze::<3>();
-        let words = hidden.clone().matmul(head);
-        match &self.embed_3d {
-            Some(rows) => Tensor::cat(vec![words, hidden.matmul(rows.val().transpose().unsqueeze())], 2),
-            None => words,
+        let [batch, seq, width] = hidden.dims();
+        let columns = hidden.reshape([batch * seq, width]).transpose();
+        let head = |table: Tensor<B, 2>| table.matmul(columns.clone());
+        let mut logits = head(self.gemma.embed_tokens.weight.val());
+        if let Some(rows) = &self.embed_3d {
+            logits = Tensor::cat(vec![logits, head(rows.val())], 0);
         }
+        let vocab = logits.dims()[0];
+        logits.transpose().reshape([batch, seq, vocab])
     }
 
     /// Runs the decoder over `embeds` (the last tokens of `layout`), extending `cache` if given,
