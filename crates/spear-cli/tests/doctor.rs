@@ -3,21 +3,15 @@
 use burn::backend::{Autodiff, Flex};
 use spear_cli::doctor;
 
+mod common;
+use common::run_spear;
+
 #[test]
 fn doctor_passes_on_the_cpu_backend() {
     let report = doctor::run::<Autodiff<Flex>>(&Default::default());
     assert!(report.passed(), "{report}");
     assert!(report.checks.len() >= 10, "{report}");
     assert_eq!(report.float, "f32");
-}
-
-fn run_spear(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spear")).args(args).output().expect("run spear");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 /// WGPU runs through Mesa's lavapipe in CI; elsewhere when a Vulkan driver is installed. The test

@@ -5,17 +5,11 @@ use std::path::PathBuf;
 
 use spear_models::checkpoint::Checkpoint;
 
+mod common;
+use common::run_spear as spear;
+
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spear-models/tests/fixtures")
-}
-
-fn spear(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spear")).args(args).output().expect("run spear");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 #[test]
