@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
-use burn::tensor::{Distribution, Int};
+use burn::tensor::Distribution;
 use spear_models::SpearVlmConfig;
-use spear_models::attention::TokenLayout;
+use spear_models::generate::{Decoding, argmax};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -44,35 +44,17 @@ pub fn run<B: Backend>(bench: &VlmBench, device: &B::Device) -> Result<Latency> 
     let model = bench.config.init::<B>(device);
     let cams = [bench.config.image_size, bench.config.wrist_image_size]
         .map(|[h, w]| Tensor::<B, 4>::random([1, 3, h, w], Distribution::Uniform(0.0, 1.0), device));
-    let vocab = bench.config.gemma.vocab_size as i64;
-    let prompt = Tensor::<B, 2, Int>::from_data(
-        TensorData::new(
-            (0..bench.prompt_tokens as i64).map(|i| (i * 7919) % vocab).collect(),
-            [1, bench.prompt_tokens],
-        ),
-        device,
-    );
-    let argmax = |logits: Tensor<B, 3>| -> Result<i64> {
-        let seq = logits.dims()[1];
-        let id = logits.narrow(1, seq - 1, 1).argmax(2).into_data().convert::<i64>();
-        Ok(id.to_vec::<i64>().map_err(|e| anyhow::anyhow!("{e:?}"))?[0])
-    };
+    let vocab = bench.config.gemma.vocab_size as u32;
+    let prompt: Vec<u32> = (0..bench.prompt_tokens as u32).map(|i| (i * 7919) % vocab).collect();
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     for round in 0..=bench.repeats {
         let start = Instant::now();
-        let images = model.embed_images(&cams)?;
-        let embeds = Tensor::cat(vec![images, model.embed_tokens(prompt.clone())], 1);
-        let len = embeds.dims()[1];
-        let mut layout = TokenLayout::new(vec![vec![true; len]], &[vec![false; len]]);
-        let mut cache = model.gemma.new_cache();
-        let hidden = model.decode(embeds, &layout, Some(&mut cache));
-        let mut token = argmax(model.logits(hidden.clone().narrow(1, len - 1, 1)))?;
+        let mut decoding = Decoding::start(&model, &cams, &prompt)?;
+        let mut token = argmax(&decoding.logits()?);
         let prefilled = Instant::now();
         for _ in 0..bench.decode_steps {
-            layout.extend(1, true, true);
-            let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![token], [1, 1]), device);
-            let hidden = model.decode(model.embed_tokens(ids), &layout, Some(&mut cache));
-            token = argmax(model.logits(hidden))?;
+            decoding.push(token);
+            token = argmax(&decoding.logits()?);
         }
         if round > 0 {
             prefill.push(prefilled.duration_since(start).as_secs_f64() * 1e3);

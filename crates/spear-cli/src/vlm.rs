@@ -8,13 +8,13 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use spear_data::coord_tokens::CoordQuantizer;
 use spear_data::tokenizer::PaliGemmaTokenizer;
+use spear_models::SpearVlmConfig;
 use spear_models::checkpoint::Checkpoint;
 use spear_models::generate::greedy;
 use spear_models::hf_config::{dinov2_config_from_moge, vlm_config};
-use spear_models::layout::{Layout, load};
-use spear_models::store::{assemble_vlm, save_vlm};
+use spear_models::layout::Layout;
+use spear_models::store::{assemble_vlm, load_vlm, save_vlm};
 use spear_models::vlm::MogeEncoderConfig;
-use spear_models::{SpearVlm, SpearVlmConfig};
 
 /// What to ask.
 #[derive(Debug, Clone)]
@@ -71,22 +71,6 @@ impl Answer {
     }
 }
 
-/// Loads the model described by `weights` on `device`.
-pub fn load_model<B: Backend>(weights: &Path, device: &B::Device) -> Result<SpearVlm<B>> {
-    let checkpoint = Checkpoint::open(weights)?;
-    let config =
-        checkpoint.config.as_ref().with_context(|| format!("{}: no config.json", weights.display()))?;
-    let config = vlm_config(config)?;
-    let layout = Layout::detect(checkpoint.names())
-        .with_context(|| format!("{}: not a PaliGemma or spear checkpoint", weights.display()))?;
-    if layout.is_moge() {
-        bail!("{}: a MoGe checkpoint holds only an encoder; `vlm ask` needs a whole VLM", weights.display());
-    }
-    let mut model = config.init::<B>(device);
-    load(&mut model, &checkpoint, layout, &[], "the VLM")?;
-    Ok(model)
-}
-
 /// Reads an image as RGB `[1, 3, H, W]` in [0, 1], resized to `height × width` when it differs:
 /// centre-cropped to the target aspect ratio first (never stretched), then bicubic.
 pub fn read_image<B: Backend>(
@@ -128,7 +112,7 @@ pub fn read_image<B: Backend>(
 
 /// Runs [`Ask`] on backend `B`.
 pub fn ask<B: Backend>(request: &Ask, device: &B::Device) -> Result<Answer> {
-    let model = load_model::<B>(&request.weights, device)?;
+    let (model, _) = load_vlm::<B>(&request.weights, device)?;
     let tokenizer = PaliGemmaTokenizer::from_file(request.weights.join("tokenizer.json"))?;
     let quantizer_path = request.weights.join("coord_tokens.json");
     let quantizer =

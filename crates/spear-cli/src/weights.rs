@@ -56,8 +56,7 @@ pub fn inspect(path: &Path, list: bool) -> Result<String> {
 }
 
 fn verdict(report: &LoadReport, layout: Layout) -> String {
-    let fresh: &[&str] = &["moge_projector", "embed_3d"];
-    let problems = report.problems(fresh);
+    let problems = report.problems(&spear_models::vlm::NEW_PARTS);
     if problems.is_empty() {
         let note = if layout.is_moge() { " (the MoGe encoder of SPEAR-VLM)" } else { "" };
         format!("verdict:    loads completely{note}\n")

@@ -6,6 +6,7 @@ use burn::tensor::Int;
 
 use crate::attention::TokenLayout;
 use crate::error::ModelError;
+use crate::gemma::KvCache;
 use crate::vlm::SpearVlm;
 
 /// The result of [`greedy`].
@@ -17,6 +18,60 @@ pub struct Generation {
     pub logits: Vec<Vec<f32>>,
 }
 
+/// A decoding session for one example: the image + prompt prefix is encoded once into the KV
+/// cache, then each [`Decoding::push`] runs one token through the decoder against it.
+pub struct Decoding<'m, B: Backend> {
+    model: &'m SpearVlm<B>,
+    layout: TokenLayout,
+    cache: KvCache<B>,
+    last: Tensor<B, 3>,
+}
+
+impl<'m, B: Backend> Decoding<'m, B> {
+    /// Encodes `cameras` (`[1, 3, H, W]` each, RGB in [0, 1]) and `prefix` ids (`<bos>`, prompt,
+    /// `"\n"`) bidirectionally into a fresh cache.
+    pub fn start(
+        model: &'m SpearVlm<B>,
+        cameras: &[Tensor<B, 4>],
+        prefix: &[u32],
+    ) -> Result<Self, ModelError> {
+        if prefix.is_empty() {
+            return Err(ModelError::Input("the prompt must hold at least the <bos> token".into()));
+        }
+        let images = model.embed_images(cameras)?;
+        let total = images.dims()[1] + prefix.len();
+        let layout = TokenLayout::new(vec![vec![true; total]], &[vec![false; total]]);
+        let mut cache = model.gemma.new_cache();
+        let text = model.embed_tokens(ids(prefix, &images.device()));
+        let embeds = Tensor::cat(vec![images, text], 1);
+        let hidden = model.decode(embeds, &layout, Some(&mut cache));
+        let last = hidden.narrow(1, total - 1, 1);
+        Ok(Self { model, layout, cache, last })
+    }
+
+    /// The logits `[vocab]` after the latest token, read back to the host.
+    pub fn logits(&self) -> Result<Vec<f32>, ModelError> {
+        self.model
+            .logits(self.last.clone())
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .map_err(|e| ModelError::Input(format!("reading logits: {e:?}")))
+    }
+
+    /// Appends `token` (attending causally over everything before it) and runs it through the decoder.
+    pub fn push(&mut self, token: u32) {
+        self.layout.extend(1, true, true);
+        let embeds = self.model.embed_tokens(ids(&[token], &self.last.device()));
+        self.last = self.model.decode(embeds, &self.layout, Some(&mut self.cache));
+    }
+}
+
+fn ids<B: Backend>(tokens: &[u32], device: &B::Device) -> Tensor<B, 2, Int> {
+    let data: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+    Tensor::from_data(TensorData::new(data, [1, tokens.len()]), device)
+}
+
 /// Greedy decoding for one example: `cameras` (`[1, 3, H, W]` each, RGB in [0, 1]), `prefix`
 /// ids (`<bos>`, prompt, `"\n"`), at most `max_new` tokens, stopping after `eos` if given.
 pub fn greedy<B: Backend>(
@@ -26,45 +81,23 @@ pub fn greedy<B: Backend>(
     max_new: usize,
     eos: Option<u32>,
 ) -> Result<Generation, ModelError> {
-    if prefix.is_empty() {
-        return Err(ModelError::Input("the prompt must hold at least the <bos> token".into()));
-    }
-    let images = model.embed_images(cameras)?;
-    let device = images.device();
-    let ids = |tokens: &[u32]| {
-        let data: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-        Tensor::<B, 2, Int>::from_data(TensorData::new(data, [1, tokens.len()]), &device)
-    };
-    let image_tokens = images.dims()[1];
-    let total = image_tokens + prefix.len();
-    let mut layout = TokenLayout::new(vec![vec![true; total]], &[vec![false; total]]);
-    let mut cache = model.gemma.new_cache();
-    let embeds = Tensor::cat(vec![images, model.embed_tokens(ids(prefix))], 1);
-    let mut hidden = model.decode(embeds, &layout, Some(&mut cache));
+    let mut decoding = Decoding::start(model, cameras, prefix)?;
     let mut out = Generation { tokens: Vec::new(), logits: Vec::new() };
     for _ in 0..max_new {
-        let seq = hidden.dims()[1];
-        let last = hidden.narrow(1, seq - 1, 1);
-        let logits: Vec<f32> = model
-            .logits(last)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .map_err(|e| ModelError::Input(format!("reading logits: {e:?}")))?;
+        let logits = decoding.logits()?;
         let token = argmax(&logits);
         out.tokens.push(token);
         out.logits.push(logits);
         if Some(token) == eos || out.tokens.len() == max_new {
             break;
         }
-        layout.extend(1, true, true);
-        hidden = model.decode(model.embed_tokens(ids(&[token])), &layout, Some(&mut cache));
+        decoding.push(token);
     }
     Ok(out)
 }
 
 /// Index of the largest value (the first on ties, as `torch.argmax`).
-fn argmax(values: &[f32]) -> u32 {
+pub fn argmax(values: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in values.iter().enumerate() {
         if v > values[best] {

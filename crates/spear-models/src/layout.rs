@@ -116,7 +116,7 @@ impl Layout {
                 (format!(r"^{prefix}image_(?:mean|std)$"), Ignore("ImageNet normalisation (built in)")),
             ]
         };
-        let mut rules: Vec<(String, Rule)> = match self {
+        let rules: Vec<(String, Rule)> = match self {
             Self::PaliGemma | Self::PaliGemmaInMemory => paligemma(""),
             Self::Openpi => paligemma(OPENPI),
             Self::MogeV1 => {
@@ -135,7 +135,6 @@ impl Layout {
             }
             Self::Spear => vec![(r"^(.+)$".into(), To("$1"))],
         };
-        rules.shrink_to_fit();
         rules.into_iter().map(|(p, r)| (Regex::new(&p).expect("static pattern"), r)).collect()
     }
 

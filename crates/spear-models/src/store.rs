@@ -12,7 +12,7 @@ use safetensors::tensor::TensorView;
 use crate::checkpoint::Checkpoint;
 use crate::error::ModelError;
 use crate::layout::{Layout, LoadReport, load};
-use crate::vlm::{SpearVlm, SpearVlmConfig};
+use crate::vlm::{NEW_PARTS, SpearVlm, SpearVlmConfig};
 
 /// Writes `module` as f32 safetensors at `file`, tensors named by module path in PyTorch
 /// conventions (`Linear` weights `[out, in]`, norms `weight`/`bias`), so other tools read it too.
@@ -66,7 +66,8 @@ pub fn save_vlm<B: Backend>(
     save_safetensors(model, &dir.join("model.safetensors"))
 }
 
-/// Loads a spear VLM checkpoint folder (as [`save_vlm`] writes it) strictly.
+/// Loads a whole VLM strictly: a spear checkpoint folder (as [`save_vlm`] writes it) or a
+/// PaliGemma snapshot (any transformers layout), configured by the folder's `config.json`.
 pub fn load_vlm<B: Backend>(
     dir: &Path,
     device: &B::Device,
@@ -77,8 +78,14 @@ pub fn load_vlm<B: Backend>(
         .as_ref()
         .ok_or_else(|| ModelError::Format { path: dir.to_path_buf(), message: "no config.json".into() })?;
     let config = crate::hf_config::vlm_config(json)?;
+    let layout = Layout::detect(checkpoint.names()).filter(|l| !l.is_moge()).ok_or_else(|| {
+        ModelError::UnknownLayout {
+            path: dir.to_path_buf(),
+            hint: "expected a PaliGemma or spear VLM".into(),
+        }
+    })?;
     let mut model = config.init::<B>(device);
-    load(&mut model, &checkpoint, Layout::Spear, &[], "SPEAR-VLM")?;
+    load(&mut model, &checkpoint, layout, &[], "the VLM")?;
     Ok((model, config))
 }
 
@@ -97,13 +104,13 @@ pub fn assemble_vlm<B: Backend>(
     let vlm_layout = Layout::detect(vlm.names()).filter(|l| !l.is_moge()).ok_or_else(|| {
         ModelError::UnknownLayout { path: paligemma.to_path_buf(), hint: "expected PaliGemma".into() }
     })?;
-    let fresh = ["moge.", "moge_projector.", "embed_3d"];
+    let fresh = [&["moge."][..], &NEW_PARTS].concat();
     let first = load(&mut model, &vlm, vlm_layout, &fresh, "SPEAR-VLM (PaliGemma part)")?;
     let encoder = Checkpoint::open(moge)?;
     let moge_layout = Layout::detect(encoder.names()).filter(|l| l.is_moge()).ok_or_else(|| {
         ModelError::UnknownLayout { path: moge.to_path_buf(), hint: "expected a MoGe model.pt".into() }
     })?;
-    let others = ["siglip.", "siglip_projector.", "gemma.", "moge_projector.", "embed_3d"];
+    let others = [&["siglip.", "siglip_projector.", "gemma."][..], &NEW_PARTS].concat();
     let second = load(&mut model, &encoder, moge_layout, &others, "SPEAR-VLM (MoGe encoder)")?;
     Ok((model.init_3d_tokens_by_mean_resizing(), [first, second]))
 }

@@ -137,6 +137,9 @@ impl SpearVlmConfig {
     }
 }
 
+/// Module paths of the parts no released checkpoint holds (SPEAR-VLM initialises them itself).
+pub const NEW_PARTS: [&str; 2] = ["moge_projector", "embed_3d"];
+
 /// Which parts train; the rest is frozen (no gradients).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trainable {
@@ -244,21 +247,20 @@ impl<B: Backend> SpearVlm<B> {
 
     /// Freezes every part not marked trainable.
     pub fn with_trainable(mut self, t: Trainable) -> Self {
-        let freeze = |on: bool| !on;
-        if freeze(t.siglip) {
+        if !t.siglip {
             self.siglip = self.siglip.no_grad();
         }
-        if freeze(t.moge) {
+        if !t.moge {
             self.moge = self.moge.map(Module::no_grad);
         }
-        if freeze(t.projectors) {
+        if !t.projectors {
             self.siglip_projector = self.siglip_projector.no_grad();
             self.moge_projector = self.moge_projector.map(Module::no_grad);
         }
-        if freeze(t.llm) {
+        if !t.llm {
             self.gemma = self.gemma.no_grad();
         }
-        if freeze(t.new_embeddings) {
+        if !t.new_embeddings {
             self.embed_3d = self.embed_3d.map(|p| p.set_require_grad(false));
         }
         self

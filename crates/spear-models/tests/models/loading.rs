@@ -90,11 +90,9 @@ fn missing_tensor_is_named() {
     let err = Checkpoint::open(&dir).unwrap_err().to_string();
     assert!(err.contains(name) && err.contains("does not contain it"), "{err}");
     // With the index fixed too, the load names the missing module path.
-    let index_path = dir.join("model.safetensors.index.json");
-    let mut index: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&index_path).unwrap()).unwrap();
-    index["weight_map"].as_object_mut().unwrap().remove(name);
-    fs::write(&index_path, index.to_string()).unwrap();
+    edit_index(&dir, |map| {
+        map.remove(name);
+    });
     let err = try_load(&dir).unwrap_err().to_string();
     assert!(err.contains("missing: siglip.post_layernorm.bias"), "{err}");
 }
@@ -106,12 +104,10 @@ fn extra_tensor_is_named() {
     rewrite_shard(&dir, name, |tensors| {
         tensors.push(("vision_tower.vision_model.head.probe".into(), vec![2], vec![0.0; 2]))
     });
-    let index_path = dir.join("model.safetensors.index.json");
-    let mut index: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&index_path).unwrap()).unwrap();
-    let shard = index["weight_map"][name].clone();
-    index["weight_map"].as_object_mut().unwrap().insert("vision_tower.vision_model.head.probe".into(), shard);
-    fs::write(&index_path, index.to_string()).unwrap();
+    edit_index(&dir, |map| {
+        let shard = map[name].clone();
+        map.insert("vision_tower.vision_model.head.probe".into(), shard);
+    });
     let err = try_load(&dir).unwrap_err().to_string();
     assert!(err.contains("unexpected (left over): vision_tower.vision_model.head.probe"), "{err}");
 }

@@ -78,7 +78,7 @@ fn saved_checkpoint_reloads_to_identical_outputs() {
     let base = model.base_vocab() as i64;
     let ids =
         Tensor::<Cpu, 2, Int>::from_data(TensorData::new(vec![2i64, 300, base + 3, 260], [1, 4]), &device);
-    let a = model.forward(&[rgb.clone()], ids.clone(), None).unwrap();
+    let a = model.forward(std::slice::from_ref(&rgb), ids.clone(), None).unwrap();
     let b = reloaded.forward(&[rgb], ids, None).unwrap();
     assert_close(b, &a.into_data(), 0.0, "reloaded logits");
 }
