@@ -1,5 +1,6 @@
-//! Model configurations from the JSON stored beside checkpoints: transformers' PaliGemma
-//! `config.json` and spear's own `config.json` (a serialised [`SpearVlmConfig`]).
+//! Model configurations from the JSON stored beside checkpoints: transformers' PaliGemma and PI0
+//! `config.json`, lerobot's π0 `config.json`, and spear's own (serialised [`SpearVlmConfig`] /
+//! [`SpearPolicyConfig`]).
 //!
 //! transformers writes only the fields of a sub-config that differ from that class's defaults,
 //! so a field absent from `vision_config` takes `SiglipVisionConfig`'s default (768 wide, patch
@@ -10,8 +11,10 @@ use serde_json::Value;
 use crate::checkpoint::Checkpoint;
 use crate::dinov2::Dinov2Config;
 use crate::error::ModelError;
+use crate::expert::ActionExpertConfig;
 use crate::gemma::GemmaConfig;
 use crate::layout::Layout;
+use crate::policy::{FlowConfig, RotationMode, SpearPolicyConfig};
 use crate::siglip::SiglipConfig;
 use crate::vlm::SpearVlmConfig;
 
@@ -110,4 +113,85 @@ pub fn dinov2_config_from_moge(checkpoint: &Checkpoint, layout: Layout) -> Resul
         .with_intermediate_size(shape("blocks.0.mlp.fc1.weight")?[0])
         .with_patch_size(patch)
         .with_position_grid(grid))
+}
+
+/// The policy configuration of a checkpoint's stored JSON: spear's own (a serialised
+/// [`SpearPolicyConfig`], with an `"expert"` key), transformers' `PI0Config`
+/// (`"model_type": "pi0"`) or lerobot's π0 config (`"type": "pi0"`).
+///
+/// π0 configurations do not say how many cameras the policy was trained with; they get π0's 3
+/// (change it with [`crate::policy::SpearPolicy::with_cameras`]) — except lerobot's, whose
+/// `input_features` list them.
+pub fn policy_config(json: &Value) -> Result<SpearPolicyConfig, ModelError> {
+    if json.get("expert").is_some() {
+        return serde_json::from_value(json.clone())
+            .map_err(|e| ModelError::Input(format!("config.json is not a spear policy config: {e}")));
+    }
+    let int = |key: &str, default: usize| field(Some(json), key, default as f64) as usize;
+    let number = |key: &str, default: f64| field(Some(json), key, default);
+    let pi0 = SpearPolicyConfig::pi0();
+    let (vlm, expert_gemma, cameras) =
+        match (json.get("model_type").and_then(Value::as_str), json.get("type").and_then(Value::as_str)) {
+            (Some("pi0"), _) => {
+                let vlm_json = json.get("vlm_config").ok_or_else(|| {
+                    ModelError::Input("config.json: a pi0 config without vlm_config".into())
+                })?;
+                let mut vlm = paligemma_config(vlm_json)?;
+                vlm.wrist_image_size = vlm.image_size;
+                let dit = json.get("dit_config");
+                let d = ActionExpertConfig::gemma_300m();
+                let size = |key: &str, default: usize| field(dit, key, default as f64) as usize;
+                let heads = size("num_attention_heads", d.num_heads);
+                let expert = d
+                    .clone()
+                    .with_hidden_size(size("hidden_size", d.hidden_size))
+                    .with_intermediate_size(size("intermediate_size", d.intermediate_size))
+                    .with_num_layers(size("num_hidden_layers", d.num_layers))
+                    .with_num_heads(heads)
+                    .with_num_kv_heads(size("num_key_value_heads", d.num_kv_heads))
+                    .with_head_dim(size("head_dim", d.head_dim))
+                    .with_rms_norm_eps(field(dit, "rms_norm_eps", d.rms_norm_eps));
+                (vlm, expert, pi0.cameras)
+            }
+            (_, Some("pi0")) => {
+                for (key, want) in
+                    [("paligemma_variant", "gemma_2b"), ("action_expert_variant", "gemma_300m")]
+                {
+                    let got = json.get(key).and_then(Value::as_str).unwrap_or(want);
+                    if got != want {
+                        return Err(ModelError::Input(format!(
+                            "config.json: {key} {got:?} is not supported (only {want:?})"
+                        )));
+                    }
+                }
+                let cameras = json
+                    .get("input_features")
+                    .and_then(Value::as_object)
+                    .map(|f| {
+                        f.values().filter(|v| v.get("type").and_then(Value::as_str) == Some("VISUAL")).count()
+                    })
+                    .filter(|&n| n > 0)
+                    .unwrap_or(pi0.cameras);
+                (pi0.vlm.clone(), pi0.expert.gemma.clone(), cameras)
+            }
+            _ => {
+                return Err(ModelError::Input(
+                    "config.json: neither a spear policy config nor a pi0 config (model_type/type \"pi0\")"
+                        .into(),
+                ));
+            }
+        };
+    let expert = ActionExpertConfig::new(expert_gemma, int("max_action_dim", 32), int("max_state_dim", 32))
+        .with_min_period(number("min_period", 4e-3))
+        .with_max_period(number("max_period", 4.0));
+    let flow = FlowConfig::new()
+        .with_num_steps(int("num_inference_steps", 10))
+        .with_time_alpha(number("time_sampling_beta_alpha", 1.5))
+        .with_time_beta(number("time_sampling_beta_beta", 1.0))
+        .with_time_scale(number("time_sampling_scale", 0.999))
+        .with_time_offset(number("time_sampling_offset", 0.001));
+    let config = SpearPolicyConfig::new(vlm, expert, int("chunk_size", 50), RotationMode::Linear, cameras)
+        .with_flow(flow);
+    config.validate()?;
+    Ok(config)
 }

@@ -27,9 +27,13 @@ pub enum Layout {
     /// PaliGemma with transformers ≥ 4.52 in-memory names (`model.vision_tower.*`,
     /// `model.language_model.*`, `lm_head.weight`), with or without 5.x's dropped `vision_model`.
     PaliGemmaInMemory,
-    /// openpi's PyTorch π0 (`paligemma_with_expert.paligemma.*` + `paligemma_with_expert.gemma_expert.*`);
-    /// the VLM part loads here, the action expert belongs to the policy.
+    /// π0 on disk: openpi's PyTorch port (`paligemma_with_expert.paligemma.*`,
+    /// `paligemma_with_expert.gemma_expert.*`, `action_in_proj.*`, …), lerobot (the same under
+    /// `model.`) and transformers' `save_pretrained` of `PI0ForConditionalGeneration`.
     Openpi,
+    /// π0 with transformers 5 in-memory names (`model.vlm.*`, `model.dit.*`,
+    /// `embed_action_time.*`, `action_out_proj.*`).
+    Pi0InMemory,
     /// MoGe-1 `model.pt` (`backbone.*` DINOv2, `head.*`).
     MogeV1,
     /// MoGe-2 `model.pt` (`encoder.backbone.*`, `neck.*`, `*_head.*`).
@@ -49,15 +53,17 @@ pub enum Mapping {
     Unknown,
 }
 
-const OPENPI: &str = r"(?:paligemma_with_expert\.paligemma\.)?";
+const OPENPI: &str = r"(?:model\.)?(?:paligemma_with_expert\.paligemma\.)?";
 
 impl Layout {
     /// Recognises the layout from the tensor names, or `None`.
     pub fn detect<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Self> {
         let names: Vec<&str> = names.into_iter().collect();
         let any = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
-        Some(if any("paligemma_with_expert.") {
+        Some(if any("paligemma_with_expert.") || any("model.paligemma_with_expert.") {
             Self::Openpi
+        } else if any("model.dit.") || any("embed_action_time.") {
+            Self::Pi0InMemory
         } else if any("vision_tower.") || any("language_model.model.") || any("multi_modal_projector.") {
             Self::PaliGemma
         } else if any("model.vision_tower.")
@@ -69,7 +75,11 @@ impl Layout {
             Self::MogeV2
         } else if any("backbone.blocks.") {
             Self::MogeV1
-        } else if any("gemma.layers.") || any("siglip.encoder.") || any("moge.blocks.") {
+        } else if any("gemma.layers.")
+            || any("siglip.encoder.")
+            || any("moge.blocks.")
+            || any("vlm.gemma.layers.")
+        {
             Self::Spear
         } else {
             return None;
@@ -81,7 +91,10 @@ impl Layout {
         match self {
             Self::PaliGemma => "PaliGemma (transformers safetensors, Hub/save_pretrained names)",
             Self::PaliGemmaInMemory => "PaliGemma (transformers >= 4.52 in-memory names)",
-            Self::Openpi => "pi0 (openpi PyTorch: PaliGemma + action expert)",
+            Self::Openpi => {
+                "pi0 (openpi PyTorch / lerobot / transformers save_pretrained: PaliGemma + action expert)"
+            }
+            Self::Pi0InMemory => "pi0 (transformers 5 in-memory names: PaliGemma + action expert)",
             Self::MogeV1 => "MoGe-1 model.pt (DINOv2 ViT backbone + point-map head)",
             Self::MogeV2 => "MoGe-2 model.pt (DINOv2 ViT encoder + neck and heads)",
             Self::Spear => "spear checkpoint",
@@ -91,6 +104,11 @@ impl Layout {
     /// Whether the layout carries MoGe weights (and no PaliGemma).
     pub fn is_moge(self) -> bool {
         matches!(self, Self::MogeV1 | Self::MogeV2)
+    }
+
+    /// Whether the layout is a whole π0 policy (VLM + action expert).
+    pub fn is_policy(self) -> bool {
+        matches!(self, Self::Openpi | Self::Pi0InMemory)
     }
 
     fn rules(self) -> Vec<(Regex, Rule)> {
@@ -116,9 +134,45 @@ impl Layout {
                 (format!(r"^{prefix}image_(?:mean|std)$"), Ignore("ImageNet normalisation (built in)")),
             ]
         };
+        // π0's top-level projections, named as openpi (lerobot's older `time_mlp_*` too).
+        let projections = |prefix: &str| {
+            vec![
+                (format!(r"^{prefix}(action_in_proj|state_proj|action_out_proj)\.(.+)$"), To("expert.$1.$2")),
+                (
+                    format!(r"^{prefix}(?:action_)?time_mlp_(in|out)\.(.+)$"),
+                    To("expert.action_time_mlp_$1.$2"),
+                ),
+            ]
+        };
         let rules: Vec<(String, Rule)> = match self {
             Self::PaliGemma | Self::PaliGemmaInMemory => paligemma(""),
-            Self::Openpi => paligemma(OPENPI),
+            Self::Openpi => {
+                let expert = r"(?:model\.)?paligemma_with_expert\.gemma_expert\.";
+                let mut r = vec![
+                    (format!(r"^{expert}lm_head\.weight$"), Ignore("the action expert's LM head (unused)")),
+                    (
+                        format!(r"^{expert}model\.embed_tokens\.weight$"),
+                        Ignore("the action expert's token embedding (unused)"),
+                    ),
+                    (format!(r"^{expert}model\.(.+)$"), To("expert.$1")),
+                ];
+                r.extend(projections(r"(?:model\.)?"));
+                r.extend(paligemma(OPENPI));
+                r
+            }
+            Self::Pi0InMemory => {
+                let mut r = vec![
+                    (
+                        r"^model\.dit\.embed_tokens\.weight$".into(),
+                        Ignore("the action expert's token embedding (unused)"),
+                    ),
+                    (r"^model\.dit\.(.+)$".into(), To("expert.$1")),
+                    (r"^embed_action_time\.(.+)$".into(), To("expert.$1")),
+                ];
+                r.extend(projections(""));
+                r.extend(paligemma(r"model\.vlm\."));
+                r
+            }
             Self::MogeV1 => {
                 let mut r = moge("");
                 r.push((r"^head\.".into(), Ignore("MoGe-1 point-map head (SPEAR uses the encoder only)")));
@@ -300,7 +354,7 @@ pub fn plan(
     (report, sources)
 }
 
-/// Loads `checkpoint` into `module`. Fails, naming every tensor, when anything is missing (other
+/// Loads `checkpoint`'s VLM tensors into `module` (a π0 checkpoint's action expert is skipped). Fails, naming every tensor, when anything is missing (other
 /// than paths under `allow_missing`, which keep their initialisation), left over, or mis-shaped;
 /// a partial load must therefore be asked for explicitly.
 pub fn load<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
@@ -310,7 +364,7 @@ pub fn load<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     allow_missing: &[&str],
     model: &str,
 ) -> Result<LoadReport, ModelError> {
-    load_mapped(module, checkpoint, layout.map_names(checkpoint.names()), allow_missing, model)
+    load_mapped(module, checkpoint, vlm_only(layout.map_names(checkpoint.names())), allow_missing, model)
 }
 
 /// [`load`] with an explicit name mapping, e.g. a layout's mapping with a prefix removed to load a
@@ -342,6 +396,33 @@ pub fn load_mapped<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     }
     tracing::info!(path = %checkpoint.path.display(), loaded = result.applied.len(), "checkpoint loaded");
     Ok(report)
+}
+
+/// A policy layout's mapping for loading the VLM alone: the action expert's tensors are ignored.
+pub fn vlm_only(mapping: BTreeMap<String, Mapping>) -> BTreeMap<String, Mapping> {
+    mapping
+        .into_iter()
+        .map(|(name, m)| match m {
+            Mapping::Module(path) if path.starts_with("expert.") => {
+                (name, Mapping::Ignored("the action expert (not part of the VLM)"))
+            }
+            other => (name, other),
+        })
+        .collect()
+}
+
+/// A layout's mapping onto [`crate::policy::SpearPolicy`]'s module paths: the VLM's parts move
+/// under `vlm.`, the expert's stay under `expert.`.
+pub fn for_policy(mapping: BTreeMap<String, Mapping>) -> BTreeMap<String, Mapping> {
+    mapping
+        .into_iter()
+        .map(|(name, m)| match m {
+            Mapping::Module(path) if !path.starts_with("expert.") => {
+                (name, Mapping::Module(format!("vlm.{path}")))
+            }
+            other => (name, other),
+        })
+        .collect()
 }
 
 /// Rewrites module paths under `prefix.` to paths relative to it (others become unknown), to load
@@ -419,11 +500,52 @@ mod tests {
             assert!(matches!(mapped(layout, tied), Mapping::Ignored(_)), "{tied}");
         }
         let expert = "paligemma_with_expert.gemma_expert.model.layers.0.mlp.up_proj.weight";
-        assert_eq!(
-            mapped(Layout::Openpi, expert),
-            Mapping::Unknown,
+        assert!(
+            matches!(vlm_only(Layout::Openpi.map_names([expert])).remove(expert), Some(Mapping::Ignored(_))),
             "the action expert is not part of the VLM"
         );
+    }
+
+    /// π0's names in openpi, lerobot (old and new) and transformers reach the same policy paths.
+    #[test]
+    fn pi0_key_variants_map_to_one_policy() {
+        use Layout::{Openpi, Pi0InMemory};
+        let cases = [
+            (
+                Openpi,
+                "paligemma_with_expert.gemma_expert.model.layers.1.self_attn.q_proj.weight",
+                "expert.layers.1.self_attn.q_proj.weight",
+            ),
+            (Openpi, "model.paligemma_with_expert.gemma_expert.model.norm.weight", "expert.norm.weight"),
+            (Openpi, "action_time_mlp_in.weight", "expert.action_time_mlp_in.weight"),
+            (Openpi, "model.time_mlp_out.bias", "expert.action_time_mlp_out.bias"),
+            (Openpi, "model.state_proj.weight", "expert.state_proj.weight"),
+            (
+                Openpi,
+                "model.paligemma_with_expert.paligemma.model.language_model.layers.0.mlp.up_proj.weight",
+                "vlm.gemma.layers.0.mlp.up_proj.weight",
+            ),
+            (
+                Openpi,
+                "paligemma_with_expert.paligemma.model.language_model.model.embed_tokens.weight",
+                "vlm.gemma.embed_tokens.weight",
+            ),
+            (Pi0InMemory, "model.dit.layers.0.mlp.down_proj.weight", "expert.layers.0.mlp.down_proj.weight"),
+            (Pi0InMemory, "embed_action_time.action_in_proj.bias", "expert.action_in_proj.bias"),
+            (Pi0InMemory, "action_out_proj.weight", "expert.action_out_proj.weight"),
+            (Pi0InMemory, "model.vlm.vision_tower.post_layernorm.bias", "vlm.siglip.post_layernorm.bias"),
+            (Pi0InMemory, "model.vlm.multi_modal_projector.linear.weight", "vlm.siglip_projector.weight"),
+        ];
+        for (layout, name, path) in cases {
+            if let Some(detected) = Layout::detect([name]) {
+                assert_eq!(detected, layout, "{name}");
+            }
+            assert_eq!(for_policy(layout.map_names([name])).remove(name).unwrap(), module(path), "{name}");
+        }
+        for unused in ["paligemma_with_expert.gemma_expert.lm_head.weight", "model.dit.embed_tokens.weight"] {
+            let layout = Layout::detect([unused]).unwrap();
+            assert!(matches!(mapped(layout, unused), Mapping::Ignored(_)), "{unused}");
+        }
     }
 
     #[test]

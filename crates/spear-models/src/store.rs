@@ -11,7 +11,8 @@ use safetensors::tensor::TensorView;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::ModelError;
-use crate::layout::{Layout, LoadReport, load};
+use crate::layout::{Layout, LoadReport, for_policy, load, load_mapped};
+use crate::policy::{SpearPolicy, SpearPolicyConfig};
 use crate::vlm::{NEW_PARTS, SpearVlm, SpearVlmConfig};
 
 /// Writes `module` as f32 safetensors at `file`, tensors named by module path in PyTorch
@@ -53,10 +54,10 @@ pub fn write_f32_safetensors(
     std::fs::rename(&partial, file).map_err(|source| ModelError::Io { path: file.to_path_buf(), source })
 }
 
-/// Saves a VLM and its configuration into `dir` (`model.safetensors`, `config.json`).
-pub fn save_vlm<B: Backend>(
-    model: &SpearVlm<B>,
-    config: &SpearVlmConfig,
+/// Saves a model and its configuration into `dir` (`model.safetensors`, `config.json`).
+fn save_with_config<B: Backend, M: ModuleSnapshot<B>>(
+    model: &M,
+    config: &impl serde::Serialize,
     dir: &Path,
 ) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
@@ -64,6 +65,45 @@ pub fn save_vlm<B: Backend>(
     let config_path = dir.join("config.json");
     std::fs::write(&config_path, json).map_err(|source| ModelError::Io { path: config_path, source })?;
     save_safetensors(model, &dir.join("model.safetensors"))
+}
+
+/// Saves a VLM and its configuration into `dir` (`model.safetensors`, `config.json`).
+pub fn save_vlm<B: Backend>(
+    model: &SpearVlm<B>,
+    config: &SpearVlmConfig,
+    dir: &Path,
+) -> Result<(), ModelError> {
+    save_with_config(model, config, dir)
+}
+
+/// Saves a policy and its configuration into `dir` (`model.safetensors`, `config.json`).
+pub fn save_policy<B: Backend>(model: &SpearPolicy<B>, dir: &Path) -> Result<(), ModelError> {
+    save_with_config(model, model.config(), dir)
+}
+
+/// Loads a whole policy strictly: a spear checkpoint folder (as [`save_policy`] writes it) or a
+/// π0 checkpoint (openpi's PyTorch port, lerobot, transformers' PI0), configured by the folder's
+/// `config.json` (see [`crate::hf_config::policy_config`]).
+pub fn load_policy<B: Backend>(dir: &Path, device: &B::Device) -> Result<SpearPolicy<B>, ModelError> {
+    let checkpoint = Checkpoint::open(dir)?;
+    let json = checkpoint
+        .config
+        .as_ref()
+        .ok_or_else(|| ModelError::Format { path: dir.to_path_buf(), message: "no config.json".into() })?;
+    let config: SpearPolicyConfig = crate::hf_config::policy_config(json)?;
+    let layout = Layout::detect(checkpoint.names())
+        .filter(|l| l.is_policy() || *l == Layout::Spear)
+        .ok_or_else(|| ModelError::UnknownLayout {
+            path: dir.to_path_buf(),
+            hint: "expected a pi0 or spear policy".into(),
+        })?;
+    let mut mapping = layout.map_names(checkpoint.names());
+    if layout.is_policy() {
+        mapping = for_policy(mapping);
+    }
+    let mut model = config.init::<B>(device)?;
+    load_mapped(&mut model, &checkpoint, mapping, &[], "the policy")?;
+    Ok(model)
 }
 
 /// Loads a whole VLM strictly: a spear checkpoint folder (as [`save_vlm`] writes it) or a

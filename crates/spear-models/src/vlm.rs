@@ -163,6 +163,9 @@ impl Trainable {
     /// Paper stage 2: everything but the two vision encoders trains.
     pub const STAGE_2: Self =
         Self { siglip: false, moge: false, projectors: true, llm: true, new_embeddings: true };
+    /// Paper VLA stage (§3.2, Table 9): SigLIP trains, MoGe is frozen, everything else trains.
+    pub const VLA: Self =
+        Self { siglip: true, moge: false, projectors: true, llm: true, new_embeddings: true };
 }
 
 /// SPEAR-VLM (or PaliGemma when built without MoGe and 3D tokens).

@@ -7,5 +7,6 @@ mod joint;
 mod loading;
 mod mean_resizing;
 mod paligemma;
+mod policy;
 mod siglip;
 mod store;
