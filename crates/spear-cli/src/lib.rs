@@ -4,5 +4,6 @@
 pub mod backend;
 pub mod bench;
 pub mod doctor;
+pub mod policy;
 pub mod vlm;
 pub mod weights;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use spear_cli::backend::{BackendJob, BackendKind, run_on};
-use spear_cli::{bench, doctor, vlm, weights};
+use spear_cli::{bench, doctor, policy, vlm, weights};
 
 #[derive(Parser)]
 #[command(name = "spear", version, about = "SPEAR-1: a 3D-aware vision-language-action model")]
@@ -29,9 +29,81 @@ enum Command {
     /// SPEAR-VLM (or PaliGemma) inference.
     #[command(subcommand)]
     Vlm(VlmCommand),
+    /// SPEAR-1 (or π0) policy inference.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Benchmarks, with ratios against the PyTorch reference measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Sample one action chunk for an observation (images, state, instruction): the prefix is
+    /// encoded once, then the flow's Euler steps run the action expert alone.
+    Act(ActArgs),
+}
+
+#[derive(Args)]
+struct ActArgs {
+    /// Checkpoint folder: weights and config.json (spear, transformers PI0, lerobot or openpi π0).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Main camera image (PNG or JPEG); centre-cropped to the policy's aspect ratio, never stretched.
+    #[arg(long)]
+    image: PathBuf,
+    /// Wrist camera image; repeat for policies with several wrist cameras.
+    #[arg(long)]
+    wrist: Vec<PathBuf>,
+    /// Proprioceptive state, normalised as in training: numbers separated by commas or spaces
+    /// (SPEAR-1: EE position x,y,z, EE quaternion w,x,y,z, gripper).
+    #[arg(long, allow_hyphen_values = true)]
+    state: String,
+    /// Zero-pad a shorter state to the policy's state width (π0 pads to 32).
+    #[arg(long)]
+    pad_state: bool,
+    /// The instruction.
+    #[arg(long)]
+    prompt: String,
+    /// tokenizer.json (default: the checkpoint's).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Cameras the policy was trained with (π0 checkpoints do not record it; default 3 for them).
+    #[arg(long)]
+    cameras: Option<usize>,
+    /// Seed of the sampling noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the chunk as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Act(ActArgs);
+
+impl BackendJob for Act {
+    type Output = anyhow::Result<()>;
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
+        let a = self.0;
+        let request = policy::Act {
+            checkpoint: a.checkpoint,
+            tokenizer: a.tokenizer,
+            image: a.image,
+            wrist: a.wrist,
+            state: policy::parse_state(&a.state)?,
+            pad_state: a.pad_state,
+            prompt: a.prompt,
+            cameras: a.cameras,
+            seed: a.seed,
+        };
+        let chunk = policy::act::<B::InnerBackend>(&request, &device)?;
+        if a.json {
+            println!("{}", chunk.to_json());
+        } else {
+            print!("{}", chunk.render());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Subcommand)]
@@ -277,6 +349,7 @@ fn main() -> Result<()> {
         }
         Command::Vlm(VlmCommand::Ask(args)) => run_on(kind, Ask(args))??,
         Command::Vlm(VlmCommand::Init(args)) => run_on(kind, Init(args))??,
+        Command::Policy(PolicyCommand::Act(args)) => run_on(kind, Act(args))??,
         Command::Bench(BenchCommand::Vlm(args)) => run_on(kind, BenchVlm(args))??,
     }
     Ok(())

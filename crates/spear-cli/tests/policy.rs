@@ -1,0 +1,114 @@
+//! `spear policy act` through the binary: a tiny SPEAR-1 saved by spear-models, and the tiny π0 of
+//! `tools/reference/pi0_fixtures.py`.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Flex;
+use burn::prelude::*;
+use spear_models::SpearPolicyConfig;
+use spear_models::store::save_policy;
+
+mod common;
+use common::run_spear as spear;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spear-models/tests/fixtures")
+}
+
+/// A tiny random SPEAR-1 checkpoint with the tiny PaliGemma tokenizer, saved once per process.
+fn tiny_checkpoint() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("spear-cli-policy-{}", std::process::id()));
+        let device = Default::default();
+        Flex::seed(&device, 7);
+        let policy = SpearPolicyConfig::tiny().init::<Flex>(&device).unwrap();
+        save_policy(&policy, &dir).unwrap();
+        std::fs::copy(fixtures().join("paligemma-tiny/tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+        dir
+    })
+    .clone()
+}
+
+fn image() -> String {
+    fixtures().join("paligemma-tiny/image.png").display().to_string()
+}
+
+fn act(checkpoint: &Path, extra: &[&str]) -> (bool, String, String) {
+    let image = image();
+    let mut args = vec!["policy", "act", "--checkpoint", checkpoint.to_str().unwrap(), "--image", &image];
+    args.extend_from_slice(extra);
+    spear(&args)
+}
+
+#[test]
+fn act_prints_a_chunk_of_canonical_quaternions() {
+    let dir = tiny_checkpoint();
+    let image = image();
+    let state = "0.1,-0.2,0.3,1,0,0,0,1";
+    let args = ["--wrist", &image, "--state", state, "--prompt", "pick up the cup", "--json"];
+    let (ok, out, err) = act(&dir, &args);
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["rotation"], "s3");
+    let actions = json["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 5, "H = 5");
+    for step in actions {
+        let a: Vec<f64> = step.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(a.len(), 8);
+        let norm = a[3..7].iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4 && a[3] >= 0.0, "quaternion {:?}", &a[3..7]);
+    }
+    // Same seed, same chunk; the table names the parts.
+    let (ok, table, err) = act(&dir, &args[..6]);
+    assert!(ok, "{err}");
+    assert_eq!(table.lines().count(), 5, "{table}");
+    assert!(table.starts_with("step 0: translation [") && table.contains("quaternion wxyz"), "{table}");
+}
+
+#[test]
+fn act_rejects_bad_observations_with_clear_errors() {
+    let dir = tiny_checkpoint();
+    let image = image();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--state", "0,0,0,1,0,0,0,1", "--prompt", "go"], "is the wrist camera missing?"),
+        (
+            &["--wrist", &image, "--state", "0,0,0,1,0,0,0", "--prompt", "go"],
+            "--state has 7 values; this policy expects 8",
+        ),
+        (&["--wrist", &image, "--state", "0,0,nan,1,0,0,0,1", "--prompt", "go"], "--state: value 2 is NaN"),
+        (
+            &["--wrist", &image, "--state", "0,0,x,1,0,0,0,1", "--prompt", "go"],
+            "value 2 (\"x\") is not a number",
+        ),
+    ];
+    for (args, message) in cases {
+        let (ok, _, err) = act(&dir, args);
+        assert!(!ok && err.contains(message), "{args:?}: expected {message:?} in\n{err}");
+    }
+}
+
+#[test]
+fn act_runs_a_pi0_checkpoint() {
+    // The tiny π0 has a 1024-token vocabulary; the tiny tokenizer's ids for this prompt fit.
+    let dir = fixtures().join("pi0-tiny");
+    let tokenizer = fixtures().join("paligemma-tiny/tokenizer.json");
+    let image = image();
+    let args = [
+        "--wrist",
+        &image,
+        "--cameras",
+        "2",
+        "--state",
+        "0.5 -0.5",
+        "--pad-state",
+        "--prompt",
+        "a",
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+    ];
+    let (ok, out, err) = act(&dir, &args);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 6, "chunk_size 6:\n{out}");
+    assert!(out.starts_with("step 0: ["), "{out}");
+}
