@@ -9,13 +9,15 @@ use anyhow::{Context, Result};
 use burn::backend::Flex;
 use spear_models::SpearVlmConfig;
 use spear_models::checkpoint::Checkpoint;
-use spear_models::hf_config::{dinov2_config_from_moge, vlm_config};
-use spear_models::layout::{Layout, LoadReport, expected_tensors, plan};
+use spear_models::hf_config::{dinov2_config_from_moge, policy_config, vlm_config};
+use spear_models::layout::{Layout, LoadReport, expected_tensors, for_policy, plan, vlm_only};
 
 /// The model a checkpoint is matched against: its description and expected tensors.
 struct Target {
     description: String,
     expected: BTreeMap<String, Vec<usize>>,
+    /// A whole policy (VLM + action expert) rather than a VLM or an encoder.
+    policy: bool,
 }
 
 /// Reads `path` and renders the inspection report. `list` adds every stored tensor.
@@ -26,7 +28,13 @@ pub fn inspect(path: &Path, list: bool) -> Result<String> {
         format!("{}: no known model layout recognised (first tensors: {})", path.display(), first.join(", "))
     })?;
     let target = target(&checkpoint, layout)?;
-    let (report, _) = plan(&checkpoint, layout.map_names(checkpoint.names()), &target.expected);
+    let mut mapping = layout.map_names(checkpoint.names());
+    mapping = match (target.policy, layout.is_policy()) {
+        (true, true) => for_policy(mapping),
+        (true, false) => mapping,
+        (false, _) => vlm_only(mapping),
+    };
+    let (report, _) = plan(&checkpoint, mapping, &target.expected);
 
     let mut s = String::new();
     let _ = writeln!(s, "{}", path.display());
@@ -82,7 +90,24 @@ fn target(checkpoint: &Checkpoint, layout: Layout) -> Result<Target> {
             .into_iter()
             .map(|(k, v)| (format!("moge.{k}"), v))
             .collect();
-        return Ok(Target { description, expected });
+        return Ok(Target { description, expected, policy: false });
+    }
+    let is_spear_policy = checkpoint.config.as_ref().is_some_and(|json| json.get("expert").is_some());
+    if layout.is_policy() || is_spear_policy {
+        let json = checkpoint.config.as_ref().context("no config.json beside the policy checkpoint")?;
+        let config = policy_config(json)?;
+        let e = &config.expert;
+        let description = format!(
+            "policy: {} + action expert ({}×{} layers), {} actions of {} per chunk, {:?} rotations",
+            if config.vlm.moge.is_some() { "SPEAR-VLM" } else { "PaliGemma" },
+            e.gemma.hidden_size,
+            e.gemma.num_layers,
+            config.horizon,
+            e.action_dim,
+            config.rotation,
+        );
+        let expected = expected_tensors::<Flex, _>(&config.init::<Flex>(&device)?);
+        return Ok(Target { description, expected, policy: true });
     }
     let config = match &checkpoint.config {
         Some(json) => vlm_config(json)?,
@@ -113,7 +138,11 @@ fn target(checkpoint: &Checkpoint, layout: Layout) -> Result<Target> {
             String::new()
         },
     );
-    Ok(Target { description, expected: expected_tensors::<Flex, _>(&config.init::<Flex>(&device)) })
+    Ok(Target {
+        description,
+        expected: expected_tensors::<Flex, _>(&config.init::<Flex>(&device)),
+        policy: false,
+    })
 }
 
 fn group_digits(n: usize) -> String {

@@ -112,3 +112,17 @@ fn act_runs_a_pi0_checkpoint() {
     assert_eq!(out.lines().count(), 6, "chunk_size 6:\n{out}");
     assert!(out.starts_with("step 0: ["), "{out}");
 }
+
+#[test]
+fn inspect_recognises_a_pi0_checkpoint_as_a_policy() {
+    let dir = fixtures().join("pi0-tiny");
+    let (ok, out, err) = spear(&["weights", "inspect", dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("layout:     pi0 (openpi PyTorch / lerobot / transformers"), "{out}");
+    assert!(out.contains("policy: PaliGemma + action expert (32×2 layers), 6 actions of 8"), "{out}");
+    assert!(out.contains("missing:    0") && out.contains("left over:  0"), "{out}");
+    assert!(
+        out.contains("the action expert's LM head (unused)") && out.contains("loads completely"),
+        "{out}"
+    );
+}

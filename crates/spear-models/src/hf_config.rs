@@ -117,7 +117,8 @@ pub fn dinov2_config_from_moge(checkpoint: &Checkpoint, layout: Layout) -> Resul
 
 /// The policy configuration of a checkpoint's stored JSON: spear's own (a serialised
 /// [`SpearPolicyConfig`], with an `"expert"` key), transformers' `PI0Config`
-/// (`"model_type": "pi0"`) or lerobot's π0 config (`"type": "pi0"`).
+/// (`"model_type": "pi0"`), lerobot's π0 config (`"type": "pi0"`) or the `config.json` openpi's
+/// PyTorch converter writes (`action_dim`, `action_horizon`, `paligemma_variant`, …).
 ///
 /// π0 configurations do not say how many cameras the policy was trained with; they get π0's 3
 /// (change it with [`crate::policy::SpearPolicy::with_cameras`]) — except lerobot's, whose
@@ -153,7 +154,11 @@ pub fn policy_config(json: &Value) -> Result<SpearPolicyConfig, ModelError> {
                     .with_rms_norm_eps(field(dit, "rms_norm_eps", d.rms_norm_eps));
                 (vlm, expert, pi0.cameras)
             }
-            (_, Some("pi0")) => {
+            // lerobot (`"type": "pi0"`) and openpi's converter (`action_horizon`, `action_dim` and the
+            // variants, nothing else) name the standard sizes.
+            (_, Some("pi0")) | (None, None)
+                if json.get("paligemma_variant").is_some() || json.get("type").is_some() =>
+            {
                 for (key, want) in
                     [("paligemma_variant", "gemma_2b"), ("action_expert_variant", "gemma_300m")]
                 {
@@ -181,7 +186,9 @@ pub fn policy_config(json: &Value) -> Result<SpearPolicyConfig, ModelError> {
                 ));
             }
         };
-    let expert = ActionExpertConfig::new(expert_gemma, int("max_action_dim", 32), int("max_state_dim", 32))
+    // openpi pads the state to the action width.
+    let action_dim = int("max_action_dim", int("action_dim", 32));
+    let expert = ActionExpertConfig::new(expert_gemma, action_dim, int("max_state_dim", action_dim))
         .with_min_period(number("min_period", 4e-3))
         .with_max_period(number("max_period", 4.0));
     let flow = FlowConfig::new()
@@ -190,8 +197,8 @@ pub fn policy_config(json: &Value) -> Result<SpearPolicyConfig, ModelError> {
         .with_time_beta(number("time_sampling_beta_beta", 1.0))
         .with_time_scale(number("time_sampling_scale", 0.999))
         .with_time_offset(number("time_sampling_offset", 0.001));
-    let config = SpearPolicyConfig::new(vlm, expert, int("chunk_size", 50), RotationMode::Linear, cameras)
-        .with_flow(flow);
+    let horizon = int("chunk_size", int("action_horizon", 50));
+    let config = SpearPolicyConfig::new(vlm, expert, horizon, RotationMode::Linear, cameras).with_flow(flow);
     config.validate()?;
     Ok(config)
 }

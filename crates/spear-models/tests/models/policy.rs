@@ -324,3 +324,28 @@ fn tiny_spear1_learns_a_fixed_batch() {
     eprintln!("tiny SPEAR-1 held-out loss: {before:.4} → {after:.4} ({:.1}× lower)", before / after);
     assert!(after * 10.0 <= before, "loss fell only from {before} to {after}");
 }
+
+#[test]
+fn pi0_configs_of_openpi_and_lerobot_are_read() {
+    use serde_json::json;
+    use spear_models::hf_config::policy_config;
+    // openpi's converter writes only these fields.
+    let openpi = json!({"action_dim": 32, "action_horizon": 10, "paligemma_variant": "gemma_2b",
+                        "action_expert_variant": "gemma_300m", "precision": "bfloat16"});
+    let config = policy_config(&openpi).unwrap();
+    assert_eq!((config.horizon, config.expert.action_dim, config.expert.state_dim), (10, 32, 32));
+    assert_eq!(
+        (config.cameras, config.rotation, config.vlm.gemma.vocab_size),
+        (3, RotationMode::Linear, 257152)
+    );
+    let lerobot = json!({"type": "pi0", "chunk_size": 50, "max_action_dim": 32, "max_state_dim": 32,
+                         "num_inference_steps": 5, "input_features": {
+                             "observation.images.base_0_rgb": {"type": "VISUAL", "shape": [3, 224, 224]},
+                             "observation.images.left_wrist_0_rgb": {"type": "VISUAL", "shape": [3, 224, 224]},
+                             "observation.state": {"type": "STATE", "shape": [8]}}});
+    let config = policy_config(&lerobot).unwrap();
+    assert_eq!((config.cameras, config.flow.num_steps, config.horizon), (2, 5, 50));
+    let pi05 = json!({"type": "pi0", "paligemma_variant": "gemma_2b", "action_expert_variant": "gemma_2b"});
+    let e = policy_config(&pi05).unwrap_err().to_string();
+    assert!(e.contains("action_expert_variant \"gemma_2b\" is not supported"), "{e}");
+}
