@@ -222,12 +222,15 @@ pub struct PolicyLoss<B: Backend> {
     pub geodesic: Option<Tensor<B, 2>>,
 }
 
-/// An observation encoded for sampling: the prefix's KV cache and token layout, and the state.
+/// An observation encoded for sampling: the prefix's KV cache, the state, and the suffix's
+/// attention mask and rotary tables (the same at every flow step).
 #[derive(Debug, Clone)]
 pub struct EncodedObservation<B: Backend> {
     cache: KvCache<B>,
-    layout: TokenLayout,
+    batch: usize,
     state: Tensor<B, 2>,
+    suffix_mask: Tensor<B, 3, Bool>,
+    suffix_rope: Rope<B>,
 }
 
 /// SPEAR-1 (or π0): the VLM and the action expert.
@@ -448,9 +451,19 @@ impl<B: Backend> SpearPolicy<B> {
     /// [`Self::velocity_cached`].
     pub fn encode(&self, obs: &Observation<B>) -> Result<EncodedObservation<B>, ModelError> {
         let (prefix, layout) = self.prefix(obs)?;
+        let device = prefix.device();
         let mut cache = self.vlm.gemma.new_cache();
         self.vlm.gemma.forward_embeds(prefix, &layout, Some(&mut cache));
-        Ok(EncodedObservation { cache, layout, state: obs.state.clone() })
+        let batch = layout.batch();
+        let layout = self.with_suffix(layout);
+        let queries = self.config.horizon + 1;
+        Ok(EncodedObservation {
+            cache,
+            batch,
+            state: obs.state.clone(),
+            suffix_mask: layout.mask(queries, &device),
+            suffix_rope: self.rope(&layout.positions(queries), &device),
+        })
     }
 
     /// The flow's velocity `dA^τ/dτ` for an encoded observation: the expert alone, attending over
@@ -461,18 +474,15 @@ impl<B: Backend> SpearPolicy<B> {
         actions: Tensor<B, 3>,
         tau: &[f64],
     ) -> Tensor<B, 3> {
-        let device = actions.device();
-        let layout = self.with_suffix(encoded.layout.clone());
-        let queries = self.config.horizon + 1;
         let stream = Stream {
             layers: &self.expert.layers,
             hidden: self.suffix(encoded.state.clone(), actions, tau),
-            rope: self.rope(&layout.positions(queries), &device),
+            rope: encoded.suffix_rope.clone(),
         };
         // The suffix's keys go into a copy of the cache (tensors are shared, not copied) so that
         // every step sees the prefix alone.
         let mut cache = encoded.cache.clone();
-        let mut outputs = joint_forward(vec![stream], layout.mask(queries, &device), Some(&mut cache));
+        let mut outputs = joint_forward(vec![stream], encoded.suffix_mask.clone(), Some(&mut cache));
         -self.expert.velocity(outputs.remove(0))
     }
 
@@ -507,13 +517,13 @@ impl<B: Backend> SpearPolicy<B> {
     /// quaternions come out unit and canonical (`w ≥ 0`).
     pub fn sample(&self, obs: &Observation<B>, noise: Tensor<B, 3>) -> Result<Tensor<B, 3>, ModelError> {
         let encoded = self.encode(obs)?;
-        self.check_actions("noise", &noise, encoded.layout.batch())?;
+        self.check_actions("noise", &noise, encoded.batch)?;
         Ok(self.sample_encoded(&encoded, noise))
     }
 
     /// [`Self::sample`] for an already encoded observation.
     pub fn sample_encoded(&self, encoded: &EncodedObservation<B>, noise: Tensor<B, 3>) -> Tensor<B, 3> {
-        let batch = encoded.layout.batch();
+        let batch = encoded.batch;
         let steps = self.config.flow.num_steps;
         let delta = 1.0 / steps as f64;
         let mut x = noise;

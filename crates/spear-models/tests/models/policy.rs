@@ -349,3 +349,34 @@ fn pi0_configs_of_openpi_and_lerobot_are_read() {
     let e = policy_config(&pi05).unwrap_err().to_string();
     assert!(e.contains("action_expert_variant \"gemma_2b\" is not supported"), "{e}");
 }
+
+#[test]
+fn vla_stage_trains_the_vlm_through_shared_attention_but_not_moge() {
+    use burn::backend::Autodiff;
+    use burn::tensor::Distribution;
+    use rand::{SeedableRng, rngs::StdRng};
+    use spear_models::SpearPolicyConfig;
+    use spear_models::vlm::Trainable;
+
+    type Grad = Autodiff<Cpu>;
+    let device = Default::default();
+    let mut config = SpearPolicyConfig::tiny();
+    config.vlm.image_size = [28, 28];
+    config.vlm.wrist_image_size = [28, 28];
+    let policy = config.init::<Grad>(&device).unwrap().with_trainable(Trainable::VLA, true);
+    let obs = Observation::<Grad> {
+        cameras: (0..2)
+            .map(|_| Tensor::random([1, 3, 28, 28], Distribution::Uniform(0.0, 1.0), &device))
+            .collect(),
+        camera_present: None,
+        prompts: vec![vec![2, 7, 260]],
+        state: Tensor::zeros([1, 8], &device),
+    };
+    let draws = policy.draw(1, &mut StdRng::seed_from_u64(0), &device);
+    let actions = draws.noise.clone().detach();
+    let grads = policy.loss(&obs, actions, None, &draws).unwrap().total.backward();
+    assert!(policy.expert.action_out_proj.weight.grad(&grads).is_some(), "the expert trains");
+    assert!(policy.vlm.gemma.layers[0].self_attn.k_proj.weight.grad(&grads).is_some(), "Gemma trains");
+    assert!(policy.vlm.siglip.post_layernorm.gamma.grad(&grads).is_some(), "SigLIP trains");
+    assert!(policy.vlm.moge.as_ref().unwrap().norm.gamma.grad(&grads).is_none(), "MoGe is frozen");
+}
