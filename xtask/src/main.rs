@@ -18,6 +18,7 @@ commands are `spear` subcommands, built in release with the chosen backend:
   bench vlm  SPEAR-VLM prefill and decode latency [--full] [--compare-torch PYTHON]
   vlm ask    answer a prompt about an image (see `spear vlm ask --help`)
   weights    inspect a checkpoint (`weights inspect PATH`)
+  policy act sample an action chunk (see `spear policy act --help`)
 
   --backend  auto (default): cuda if an NVIDIA driver is visible, else wgpu if a Vulkan
              driver is, else cpu
