@@ -24,20 +24,17 @@ and converted the released PyTorch π0 checkpoints) compute it in float64 and ca
 (written out below, as in openpi's `create_sinusoidal_pos_embedding`) and records how far the unpatched float32
 version lands from it.
 """
-import json
 import math
-import pathlib
 
 import numpy as np
 import torch
 import transformers
-from safetensors.torch import save_file
 from transformers import PI0Config, PI0ForConditionalGeneration
 from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
 from transformers.models.pi0 import modeling_pi0
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-OUT = ROOT / "crates/spear-models/tests/fixtures"
+import fixture_io
+from fixture_io import OUT, check_sizes, save_tensors, write_json
 
 VOCAB = 1024
 IMAGE = 56  # 4×4 SigLIP patches of 14 px
@@ -45,24 +42,6 @@ CHUNK = 6
 ACTION_DIM = 8  # SPEAR's layout: translation (3), quaternion w,x,y,z (4), gripper (1)
 STATE_DIM = 6  # deliberately unlike ACTION_DIM, to catch a swapped projection
 STEPS = 10
-
-
-def write_json(path, obj):
-    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
-    print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size} bytes)")
-
-
-def save_tensors(path, tensors):
-    out = {}
-    for name, t in tensors.items():
-        t = torch.as_tensor(t).detach().cpu()
-        if t.dtype == torch.float64:
-            t = t.float()
-        assert t.dtype in (torch.float32, torch.int64), (name, t.dtype)
-        out[name] = t.contiguous()
-    save_file(out, str(path))
-    print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size} bytes)")
-    return {n: list(t.shape) for n, t in out.items()}
 
 
 def sinusoid_f64(time, dimension, min_period, max_period):
@@ -123,36 +102,8 @@ def build():
     )
     torch.manual_seed(0)
     model = PI0ForConditionalGeneration(config).eval()
-    randomize(model, seed=1)
+    fixture_io.randomize(model, 1, GemmaRMSNorm)
     return model
-
-
-def randomize(model, seed):
-    """Draws that make parity meaningful (the default init leaves norms at 0/1 and biases at 0): Linear/Conv weights
-    N(0, 1/sqrt(fan_in)), biases N(0, 0.1), LayerNorm 1+N(0, 0.1) / N(0, 0.1), Gemma RMSNorm weight N(0, 0.2), token
-    embeddings N(0, 1), SigLIP position table N(0, 0.5)."""
-    torch.manual_seed(seed)
-    done = set()
-    with torch.no_grad():
-        for mod_name, mod in model.named_modules():
-            for p_name, p in mod.named_parameters(recurse=False):
-                if id(p) in done:
-                    continue
-                done.add(id(p))
-                if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
-                    if p_name == "weight":
-                        p.copy_(torch.randn_like(p) / math.sqrt(p[0].numel()))
-                    else:
-                        p.copy_(torch.randn_like(p) * 0.1)
-                elif isinstance(mod, torch.nn.LayerNorm):
-                    p.copy_((1.0 if p_name == "weight" else 0.0) + torch.randn_like(p) * 0.1)
-                elif isinstance(mod, GemmaRMSNorm):
-                    p.copy_(torch.randn_like(p) * 0.2)
-                elif isinstance(mod, torch.nn.Embedding):
-                    p.copy_(torch.randn_like(p) * (0.5 if "position" in mod_name else 1.0))
-                else:
-                    raise AssertionError(f"no randomisation rule for {mod_name}.{p_name} ({type(mod).__name__})")
-    assert done == {id(p) for p in model.parameters()}
 
 
 def inputs(model, seed):
@@ -401,9 +352,7 @@ def main():
             },
         },
     )
-    for f in sorted(OUT.rglob("*")):
-        if f.is_file():
-            assert f.stat().st_size < 2 * 1024 * 1024, f"{f} is over 2 MB"
+    check_sizes()
 
 
 modeling_pi0_forward_f32 = modeling_pi0.PI0TimestepEmbeddings.forward

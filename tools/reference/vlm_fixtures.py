@@ -29,7 +29,6 @@ Every tensor is float32 (ids int64) and contiguous. The .json files say what eac
 """
 import json
 import math
-import pathlib
 import shutil
 import types
 
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import (
     Dinov2Config,
@@ -56,8 +55,8 @@ from transformers import (
 from transformers.models.dinov2.modeling_dinov2 import Dinov2Embeddings, Dinov2LayerScale
 from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-OUT = ROOT / "crates/spear-models/tests/fixtures"
+import fixture_io
+from fixture_io import OUT, ROOT, check_sizes, save_tensors, write_json
 SNAP = OUT / "paligemma-tiny"
 
 # The tokenizer is trained on this text: spaces become "▁" and pieces never cross a "▁" boundary, as in Gemma's
@@ -241,64 +240,21 @@ def tokenizer_cases(processor, image):
 # Helpers
 
 
-def write_json(path, obj):
-    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
-    print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size} bytes)")
+def dinov2_embeddings(p_name, p):
+    assert p_name in ("cls_token", "mask_token", "position_embeddings"), p_name
+    p.copy_(torch.randn_like(p) * 0.5)
 
 
-def save_tensors(path, tensors):
-    """float32 (ids int64), contiguous, via safetensors.torch.save_file; returns {name: {shape, dtype}}."""
-    out = {}
-    for name, t in tensors.items():
-        t = t.detach().cpu()
-        assert t.dtype in (torch.float32, torch.int64), (name, t.dtype)
-        out[name] = t.contiguous()
-    save_file(out, str(path))
-    print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size} bytes)")
-    return {n: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")} for n, t in out.items()}
+def layer_scale(p_name, p):
+    p.copy_(torch.empty_like(p).uniform_(0.2, 1.0))
 
 
 def randomize(model, seed):
-    """Overwrite every parameter with draws that make parity meaningful (HF's init leaves norms at 1/0, biases at 0,
-    layer scales at 1): Linear/Conv weights N(0, 1/sqrt(fan_in)), biases N(0, 0.1), LayerNorm 1+N(0, 0.1) / N(0, 0.1),
-    Gemma RMSNorm weight (zero-centred) N(0, 0.2), token embeddings N(0, 1), position tables and cls/mask tokens
-    N(0, 0.5), DINOv2 layer-scale lambdas U(0.2, 1.0). Tied parameters are drawn once (first owner wins)."""
-    torch.manual_seed(seed)
-    done = set()
-    with torch.no_grad():
-        for mod_name, mod in model.named_modules():
-            for p_name, p in mod.named_parameters(recurse=False):
-                if id(p) in done:
-                    continue
-                done.add(id(p))
-                full = f"{mod_name}.{p_name}"
-                if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
-                    if p_name == "weight":
-                        fan_in = p[0].numel()
-                        p.copy_(torch.randn_like(p) / math.sqrt(fan_in))
-                    else:
-                        p.copy_(torch.randn_like(p) * 0.1)
-                elif isinstance(mod, torch.nn.LayerNorm):
-                    p.copy_((1.0 if p_name == "weight" else 0.0) + torch.randn_like(p) * 0.1)
-                elif isinstance(mod, GemmaRMSNorm):
-                    p.copy_(torch.randn_like(p) * 0.2)
-                elif isinstance(mod, torch.nn.Embedding):
-                    p.copy_(torch.randn_like(p) * (0.5 if "position" in mod_name else 1.0))
-                elif isinstance(mod, Dinov2Embeddings):
-                    assert p_name in ("cls_token", "mask_token", "position_embeddings"), full
-                    p.copy_(torch.randn_like(p) * 0.5)
-                elif isinstance(mod, Dinov2LayerScale):
-                    p.copy_(torch.empty_like(p).uniform_(0.2, 1.0))
-                else:
-                    raise AssertionError(f"no randomisation rule for {full} ({type(mod).__name__})")
-    assert done == {id(p) for p in model.parameters()}
-    return model
-
-
-def check_sizes():
-    for f in sorted(OUT.rglob("*")):
-        if f.is_file():
-            assert f.stat().st_size < 2 * 1024 * 1024, f"{f} is over 2 MB"
+    """fixture_io.randomize plus DINOv2's cls/mask tokens and position table N(0, 0.5) and layer-scale lambdas
+    U(0.2, 1.0)."""
+    return fixture_io.randomize(
+        model, seed, GemmaRMSNorm, [(Dinov2Embeddings, dinov2_embeddings), (Dinov2LayerScale, layer_scale)]
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
