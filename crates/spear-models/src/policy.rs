@@ -43,7 +43,8 @@ pub const SPEAR_ACTION_DIM: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RotationMode {
-    /// Flow matching in Rᵈ on every dimension (π0; the paper's ablation baseline).
+    /// Flow matching in Rᵈ on every dimension (π0; the paper's ablation baseline). Quaternions in
+    /// the action vector, if any, come out as plain 4-vectors: normalise them downstream.
     Linear,
     /// The paper's flow matching on S³ for the quaternion, linear for the rest.
     S3,
@@ -313,9 +314,6 @@ impl<B: Backend> SpearPolicy<B> {
                     want[0], want[1]
                 ));
             }
-            if any_nan(image.clone()) {
-                return bad(format!("observation: camera {c} ({name}) contains NaN"));
-            }
         }
         if let Some(present) = &obs.camera_present
             && (present.len() != cameras || present.iter().any(|p| p.len() != batch))
@@ -340,8 +338,18 @@ impl<B: Backend> SpearPolicy<B> {
                 obs.state.dims()
             ));
         }
-        if any_nan(obs.state.clone()) {
-            return bad("observation: state contains NaN".into());
+        // One read-back for every NaN check.
+        let mut flags: Vec<Tensor<B, 1, Bool>> =
+            obs.cameras.iter().map(|c| c.clone().is_nan().any()).collect();
+        flags.push(obs.state.clone().is_nan().any());
+        let flags = Tensor::cat(flags, 0).int().into_data().convert::<i64>();
+        if let Some(index) = flags.iter::<i64>().position(|f| f != 0) {
+            let what = match index {
+                0 => "camera 0 (main)".to_string(),
+                i if i == cameras => "state".to_string(),
+                i => format!("camera {i} (wrist {i})"),
+            };
+            return bad(format!("observation: {what} contains NaN"));
         }
         Ok(batch)
     }
@@ -399,7 +407,7 @@ impl<B: Backend> SpearPolicy<B> {
         if actions.dims() != want {
             return Err(ModelError::Input(format!("{what} must be {want:?}, got {:?}", actions.dims())));
         }
-        if any_nan(actions.clone()) {
+        if actions.clone().is_nan().any().int().into_scalar().elem::<i64>() != 0 {
             return Err(ModelError::Input(format!("{what} contains NaN")));
         }
         Ok(())
@@ -613,10 +621,6 @@ impl<B: Backend> SpearPolicy<B> {
         };
         Ok(PolicyLoss { total, per_step, squared_error, cosine, geodesic })
     }
-}
-
-fn any_nan<B: Backend, const D: usize>(x: Tensor<B, D>) -> bool {
-    x.is_nan().any().int().into_scalar().elem::<i64>() != 0
 }
 
 /// The quaternion part `[B, H, 4]` of actions in SPEAR's layout.
