@@ -115,10 +115,7 @@ impl Layout {
         use Rule::*;
         let paligemma = |prefix: &str| {
             vec![
-                (
-                    format!(r"^{prefix}(?:model\.)?(?:language_model\.)?lm_head\.weight$"),
-                    Ignore("LM head is tied to the token embedding"),
-                ),
+                (format!(r"^{prefix}(?:model\.)?(?:language_model\.)?lm_head\.weight$"), Ignore(TIED_HEAD)),
                 (format!(r"^{prefix}(?:model\.)?vision_tower\.(?:vision_model\.)?(.+)$"), To("siglip.$1")),
                 (
                     format!(r"^{prefix}(?:model\.)?multi_modal_projector\.linear\.(.+)$"),
@@ -195,7 +192,7 @@ impl Layout {
     /// Maps every stored name of `names` onto SPEAR-VLM's module paths.
     pub fn map_names<'a>(self, names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, Mapping> {
         let rules = self.rules();
-        names
+        let mut mapping: BTreeMap<String, Mapping> = names
             .into_iter()
             .map(|name| {
                 let mapping =
@@ -207,9 +204,25 @@ impl Layout {
                     });
                 (name.to_string(), mapping)
             })
-            .collect()
+            .collect();
+        // Tied weights may be stored once under the LM head's name alone (safetensors'
+        // `save_model`, as openpi's converter uses it, keeps one name per shared tensor): the
+        // embedding then loads from it.
+        let embedding = "gemma.embed_tokens.weight";
+        if !mapping.values().any(|m| *m == Mapping::Module(embedding.into())) {
+            let head = mapping
+                .iter_mut()
+                .find(|(name, m)| matches!(m, Mapping::Ignored(TIED_HEAD)) && !name.contains("gemma_expert"));
+            if let Some((_, m)) = head {
+                *m = Mapping::Module(embedding.into());
+            }
+        }
+        mapping
     }
 }
+
+/// Why the PaliGemma LM head is not loaded.
+const TIED_HEAD: &str = "LM head is tied to the token embedding";
 
 #[derive(Debug, Clone, Copy)]
 enum Rule {
@@ -491,19 +504,36 @@ mod tests {
             let layout = Layout::detect([name]).unwrap();
             assert_eq!(mapped(layout, name), module(path), "{name} ({layout:?})");
         }
-        for tied in [
-            "language_model.lm_head.weight",
-            "lm_head.weight",
-            "paligemma_with_expert.paligemma.lm_head.weight",
+        for (tied, embedding) in [
+            ("language_model.lm_head.weight", "language_model.model.embed_tokens.weight"),
+            ("lm_head.weight", "model.language_model.embed_tokens.weight"),
+            (
+                "paligemma_with_expert.paligemma.lm_head.weight",
+                "paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight",
+            ),
         ] {
-            let layout = Layout::detect([tied, "vision_tower.x"]).unwrap();
-            assert!(matches!(mapped(layout, tied), Mapping::Ignored(_)), "{tied}");
+            let layout = Layout::detect([tied, embedding]).unwrap();
+            let mapping = layout.map_names([tied, embedding]);
+            assert!(matches!(mapping[tied], Mapping::Ignored(_)), "{tied}");
+            assert_eq!(mapping[embedding], module("gemma.embed_tokens.weight"), "{embedding}");
         }
         let expert = "paligemma_with_expert.gemma_expert.model.layers.0.mlp.up_proj.weight";
         assert!(
             matches!(vlm_only(Layout::Openpi.map_names([expert])).remove(expert), Some(Mapping::Ignored(_))),
             "the action expert is not part of the VLM"
         );
+    }
+
+    #[test]
+    fn a_head_stored_without_its_tied_embedding_loads_as_the_embedding() {
+        let head = "paligemma_with_expert.paligemma.lm_head.weight";
+        let expert_head = "paligemma_with_expert.gemma_expert.lm_head.weight";
+        let alone = Layout::Openpi.map_names([head, expert_head]);
+        assert_eq!(alone[head], module("gemma.embed_tokens.weight"));
+        assert!(matches!(alone[expert_head], Mapping::Ignored(_)));
+        let embedding = "paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight";
+        let both = Layout::Openpi.map_names([head, embedding]);
+        assert!(matches!(both[head], Mapping::Ignored(_)), "the stored embedding wins");
     }
 
     /// π0's names in openpi, lerobot (old and new) and transformers reach the same policy paths.
