@@ -14,15 +14,17 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args for spear…] [--backend auto|cpu|wgpu|cuda] [--debug]
 
 commands are `spear` subcommands, built in release with the chosen backend:
-  doctor     check that the backend computes correctly on this machine
-  bench vlm  SPEAR-VLM prefill and decode latency [--full] [--compare-torch PYTHON]
-  vlm ask    answer a prompt about an image (see `spear vlm ask --help`)
-  weights    inspect a checkpoint (`weights inspect PATH`)
-  policy act sample an action chunk (see `spear policy act --help`)
+  doctor        check that the backend computes correctly on this machine
+  bench vlm     SPEAR-VLM prefill and decode latency [--full] [--compare-torch PYTHON]
+  bench policy  time per action chunk (prefix + 10 flow steps) beside transformers' PI0,
+                with the roofline bound [--full] [--compare-torch PYTHON]
+  vlm ask       answer a prompt about an image (see `spear vlm ask --help`)
+  weights       inspect a checkpoint (`weights inspect PATH`)
+  policy act    sample an action chunk (see `spear policy act --help`)
 
-  --backend  auto (default): cuda if an NVIDIA driver is visible, else wgpu if a Vulkan
-             driver is, else cpu
-  --debug    build in the dev profile instead of release (faster to build, slower to run)
+  --backend     auto (default): cuda if an NVIDIA driver is visible, else wgpu if a Vulkan
+                driver is, else cpu
+  --debug       build in the dev profile instead of release (faster to build, slower to run)
 
 CUDA builds on a machine without the CUDA toolkit need CUDARC_CUDA_VERSION (e.g. 13000).";
 
@@ -172,6 +174,9 @@ mod tests {
         let a = args("bench vlm --full --backend cpu --compare-torch python3").unwrap();
         assert_eq!((a.command.as_str(), a.backend.as_str()), ("bench", "cpu"));
         assert_eq!(a.forwarded, ["vlm", "--full", "--compare-torch", "python3"]);
+        let a = args("bench policy --repeats 1 --backend=cpu").unwrap();
+        assert_eq!((a.command.as_str(), a.backend.as_str()), ("bench", "cpu"));
+        assert_eq!(a.forwarded, ["policy", "--repeats", "1"]);
     }
 
     #[test]

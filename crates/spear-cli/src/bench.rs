@@ -1,5 +1,11 @@
 //! `spear bench vlm`: SPEAR-VLM prefill and per-token decode latency on the chosen backend, beside
 //! the same forward in PyTorch (`tools/bench/vlm_torch.py`) when a Python with torch is given.
+//!
+//! `spear bench policy` lives in [`policy`], its FLOP/byte model and the machine's measured peaks
+//! in [`roofline`].
+
+pub mod policy;
+pub mod roofline;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,7 +39,8 @@ pub struct Latency {
     pub decode_ms: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median (the upper one for an even count); `v` must not be empty.
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -66,26 +73,45 @@ pub fn run<B: Backend>(bench: &VlmBench, device: &B::Device) -> Result<Latency> 
 
 /// Runs `tools/bench/vlm_torch.py` with `python` on the same configuration.
 pub fn run_torch(bench: &VlmBench, python: &Path, device: &str) -> Result<(Latency, String)> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/bench/vlm_torch.py");
-    let config = std::env::temp_dir().join(format!("spear-bench-vlm-{}.json", std::process::id()));
-    std::fs::write(&config, serde_json::to_string(&bench.config)?)?;
-    let output = Command::new(python)
-        .arg(&script)
-        .args(["--config", &config.display().to_string()])
-        .args(["--prompt-tokens", &bench.prompt_tokens.to_string()])
-        .args(["--decode-steps", &bench.decode_steps.to_string()])
-        .args(["--repeats", &bench.repeats.to_string()])
-        .args(["--device", device])
-        .output()
-        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
-    let _ = std::fs::remove_file(&config);
+    let args = [
+        ("--prompt-tokens", bench.prompt_tokens.to_string()),
+        ("--decode-steps", bench.decode_steps.to_string()),
+        ("--repeats", bench.repeats.to_string()),
+        ("--device", device.to_string()),
+    ];
+    let (json, about) = run_script(python, "vlm_torch.py", serde_json::to_value(&bench.config)?, &args)?;
+    let ms = |key: &str| json[key].as_f64().with_context(|| format!("no {key} in {json}"));
+    Ok((Latency { prefill_ms: ms("prefill_ms")?, decode_ms: ms("decode_ms")? }, about))
+}
+
+/// Runs `tools/bench/<script>` with `python`, `--config` naming a temporary file that holds
+/// `config` as JSON, and `args`; returns the JSON object the script printed last on stdout and a
+/// line about the run (torch version, device, threads).
+pub(crate) fn run_script(
+    python: &Path,
+    script: &str,
+    config: serde_json::Value,
+    args: &[(&str, String)],
+) -> Result<(serde_json::Value, String)> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/bench").join(script);
+    let stem = script.file_stem().unwrap_or_default().to_string_lossy();
+    let path = std::env::temp_dir().join(format!("spear-bench-{stem}-{}.json", std::process::id()));
+    std::fs::write(&path, config.to_string())?;
+    let mut command = Command::new(python);
+    command.arg(&script).args(["--config", &path.display().to_string()]);
+    for (flag, value) in args {
+        command.args([flag, value.as_str()]);
+    }
+    let output =
+        command.output().with_context(|| format!("running {} {}", python.display(), script.display()));
+    let _ = std::fs::remove_file(&path);
+    let output = output?;
     if !output.status.success() {
         bail!("{} failed:\n{}", script.display(), String::from_utf8_lossy(&output.stderr));
     }
     let line = String::from_utf8_lossy(&output.stdout);
     let json: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap_or_default())
         .with_context(|| format!("{} printed no JSON: {line}", script.display()))?;
-    let ms = |key: &str| json[key].as_f64().with_context(|| format!("no {key} in {json}"));
     let about = format!("torch {} on {}, {} threads", json["torch"], json["device"], json["threads"]);
-    Ok((Latency { prefill_ms: ms("prefill_ms")?, decode_ms: ms("decode_ms")? }, about.replace('"', "")))
+    Ok((json, about.replace('"', "")))
 }

@@ -110,6 +110,152 @@ impl BackendJob for Act {
 enum BenchCommand {
     /// SPEAR-VLM prefill (main 280×210 + wrist 112×112 + prompt) and per-token decode latency.
     Vlm(BenchVlmArgs),
+    /// Time per action chunk (prefix once + N flow steps): π0's shape beside transformers' PI0,
+    /// SPEAR-1's on spear alone, each with its roofline bound from FLOPs, bytes and measured peaks.
+    Policy(BenchPolicyArgs),
+}
+
+/// The policy shapes `bench policy` times.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PolicyShape {
+    /// π0's (no MoGe, linear flow, square cameras), the one compared with PyTorch.
+    Pi0,
+    /// SPEAR-1's (MoGe, S³ rotations, 280×210 main + 112×112 wrist), timed on spear alone.
+    Spear1,
+}
+
+#[derive(Args)]
+struct BenchPolicyArgs {
+    /// Full size (PaliGemma 3B + Gemma-300M expert: π0 with 3 cameras 224×224 and 50 actions of 32,
+    /// and SPEAR-1) instead of tiny.
+    #[arg(long)]
+    full: bool,
+    /// A Python with torch and transformers 5.24: also time `tools/bench/policy_torch.py` on the
+    /// π0-shaped configuration and print ratios.
+    #[arg(long)]
+    compare_torch: Option<PathBuf>,
+    /// Device for the PyTorch run (`cpu`, `cuda`).
+    #[arg(long, default_value = "cpu")]
+    torch_device: String,
+    /// Prompt tokens.
+    #[arg(long, default_value_t = 48)]
+    prompt_tokens: usize,
+    /// Timed rounds after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Time only this shape (default: both).
+    #[arg(long, value_enum)]
+    only: Option<PolicyShape>,
+}
+
+struct BenchPolicy(BenchPolicyArgs);
+
+impl BackendJob for BenchPolicy {
+    type Output = anyhow::Result<()>;
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
+        use bench::policy::{ChunkLatency, PolicyBench};
+        let args = self.0;
+        let threads = bench::policy::cpu_threads();
+        let repeats = args.repeats.max(1);
+        println!(
+            "bench policy: batch 1, {} prompt tokens, median over {repeats} timed round(s) after one warm-up, \
+             on {kind} ({threads} CPU threads)",
+            args.prompt_tokens.max(1)
+        );
+        let peak = bench::roofline::probe::<B::InnerBackend>(&device)?;
+        println!("  peak      {peak}");
+        let row = |who: &str, t: &ChunkLatency| {
+            format!(
+                "  {who:<12} prefix {:10.2} ms   step {:9.3} ms   chunk {:10.2} ms",
+                t.prefix_ms, t.step_ms, t.chunk_ms
+            )
+        };
+        let (size, pi0, spear1) = if args.full {
+            ("full-size", spear_models::SpearPolicyConfig::pi0(), spear_models::SpearPolicyConfig::spear1())
+        } else {
+            ("tiny", bench::policy::tiny_pi0(), spear_models::SpearPolicyConfig::tiny())
+        };
+        let shapes = [
+            (PolicyShape::Pi0, pi0, "π0-shaped (no MoGe, no 3D tokens, linear flow)"),
+            (PolicyShape::Spear1, spear1, "SPEAR-1 (MoGe + S³)"),
+        ];
+        for (shape, config, name) in shapes {
+            if args.only.is_some_and(|only| only != shape) {
+                continue;
+            }
+            println!(
+                "{name} {size}: {}, {} actions × {}, {} flow steps",
+                describe_cameras(&config),
+                config.horizon,
+                config.expert.action_dim,
+                config.flow.num_steps
+            );
+            let work = bench::roofline::chunk_work(&config, args.prompt_tokens.max(1));
+            println!(
+                "  work      prefix of {} tokens: {}; per step: {}",
+                work.prefix_tokens, work.prefix, work.step
+            );
+            let spec = PolicyBench { config, prompt_tokens: args.prompt_tokens, repeats };
+            // PyTorch first: its process has exited, its memory returned, before spear allocates
+            // (full size in f32 is ~14 GB on each side).
+            let torch = match (&args.compare_torch, shape) {
+                (Some(python), PolicyShape::Pi0) => {
+                    Some(bench::policy::run_torch(&spec, python, &args.torch_device, threads)?)
+                }
+                (Some(_), PolicyShape::Spear1) => {
+                    println!(
+                        "  (spear alone: transformers' PI0 has no MoGe encoder and no S³ flow, and its \
+                         SigLIP takes one square size for every camera)"
+                    );
+                    None
+                }
+                (None, _) => None,
+            };
+            let ours = bench::policy::run::<B::InnerBackend>(&spec, &device)?;
+            println!("{}", row(&format!("spear ({kind})"), &ours));
+            if let Some((torch, about)) = &torch {
+                println!("{}   ({about})", row("torch", torch));
+                println!(
+                    "  ratio spear/torch   prefix {:.2}x   step {:.2}x   chunk {:.2}x   (below 1 = spear faster)",
+                    ours.prefix_ms / torch.prefix_ms,
+                    ours.step_ms / torch.step_ms,
+                    ours.chunk_ms / torch.chunk_ms
+                );
+            }
+            let bound = ChunkLatency {
+                prefix_ms: peak.seconds(work.prefix) * 1e3,
+                step_ms: peak.seconds(work.step) * 1e3,
+                chunk_ms: peak.chunk_seconds(&work) * 1e3,
+            };
+            let limit = |w| if peak.compute_bound(w) { "compute" } else { "memory" };
+            println!(
+                "{}   (prefix {}-bound, step {}-bound)",
+                row("roofline", &bound),
+                limit(work.prefix),
+                limit(work.step)
+            );
+            let mut over = format!("  measured/bound   spear {:.1}x", ours.chunk_ms / bound.chunk_ms);
+            if let Some((torch, _)) = &torch {
+                over += &format!("   torch {:.1}x", torch.chunk_ms / bound.chunk_ms);
+            }
+            println!("{over}   (per chunk)");
+        }
+        Ok(())
+    }
+}
+
+/// `2 cameras 224×224`, or `main 280×210 + wrist 112×112` (width × height).
+fn describe_cameras(config: &spear_models::SpearPolicyConfig) -> String {
+    let ([h, w], [wh, ww]) = (config.vlm.image_size, config.vlm.wrist_image_size);
+    let wrists = config.cameras - 1;
+    if wrists == 0 {
+        format!("1 camera {w}×{h}")
+    } else if [h, w] == [wh, ww] {
+        format!("{} cameras {w}×{h}", config.cameras)
+    } else {
+        let count = if wrists > 1 { format!("{wrists} × ") } else { String::new() };
+        format!("main {w}×{h} + wrist {count}{ww}×{wh}")
+    }
 }
 
 #[derive(Args)]
@@ -351,6 +497,7 @@ fn main() -> Result<()> {
         Command::Vlm(VlmCommand::Init(args)) => run_on(kind, Init(args))??,
         Command::Policy(PolicyCommand::Act(args)) => run_on(kind, Act(args))??,
         Command::Bench(BenchCommand::Vlm(args)) => run_on(kind, BenchVlm(args))??,
+        Command::Bench(BenchCommand::Policy(args)) => run_on(kind, BenchPolicy(args))??,
     }
     Ok(())
 }

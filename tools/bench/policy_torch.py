@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""PyTorch twin of `spear bench policy`: transformers' PI0 on the same π0-shaped configuration, timed the same way.
+
+Called by `spear bench policy --compare-torch PYTHON` (never by CI) with the spear policy config (serde of
+SpearPolicyConfig) as JSON; prints one JSON line {"prefix_ms": ..., "step_ms": ..., "chunk_ms": ...} (medians over the
+timed rounds). Weights are random: latency does not depend on their values. Pinned versions:
+tools/reference/requirements-pi0.txt (torch 2.9.1, transformers 5.24.0).
+
+Work per round, identical to spear's `encode` + `sample_encoded` at batch 1: every camera through SigLIP and the
+projector, the prompt's embeddings, the PaliGemma decoder over [cameras, prompt] into a KV cache (the prefix); then
+`flow.num_steps` Euler steps, each running the action expert over [state, H actions] against the cache. The loop below
+is `PI0ForConditionalGeneration.sample_actions` of transformers 5.24.0 split in two so that the prefix can be timed
+alone; the warm-up round runs `sample_actions` itself and the timed rounds must reproduce its actions.
+
+transformers' PI0 has no MoGe encoder and only linear flow, and takes one square image size (SigLIP's native one) for
+every camera: other configurations are refused with the reason. CPU threads are set to `--threads` (spear passes the
+number its rayon pool uses), so both sides compute on the same cores.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+import transformers
+from transformers import PI0Config, PI0ForConditionalGeneration
+
+
+def gemma(c):
+    return dict(model_type="gemma", hidden_size=c["hidden_size"], intermediate_size=c["intermediate_size"],
+                num_hidden_layers=c["num_layers"], num_attention_heads=c["num_heads"],
+                num_key_value_heads=c["num_kv_heads"], head_dim=c["head_dim"], rms_norm_eps=c["rms_norm_eps"],
+                rope_theta=c["rope_theta"], hidden_activation="gelu_pytorch_tanh")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", required=True)
+    p.add_argument("--prompt-tokens", type=int, required=True)
+    p.add_argument("--repeats", type=int, required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, required=True)
+    a = p.parse_args()
+    cfg = json.load(open(a.config))
+    torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    torch.manual_seed(0)
+
+    v, e = cfg["vlm"], cfg["expert"]
+    s, g = v["siglip"], v["gemma"]
+    side = s["position_grid"] * s["patch_size"]
+    cams, horizon, steps = cfg["cameras"], cfg["horizon"], cfg["flow"]["num_steps"]
+    sizes = [v["image_size"]] + [v["wrist_image_size"]] * (cams - 1)
+    problems = []
+    if v.get("moge"):
+        problems.append("it has no MoGe encoder")
+    if v.get("num_3d_tokens"):
+        problems.append("it has no 3D tokens")
+    if cfg["rotation"] != "linear":
+        problems.append(f"it has only linear flow, not {cfg['rotation']}")
+    if any(list(size) != [side, side] for size in sizes):
+        problems.append(f"every camera must be {side}x{side} (SigLIP's native size), got {sizes}")
+    if problems:
+        sys.exit("policy_torch.py: transformers' PI0 cannot run this configuration: " + "; ".join(problems))
+
+    vocab = g["vocab_size"]
+    config = PI0Config(
+        vlm_config=dict(
+            model_type="paligemma",
+            text_config=dict(gemma(g), vocab_size=vocab),
+            vision_config=dict(model_type="siglip_vision_model", hidden_size=s["hidden_size"],
+                               intermediate_size=s["intermediate_size"], num_hidden_layers=s["num_layers"],
+                               num_attention_heads=s["num_heads"], patch_size=s["patch_size"], image_size=side,
+                               layer_norm_eps=s["layer_norm_eps"], vision_use_head=False),
+            projection_dim=g["hidden_size"],
+            image_token_id=vocab,
+        ),
+        dit_config=gemma(e["gemma"]),
+        chunk_size=horizon,
+        max_state_dim=e["state_dim"],
+        max_action_dim=e["action_dim"],
+        num_inference_steps=steps,
+        min_period=e["min_period"],
+        max_period=e["max_period"],
+    )
+    model = PI0ForConditionalGeneration(config).to(dev).eval()
+    attn = model.config.vlm_config.text_config._attn_implementation
+
+    tokens_per_image = (side // s["patch_size"]) ** 2
+    prompt = [v["bos_token_id"]] + [(i * 7919) % vocab for i in range(1, a.prompt_tokens)]  # as spear's
+    input_ids = torch.tensor([[vocab] * tokens_per_image * cams + prompt], device=dev)
+    attention_mask = torch.ones_like(input_ids)
+    images = torch.rand(1, cams, 3, side, side, device=dev)  # RGB in [0, 1], as spear's observation
+    pixel_attention_mask = torch.ones(1, cams, dtype=torch.bool, device=dev)
+    state = torch.randn(1, e["state_dim"], device=dev)
+    noise = torch.randn(1, horizon, e["action_dim"], device=dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def prefix():  # sample_actions, step 2
+        pixel_values = images * 2 - 1  # SigLIP's [-1, 1]; spear converts inside its timed prefix too
+        position_ids = attention_mask.cumsum(-1) - 1
+        inputs_embeds = model.model.embed_prefix(input_ids, pixel_values, pixel_attention_mask)
+        token_type_ids = torch.zeros_like(inputs_embeds)[:, :, 0]
+        return model.model.vlm(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                               position_ids=position_ids, token_type_ids=token_type_ids, use_cache=True).cache
+
+    def denoise(cache, x):  # sample_actions, step 3
+        prefix_length = cache.get_seq_length()
+        dt = -1.0 / steps
+        for step in range(steps):
+            time_tensor = torch.full((1,), 1.0 + step * dt, dtype=torch.float32, device=dev)
+            out = model(state=state, noise=x, timestep=time_tensor, pixel_attention_mask=pixel_attention_mask,
+                        attention_mask=attention_mask, cache=cache)
+            cache.crop(prefix_length - cache.get_seq_length())
+            x = x + dt * out.logits
+        return x
+
+    prefix_ms, step_ms, chunk_ms, gap = [], [], [], 0.0
+    with torch.inference_mode():
+        reference = model.sample_actions(state=state, noise=noise.clone(), input_ids=input_ids,
+                                         attention_mask=attention_mask, pixel_values=images * 2 - 1,
+                                         pixel_attention_mask=pixel_attention_mask, num_steps=steps).cpu()
+        for _ in range(a.repeats):
+            sync()
+            t0 = time.perf_counter()
+            cache = prefix()
+            sync()
+            t1 = time.perf_counter()
+            actions = denoise(cache, noise.clone()).cpu()
+            t2 = time.perf_counter()
+            prefix_ms.append((t1 - t0) * 1e3)
+            step_ms.append((t2 - t1) * 1e3 / steps)
+            chunk_ms.append((t2 - t0) * 1e3)
+            gap = max(gap, float((actions - reference).abs().max()))
+    if not gap <= 1e-5:
+        sys.exit(f"policy_torch.py: the split loop's actions differ from sample_actions' by {gap}")
+    print(json.dumps({"prefix_ms": statistics.median_high(prefix_ms), "step_ms": statistics.median_high(step_ms),
+                      "chunk_ms": statistics.median_high(chunk_ms), "sample_actions_max_abs_gap": gap,
+                      "attention": attn, "torch": torch.__version__, "transformers": transformers.__version__,
+                      "threads": torch.get_num_threads(), "device": str(dev)}))
+
+
+if __name__ == "__main__":
+    main()
