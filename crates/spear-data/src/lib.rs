@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod coord_tokens;
+pub mod example;
+pub mod tfrecord;
 pub mod tokenizer;
 
 pub use coord_tokens::{CoordError, CoordQuantizer};

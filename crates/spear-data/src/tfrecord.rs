@@ -1,0 +1,226 @@
+//! TFRecord files, read as a stream: each record is
+//! `length: u64 LE | masked CRC-32C of the 8 length bytes: u32 LE | data | masked CRC-32C of data: u32 LE`
+//! (TensorFlow's `core/lib/io/record_writer.cc`). Both checksums are verified. A record whose
+//! data checksum fails can be skipped (its length is trustworthy); a bad length checksum or a
+//! truncated file ends the file, since the framing after it cannot be trusted.
+
+use std::fs::File;
+use std::io::{BufReader, ErrorKind, Read};
+use std::path::{Path, PathBuf};
+
+/// CRC-32C (Castagnoli) lookup tables for slicing-by-8, built at compile time.
+const TABLES: [[u32; 256]; 8] = {
+    let mut tables = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+            bit += 1;
+        }
+        tables[0][i] = crc;
+        i += 1;
+    }
+    let mut t = 1;
+    while t < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = tables[t - 1][i];
+            tables[t][i] = (prev >> 8) ^ tables[0][(prev & 0xFF) as usize];
+            i += 1;
+        }
+        t += 1;
+    }
+    tables
+};
+
+/// CRC-32C of `data`.
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let low = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
+        let high = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
+        crc = TABLES[7][(low & 0xFF) as usize]
+            ^ TABLES[6][((low >> 8) & 0xFF) as usize]
+            ^ TABLES[5][((low >> 16) & 0xFF) as usize]
+            ^ TABLES[4][(low >> 24) as usize]
+            ^ TABLES[3][(high & 0xFF) as usize]
+            ^ TABLES[2][((high >> 8) & 0xFF) as usize]
+            ^ TABLES[1][((high >> 16) & 0xFF) as usize]
+            ^ TABLES[0][(high >> 24) as usize];
+    }
+    for &b in chunks.remainder() {
+        crc = (crc >> 8) ^ TABLES[0][((crc ^ u32::from(b)) & 0xFF) as usize];
+    }
+    !crc
+}
+
+/// TFRecord's masked checksum: the CRC rotated right by 15 bits plus a constant, so that a
+/// checksum of data that itself holds checksums is not trivially related to them.
+pub fn masked_crc32c(data: &[u8]) -> u32 {
+    let crc = crc32c(data);
+    crc.rotate_right(15).wrapping_add(0xA282_EAD8)
+}
+
+/// What went wrong at one place of a TFRecord file.
+#[derive(Debug, thiserror::Error)]
+pub enum TfRecordError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A checksum, a length or the file's end is not what the framing says.
+    #[error("{path}: record {record} at byte {offset}: {problem}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Index of the record in the file.
+        record: u64,
+        /// Byte offset where the record starts.
+        offset: u64,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// What to do with a record whose data checksum fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCorrupt {
+    /// Return the error (the default: silent data loss is worse than a stop).
+    Fail,
+    /// Skip the record and count it ([`TfRecordReader::skipped`]); framing errors still end the file.
+    Skip,
+}
+
+/// A streaming reader of one TFRecord file: an iterator of record payloads.
+pub struct TfRecordReader<R: Read> {
+    reader: R,
+    path: PathBuf,
+    offset: u64,
+    record: u64,
+    on_corrupt: OnCorrupt,
+    skipped: Vec<TfRecordError>,
+    done: bool,
+}
+
+impl TfRecordReader<BufReader<File>> {
+    /// Opens `path` for buffered streaming.
+    pub fn open(path: impl AsRef<Path>, on_corrupt: OnCorrupt) -> Result<Self, TfRecordError> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|source| TfRecordError::Io { path: path.clone(), source })?;
+        Ok(Self::new(BufReader::with_capacity(1 << 20, file), path, on_corrupt))
+    }
+}
+
+impl<R: Read> TfRecordReader<R> {
+    /// Reads records from `reader`; `path` names it in errors.
+    pub fn new(reader: R, path: PathBuf, on_corrupt: OnCorrupt) -> Self {
+        Self { reader, path, offset: 0, record: 0, on_corrupt, skipped: Vec::new(), done: false }
+    }
+
+    /// The records skipped so far (in [`OnCorrupt::Skip`] mode), each with its error.
+    pub fn skipped(&self) -> &[TfRecordError] {
+        &self.skipped
+    }
+
+    fn corrupt(&self, start: u64, problem: String) -> TfRecordError {
+        TfRecordError::Corrupt { path: self.path.clone(), record: self.record, offset: start, problem }
+    }
+
+    /// Fills `buf` completely; `Ok(false)` at a clean end of file before the first byte.
+    fn fill(&mut self, buf: &mut [u8], start: u64, what: &str) -> Result<bool, TfRecordError> {
+        let mut read = 0;
+        while read < buf.len() {
+            match self.reader.read(&mut buf[read..]) {
+                Ok(0) if read == 0 && what == "length" => return Ok(false),
+                Ok(0) => {
+                    return Err(self.corrupt(
+                        start,
+                        format!("file ends inside the {what} ({read} of {} bytes)", buf.len()),
+                    ));
+                }
+                Ok(n) => read += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(source) => return Err(TfRecordError::Io { path: self.path.clone(), source }),
+            }
+        }
+        self.offset += buf.len() as u64;
+        Ok(true)
+    }
+
+    fn next_record(&mut self) -> Result<Option<Vec<u8>>, TfRecordError> {
+        loop {
+            let start = self.offset;
+            let mut header = [0u8; 12];
+            if !self.fill(&mut header, start, "length")? {
+                return Ok(None);
+            }
+            let length_bytes: [u8; 8] = header[..8].try_into().expect("8 bytes");
+            let stored = u32::from_le_bytes(header[8..].try_into().expect("4 bytes"));
+            if masked_crc32c(&length_bytes) != stored {
+                return Err(
+                    self.corrupt(start, "length checksum mismatch (not a TFRecord file, or damaged)".into())
+                );
+            }
+            let length = u64::from_le_bytes(length_bytes);
+            let length = usize::try_from(length)
+                .map_err(|_| self.corrupt(start, format!("record length {length} does not fit in memory")))?;
+            let mut data = vec![0u8; length];
+            self.fill(&mut data, start, "record data")?;
+            let mut footer = [0u8; 4];
+            self.fill(&mut footer, start, "data checksum")?;
+            let index = self.record;
+            self.record += 1;
+            if masked_crc32c(&data) == u32::from_le_bytes(footer) {
+                return Ok(Some(data));
+            }
+            let error = TfRecordError::Corrupt {
+                path: self.path.clone(),
+                record: index,
+                offset: start,
+                problem: format!("data checksum mismatch ({length} bytes)"),
+            };
+            match self.on_corrupt {
+                OnCorrupt::Fail => return Err(error),
+                OnCorrupt::Skip => self.skipped.push(error),
+            }
+        }
+    }
+}
+
+impl<R: Read> Iterator for TfRecordReader<R> {
+    type Item = Result<Vec<u8>, TfRecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.next_record().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_matches_the_standard_check_values() {
+        // RFC 3720 B.4 and the usual "123456789" check value.
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
+        assert_eq!(crc32c(&[0xFFu8; 32]), 0x62A8_AB43);
+        let ascending: Vec<u8> = (0..32).collect();
+        assert_eq!(crc32c(&ascending), 0x46DD_794E);
+        assert_eq!(crc32c(b""), 0);
+    }
+}
