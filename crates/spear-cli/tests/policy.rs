@@ -9,11 +9,7 @@ use spear_models::SpearPolicyConfig;
 use spear_models::store::save_policy;
 
 mod common;
-use common::run_spear as spear;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spear-models/tests/fixtures")
-}
+use common::{fixtures, run_spear as spear};
 
 /// A tiny random SPEAR-1 checkpoint with the tiny PaliGemma tokenizer, saved once per process.
 fn tiny_checkpoint() -> PathBuf {

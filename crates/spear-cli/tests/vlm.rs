@@ -1,16 +1,10 @@
 //! `spear weights inspect` and `spear vlm ask` through the binary, on the tiny fixtures of
 //! `tools/reference/vlm_fixtures.py`.
 
-use std::path::PathBuf;
-
 use spear_models::checkpoint::Checkpoint;
 
 mod common;
-use common::run_spear as spear;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spear-models/tests/fixtures")
-}
+use common::{fixtures, run_spear as spear};
 
 #[test]
 fn inspect_recognises_a_sharded_paligemma_snapshot() {

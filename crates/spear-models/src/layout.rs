@@ -147,10 +147,7 @@ impl Layout {
                 let expert = r"(?:model\.)?paligemma_with_expert\.gemma_expert\.";
                 let mut r = vec![
                     (format!(r"^{expert}lm_head\.weight$"), Ignore("the action expert's LM head (unused)")),
-                    (
-                        format!(r"^{expert}model\.embed_tokens\.weight$"),
-                        Ignore("the action expert's token embedding (unused)"),
-                    ),
+                    (format!(r"^{expert}model\.embed_tokens\.weight$"), Ignore(EXPERT_EMBEDDING)),
                     (format!(r"^{expert}model\.(.+)$"), To("expert.$1")),
                 ];
                 r.extend(projections(r"(?:model\.)?"));
@@ -159,10 +156,7 @@ impl Layout {
             }
             Self::Pi0InMemory => {
                 let mut r = vec![
-                    (
-                        r"^model\.dit\.embed_tokens\.weight$".into(),
-                        Ignore("the action expert's token embedding (unused)"),
-                    ),
+                    (r"^model\.dit\.embed_tokens\.weight$".into(), Ignore(EXPERT_EMBEDDING)),
                     (r"^model\.dit\.(.+)$".into(), To("expert.$1")),
                     (r"^embed_action_time\.(.+)$".into(), To("expert.$1")),
                 ];
@@ -220,6 +214,9 @@ impl Layout {
         mapping
     }
 }
+
+/// Why the action expert's token embedding (π0's expert sees only embeddings) is not loaded.
+const EXPERT_EMBEDDING: &str = "the action expert's token embedding (unused)";
 
 /// Why the PaliGemma LM head is not loaded.
 const TIED_HEAD: &str = "LM head is tied to the token embedding";

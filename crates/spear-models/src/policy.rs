@@ -306,12 +306,13 @@ impl<B: Backend> SpearPolicy<B> {
         for (c, image) in obs.cameras.iter().enumerate() {
             let want = if c == 0 { self.vlm.image_size() } else { self.vlm.wrist_image_size() };
             let [b, channels, h, w] = image.dims();
-            let name = if c == 0 { "main".to_string() } else { format!("wrist {c}") };
             if b != batch || channels != 3 || [h, w] != want {
                 return bad(format!(
-                    "observation: camera {c} ({name}) must be [{batch}, 3, {}, {}] (batch, RGB, height, \
-                     width), got [{b}, {channels}, {h}, {w}]",
-                    want[0], want[1]
+                    "observation: {} must be [{batch}, 3, {}, {}] (batch, RGB, height, width), got \
+                     [{b}, {channels}, {h}, {w}]",
+                    camera_name(c),
+                    want[0],
+                    want[1]
                 ));
             }
         }
@@ -344,11 +345,7 @@ impl<B: Backend> SpearPolicy<B> {
         flags.push(obs.state.clone().is_nan().any());
         let flags = Tensor::cat(flags, 0).int().into_data().convert::<i64>();
         if let Some(index) = flags.iter::<i64>().position(|f| f != 0) {
-            let what = match index {
-                0 => "camera 0 (main)".to_string(),
-                i if i == cameras => "state".to_string(),
-                i => format!("camera {i} (wrist {i})"),
-            };
+            let what = if index == cameras { "state".to_string() } else { camera_name(index) };
             return bad(format!("observation: {what} contains NaN"));
         }
         Ok(batch)
@@ -438,7 +435,6 @@ impl<B: Backend> SpearPolicy<B> {
         let device = prefix.device();
         let prefix_len = layout.len();
         let layout = self.with_suffix(layout);
-        let suffix_len = layout.len() - prefix_len;
         let positions = layout.positions(layout.len());
         let (head, tail): (Vec<_>, Vec<_>) =
             positions.iter().map(|row| (row[..prefix_len].to_vec(), row[prefix_len..].to_vec())).unzip();
@@ -450,7 +446,6 @@ impl<B: Backend> SpearPolicy<B> {
                 rope: self.rope(&tail, &device),
             },
         ];
-        debug_assert_eq!(suffix_len, self.config.horizon + 1);
         let mut outputs = joint_forward(streams, layout.mask(layout.len(), &device), None);
         Ok(-self.expert.velocity(outputs.remove(1)))
     }
@@ -621,6 +616,11 @@ impl<B: Backend> SpearPolicy<B> {
         };
         Ok(PolicyLoss { total, per_step, squared_error, cosine, geodesic })
     }
+}
+
+/// A camera as errors name it: `camera 0 (main)`, `camera 1 (wrist 1)`.
+fn camera_name(index: usize) -> String {
+    if index == 0 { "camera 0 (main)".into() } else { format!("camera {index} (wrist {index})") }
 }
 
 /// The quaternion part `[B, H, 4]` of actions in SPEAR's layout.

@@ -1,4 +1,10 @@
-//! Running the `spear` binary that cargo built for the integration tests.
+//! Running the `spear` binary that cargo built for the integration tests, and the fixtures it reads.
+
+/// spear-models' test fixtures (tiny PaliGemma, π0, MoGe checkpoints).
+#[allow(dead_code)] // not every test file uses it
+pub fn fixtures() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spear-models/tests/fixtures")
+}
 
 /// Runs `spear args…`: (success, stdout, stderr).
 pub fn run_spear(args: &[&str]) -> (bool, String, String) {

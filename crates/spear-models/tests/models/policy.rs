@@ -2,8 +2,6 @@
 //! `tools/reference/pi0_fixtures.py`): linear-mode velocity, loss and sampling; the S³ mode's loss
 //! terms and sampled chunk against the fixture's numpy re-implementation of the paper's equations.
 
-use std::path::Path;
-
 use burn::prelude::*;
 use spear_geometry::tensor::linear_interpolate;
 use spear_models::RotationMode;
@@ -95,9 +93,7 @@ fn pi0_sampled_chunk_matches_transformers() {
 
 /// The same network in the paper's S³ mode.
 fn tiny_s3<B: Backend>(device: &B::Device) -> SpearPolicy<B> {
-    let dir = fixtures().join("pi0-tiny");
-    let policy = load_policy::<B>(Path::new(&dir), device).unwrap().with_cameras(2);
-    policy.with_rotation(RotationMode::S3).unwrap()
+    tiny_pi0(device).with_rotation(RotationMode::S3).unwrap()
 }
 
 #[test]
