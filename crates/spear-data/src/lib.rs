@@ -2,8 +2,15 @@
 
 pub mod coord_tokens;
 pub mod example;
+pub mod images;
+pub mod resample;
+pub mod rlds;
+pub mod schema;
+pub mod stats;
 pub mod tfrecord;
 pub mod tokenizer;
 
 pub use coord_tokens::{CoordError, CoordQuantizer};
+pub use rlds::{Episode, RldsDataset, RldsError};
+pub use schema::{Schema, SchemaError};
 pub use tokenizer::{PaliGemmaTokenizer, TokenizerError};

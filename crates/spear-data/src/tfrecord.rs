@@ -107,6 +107,7 @@ pub struct TfRecordReader<R: Read> {
     on_corrupt: OnCorrupt,
     skipped: Vec<TfRecordError>,
     done: bool,
+    last: (u64, u64),
 }
 
 impl TfRecordReader<BufReader<File>> {
@@ -121,12 +122,31 @@ impl TfRecordReader<BufReader<File>> {
 impl<R: Read> TfRecordReader<R> {
     /// Reads records from `reader`; `path` names it in errors.
     pub fn new(reader: R, path: PathBuf, on_corrupt: OnCorrupt) -> Self {
-        Self { reader, path, offset: 0, record: 0, on_corrupt, skipped: Vec::new(), done: false }
+        Self {
+            reader,
+            path,
+            offset: 0,
+            record: 0,
+            on_corrupt,
+            skipped: Vec::new(),
+            done: false,
+            last: (0, 0),
+        }
     }
 
     /// The records skipped so far (in [`OnCorrupt::Skip`] mode), each with its error.
     pub fn skipped(&self) -> &[TfRecordError] {
         &self.skipped
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Index and byte offset of the record returned last.
+    pub fn last_record(&self) -> (u64, u64) {
+        self.last
     }
 
     fn corrupt(&self, start: u64, problem: String) -> TfRecordError {
@@ -178,6 +198,7 @@ impl<R: Read> TfRecordReader<R> {
             let index = self.record;
             self.record += 1;
             if masked_crc32c(&data) == u32::from_le_bytes(footer) {
+                self.last = (index, start);
                 return Ok(Some(data));
             }
             let error = TfRecordError::Corrupt {
