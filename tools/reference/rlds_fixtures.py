@@ -10,7 +10,7 @@ repository:
 For five real Open X-Embodiment / RLDS datasets it declares a `tfds.core.GeneratorBasedBuilder` whose name, version
 and FeaturesDict copy the published dataset (every key, nesting, shape, dtype, feature class — Tensor / Scalar /
 Text / Image — and image encoding; the source of each schema is cited next to it below), fills it with 2-4 short
-episodes of deterministic, physically plausible synthetic data (smooth images so that every JPEG decoder agrees
+episodes (3-11 steps, enough for 5 Hz actions at every rate) of deterministic, physically plausible synthetic data (smooth images so that every JPEG decoder agrees
 closely), lets `builder.download_and_prepare()` write it, and copies the prepared folder. Writes, under
 crates/spear-data/tests/fixtures/rlds/:
 
@@ -301,7 +301,7 @@ FRANKA_HOME = np.array([0.0, -0.6, 0.0, -2.4, 0.0, 1.8, 0.8])
 def droid_episodes(rng):
     root = "gs://xembodiment_data/r2d2/r2d2-data-full"
     plans = [
-        (4, f"{root}/AUTOLab/success/2023-07-07/Fri_Jul__7_09:42:23_2023",
+        (9, f"{root}/AUTOLab/success/2023-07-07/Fri_Jul__7_09:42:23_2023",
          ("put the marker in the cup", "place the black marker inside the mug", "marker into cup")),
         (3, f"{root}/ILIAD/failure/2023-09-21/Thu_Sep_21_14:05:11_2023", ("", "", "")),
     ]
@@ -519,7 +519,7 @@ def utf8_int32(text, n=512):
 
 def language_table_episodes(rng):
     # the second episode ends with is_last but not is_terminal (a truncated, not a terminated, episode)
-    plans = [(4, "push the red star to the top left corner", True, "6101325012838477187"),
+    plans = [(7, "push the red star to the top left corner", True, "6101325012838477187"),
              (3, "slide the blue moon next to the green cube", False, "16832520712946470251")]
     out = []
     for n, text, terminal, episode_id in plans:
@@ -584,7 +584,8 @@ def viola_features():
 
 
 def viola_episodes(rng):
-    plans = [(3, "put the bowl in the drawer and close it"), (4, "make coffee with the moka pot")]
+    # 20 Hz: 11 steps span 0.5 s, two actions at 5 Hz
+    plans = [(6, "put the bowl in the drawer and close it"), (11, "make coffee with the moka pot")]
     out = []
     for e, (n, text) in enumerate(plans):
         agent, wrist = scene(rng, 224, 224), scene(rng, 224, 224)
