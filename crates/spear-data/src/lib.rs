@@ -3,6 +3,7 @@
 pub mod coord_tokens;
 pub mod example;
 pub mod images;
+pub mod loader;
 pub mod oxe;
 pub mod resample;
 pub mod rlds;

@@ -5,7 +5,7 @@
 //! truncated file ends the file, since the framing after it cannot be trusted.
 
 use std::fs::File;
-use std::io::{BufReader, ErrorKind, Read};
+use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// CRC-32C (Castagnoli) lookup tables for slicing-by-8, built at compile time.
@@ -213,6 +213,70 @@ impl<R: Read> TfRecordReader<R> {
             }
         }
     }
+}
+
+/// The byte offset of every record of a TFRecord file, from the record headers alone (each length
+/// checksum verified; the data is skipped, not read), for random access with [`read_record_at`].
+pub fn record_offsets(path: impl AsRef<Path>) -> Result<Vec<u64>, TfRecordError> {
+    let path = path.as_ref();
+    let io = |source| TfRecordError::Io { path: path.to_path_buf(), source };
+    let mut file = File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let corrupt = |record: usize, offset: u64, problem: String| TfRecordError::Corrupt {
+        path: path.to_path_buf(),
+        record: record as u64,
+        offset,
+        problem,
+    };
+    let mut offsets = Vec::new();
+    let mut offset = 0u64;
+    while offset < size {
+        let mut header = [0u8; 12];
+        if size - offset < 12 {
+            return Err(corrupt(
+                offsets.len(),
+                offset,
+                format!("file ends inside the length ({} of 12 bytes)", size - offset),
+            ));
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        file.read_exact(&mut header).map_err(io)?;
+        let length_bytes: [u8; 8] = header[..8].try_into().expect("8 bytes");
+        if masked_crc32c(&length_bytes) != u32::from_le_bytes(header[8..].try_into().expect("4 bytes")) {
+            return Err(corrupt(
+                offsets.len(),
+                offset,
+                "length checksum mismatch (not a TFRecord file, or damaged)".into(),
+            ));
+        }
+        let end = offset
+            .checked_add(16)
+            .and_then(|o| o.checked_add(u64::from_le_bytes(length_bytes)))
+            .filter(|&end| end <= size)
+            .ok_or_else(|| corrupt(offsets.len(), offset, "file ends inside the record data".into()))?;
+        offsets.push(offset);
+        offset = end;
+    }
+    Ok(offsets)
+}
+
+/// Reads record number `record` of `path`, which starts at byte `offset` (from
+/// [`record_offsets`]), verifying both checksums.
+pub fn read_record_at(path: impl AsRef<Path>, offset: u64, record: u64) -> Result<Vec<u8>, TfRecordError> {
+    let path = path.as_ref().to_path_buf();
+    let io = |source| TfRecordError::Io { path: path.clone(), source };
+    let mut file = File::open(&path).map_err(io)?;
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let mut reader = TfRecordReader::new(BufReader::new(file), path.clone(), OnCorrupt::Fail);
+    (reader.offset, reader.record) = (offset, record);
+    reader.next().unwrap_or_else(|| {
+        Err(TfRecordError::Corrupt {
+            path: path.clone(),
+            record,
+            offset,
+            problem: "no record at this offset".into(),
+        })
+    })
 }
 
 impl<R: Read> Iterator for TfRecordReader<R> {

@@ -1,0 +1,729 @@
+//! Training batches from a weighted mixture of RLDS datasets: deterministic for a seed, bounded in
+//! memory, decoded in parallel, prefetched, and resumable.
+//!
+//! * **Mixture** ([`MixtureConfig`], TOML): datasets with weights (the paper's Table 4 in
+//!   `configs/data/oxe_mixture.toml`) and the loader's settings.
+//! * **Sampling**: each dataset's episodes are visited in a fresh seeded permutation per epoch
+//!   (episode-level shuffling, by random access through each shard's record offsets). The next
+//!   episode always comes from the dataset furthest below its share of the frames read so far
+//!   (`weight × total − frames`), so each dataset's share of training frames follows its weight
+//!   exactly, whatever its episode lengths. Every frame of an episode enters a step-shuffle buffer
+//!   bounded by the encoded bytes it holds (`shuffle_buffer_mb`); samples are drawn from it
+//!   uniformly at random.
+//! * **Batches** ([`Batch`]): plain arrays — images resized without distortion (280×210 external,
+//!   112×112 wrist, black when missing), state, 5 Hz action chunks, masks, instructions — decoded by
+//!   a rayon pool and prefetched by a producer thread.
+//! * **Resuming**: every batch carries the [`LoaderState`] after it; [`Loader::resume`] continues
+//!   the exact same stream from it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use rand::{Rng, SeedableRng, seq::SliceRandom};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::images::{self, Augment, Fit, Image};
+use crate::oxe::{Camera, DatasetSpec, STATE_DIM, StandardEpisode, spec, standardize};
+use crate::resample::{ACTION_DIM, ChunkConfig};
+use crate::rlds::{EpisodeSource, RldsDataset, RldsError};
+use crate::stats::Normalizer;
+use crate::tfrecord::{read_record_at, record_offsets};
+
+/// One dataset of a mixture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixtureEntry {
+    /// RLDS name (`droid`) or Table 4 name (`bridge`).
+    pub name: String,
+    /// Sampling weight (share of training frames, relative to the others).
+    pub weight: f64,
+    /// The `NAME/VERSION` folder; default: the newest version under `root/NAME`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+/// Loader settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoaderConfig {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Memory cap of the step-shuffle buffer, in MB of encoded episodes held.
+    pub shuffle_buffer_mb: usize,
+    /// Decoding threads (0: one per core).
+    pub workers: usize,
+    /// Batches decoded ahead.
+    pub prefetch: usize,
+    /// External camera `[width, height]`.
+    pub external_size: [usize; 2],
+    /// Wrist camera `[width, height]`.
+    pub wrist_size: [usize; 2],
+    /// Crop or pad to the target aspect ratio.
+    pub fit: Fit,
+    /// Actions per chunk.
+    pub horizon: usize,
+    /// Action rate, Hz.
+    pub rate_hz: f64,
+    /// Training augmentations (all off by default).
+    pub augment: Augment,
+    /// Skip episodes without an instruction.
+    pub drop_empty_instructions: bool,
+    /// Skip (and count) episodes that fail to read or standardise, instead of stopping.
+    pub skip_bad_episodes: bool,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            batch_size: 32,
+            shuffle_buffer_mb: 1024,
+            workers: 0,
+            prefetch: 4,
+            external_size: [280, 210],
+            wrist_size: [112, 112],
+            fit: Fit::Crop,
+            horizon: 5,
+            rate_hz: 5.0,
+            augment: Augment::default(),
+            drop_empty_instructions: true,
+            skip_bad_episodes: true,
+        }
+    }
+}
+
+/// A mixture file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixtureConfig {
+    /// Folder holding the datasets (`root/NAME/VERSION`); relative to the file.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// The split to read.
+    #[serde(default = "default_split")]
+    pub split: String,
+    /// The datasets.
+    #[serde(rename = "dataset")]
+    pub datasets: Vec<MixtureEntry>,
+    /// Loader settings.
+    #[serde(default)]
+    pub loader: LoaderConfig,
+}
+
+fn default_split() -> String {
+    "train".into()
+}
+
+/// Errors of the mixture file and the loader.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    /// The mixture file is unreadable or invalid.
+    #[error("{path}: {problem}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A dataset failed to open or an episode to read (in fail mode).
+    #[error(transparent)]
+    Data(#[from] RldsError),
+    /// Every dataset is exhausted of usable episodes.
+    #[error("no usable episode in any dataset of the mixture ({0})")]
+    Empty(String),
+}
+
+impl MixtureConfig {
+    /// Reads a TOML mixture; relative paths are resolved against its folder.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, LoaderError> {
+        let path = path.as_ref();
+        let fail = |problem: String| LoaderError::Config { path: path.to_path_buf(), problem };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let mut config: MixtureConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.root = config.root.map(|r| base.join(r));
+        for entry in &mut config.datasets {
+            entry.path = entry.path.take().map(|p| base.join(p));
+        }
+        config.validate().map_err(fail)?;
+        Ok(config)
+    }
+
+    /// Checks weights, names and sizes.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.datasets.is_empty() {
+            return Err("no [[dataset]]".into());
+        }
+        for entry in &self.datasets {
+            if !(entry.weight.is_finite() && entry.weight >= 0.0) {
+                return Err(format!(
+                    "dataset `{}`: weight {} is not a non-negative number",
+                    entry.name, entry.weight
+                ));
+            }
+            let spec = resolve_spec(&entry.name)?;
+            if let Some(reason) = spec.excluded {
+                return Err(format!("dataset `{}` cannot be used: {reason}", entry.name));
+            }
+            if entry.path.is_none() && self.root.is_none() {
+                return Err(format!("dataset `{}` has no `path` and the mixture no `root`", entry.name));
+            }
+        }
+        if self.datasets.iter().all(|e| e.weight == 0.0) {
+            return Err("every weight is 0".into());
+        }
+        let l = &self.loader;
+        if l.batch_size == 0 || l.horizon == 0 || l.rate_hz.is_nan() || l.rate_hz <= 0.0 {
+            return Err("loader: batch_size and horizon must be positive, rate_hz > 0".into());
+        }
+        if l.external_size.contains(&0) || l.wrist_size.contains(&0) {
+            return Err("loader: image sizes must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The version folder of `entry`: its `path`, or the newest version under `root/NAME`.
+    pub fn dataset_dir(&self, entry: &MixtureEntry) -> Result<PathBuf, String> {
+        if let Some(path) = &entry.path {
+            return Ok(path.clone());
+        }
+        let spec = resolve_spec(&entry.name)?;
+        let dir = self.root.as_ref().expect("validated").join(spec.name);
+        let mut versions: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("dataset_info.json").is_file())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let version = name.split('.').map(str::parse).collect::<Result<Vec<u64>, _>>().ok()?;
+                Some((version, e.path()))
+            })
+            .collect();
+        versions.sort();
+        versions
+            .pop()
+            .map(|(_, p)| p)
+            .ok_or_else(|| format!("{}: no VERSION folder with a dataset_info.json", dir.display()))
+    }
+}
+
+/// The registry entry for a mixture name (RLDS or Table 4 name).
+fn resolve_spec(name: &str) -> Result<DatasetSpec, String> {
+    spec(name)
+        .or_else(|| crate::oxe::registry().into_iter().find(|s| s.mixture_name == name))
+        .ok_or_else(|| format!("dataset `{name}` is not in the registry (crates/spear-data/src/oxe.rs)"))
+}
+
+/// A dataset opened for sampling.
+struct Source {
+    spec: DatasetSpec,
+    dataset: RldsDataset,
+    split: usize,
+    weight: f64,
+    /// First global episode index of each shard.
+    shard_starts: Vec<u64>,
+    episodes: u64,
+    /// Record offsets of each shard, read on first use.
+    offsets: HashMap<usize, Vec<u64>>,
+}
+
+impl Source {
+    fn read(&mut self, episode: u64) -> Result<StandardEpisode, RldsError> {
+        let shard = self.shard_starts.partition_point(|&s| s <= episode) - 1;
+        let record = episode - self.shard_starts[shard];
+        let path = self.dataset.splits[self.split].shards[shard].path.clone();
+        let offsets = match self.offsets.entry(shard) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(record_offsets(&path)?),
+        };
+        let offset = *offsets.get(record as usize).ok_or_else(|| RldsError::Info {
+            path: path.clone(),
+            problem: format!("holds {} records, but dataset_info.json says more", offsets.len()),
+        })?;
+        let bytes = read_record_at(&path, offset, record)?;
+        let episode = self.dataset.decode(&bytes, EpisodeSource { file: path, record, offset })?;
+        standardize(&self.spec, episode)
+    }
+}
+
+/// Where each dataset is in its episode order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Completed passes over the dataset.
+    pub epoch: u64,
+    /// Position in this epoch's permutation.
+    pub position: u64,
+    /// Frames taken from this dataset so far.
+    pub frames: u64,
+    /// Episodes skipped (unreadable, or without instruction when those are dropped).
+    pub skipped: u64,
+}
+
+/// Everything needed to continue a loader's stream exactly: the random generator, each dataset's
+/// cursor and the shuffle buffer's contents (by dataset, episode and frame).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoaderState {
+    /// The generator, mid-stream.
+    pub rng: ChaCha8Rng,
+    /// One per dataset of the mixture, in its order.
+    pub cursors: Vec<Cursor>,
+    /// The buffer: `(dataset, episode, frame)`.
+    pub buffer: Vec<(u32, u64, u32)>,
+    /// Batches produced.
+    pub batches: u64,
+}
+
+/// A buffered frame.
+struct Slot {
+    dataset: u32,
+    episode: u64,
+    frame: u32,
+    data: Arc<StandardEpisode>,
+    /// Its share of the episode's bytes. Charged per frame, so that an episode buffered twice
+    /// (a small dataset cycling) counts twice and the buffer still reaches its cap.
+    bytes: usize,
+}
+
+/// The sequential, deterministic half of the loader: which frames make each batch.
+struct Sampler {
+    sources: Vec<Source>,
+    config: LoaderConfig,
+    rng: ChaCha8Rng,
+    cursors: Vec<Cursor>,
+    buffer: Vec<Slot>,
+    /// Bytes charged by the buffered frames.
+    bytes: usize,
+    batches: u64,
+    /// Each dataset's episode order for its current epoch.
+    orders: Vec<Option<(u64, Vec<u64>)>>,
+}
+
+/// Bytes an episode holds in memory (encoded images, arrays), for the buffer's cap.
+fn episode_bytes(episode: &StandardEpisode) -> usize {
+    use crate::rlds::Values;
+    let columns = episode.episode.steps.values().chain(episode.episode.metadata.values());
+    columns
+        .map(|c| match &c.values {
+            Values::Bytes(v) => v.iter().map(Vec::len).sum(),
+            Values::F32(v) => v.len() * 4,
+            Values::F64(v) => v.len() * 8,
+            Values::Int(v) => v.len() * 8,
+            Values::Bool(v) => v.len(),
+        })
+        .sum()
+}
+
+impl Sampler {
+    /// The episode order of `dataset` in `epoch`: a permutation seeded by (seed, dataset, epoch).
+    fn order(&mut self, dataset: usize, epoch: u64) -> &[u64] {
+        if self.orders[dataset].as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut order: Vec<u64> = (0..self.sources[dataset].episodes).collect();
+            let seed = self.config.seed
+                ^ (dataset as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ epoch.rotate_left(32);
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+            self.orders[dataset] = Some((epoch, order));
+        }
+        &self.orders[dataset].as_ref().expect("just set").1
+    }
+
+    /// The dataset furthest below its share of the frames read so far.
+    fn next_dataset(&self) -> Option<usize> {
+        let total: u64 = self.cursors.iter().map(|c| c.frames).sum();
+        let weights: f64 = self.sources.iter().filter(|s| s.episodes > 0).map(|s| s.weight).sum();
+        (0..self.sources.len())
+            .filter(|&d| self.sources[d].episodes > 0 && self.sources[d].weight > 0.0)
+            .max_by(|&a, &b| {
+                let deficit = |d: usize| {
+                    self.sources[d].weight / weights * total as f64 - self.cursors[d].frames as f64
+                };
+                deficit(a).total_cmp(&deficit(b)).then(b.cmp(&a))
+            })
+    }
+
+    fn insert(
+        &mut self,
+        dataset: u32,
+        episode: u64,
+        data: Arc<StandardEpisode>,
+        frames: impl Iterator<Item = u32>,
+    ) {
+        let bytes = episode_bytes(&data).div_ceil(data.len().max(1));
+        for frame in frames {
+            self.buffer.push(Slot { dataset, episode, frame, data: data.clone(), bytes });
+            self.bytes += bytes;
+        }
+    }
+
+    /// Reads the next usable episode into the buffer.
+    fn fill_one(&mut self) -> Result<(), LoaderError> {
+        // Bounded retries: a dataset whose every episode is unusable must not loop forever.
+        let limit: u64 = self.sources.iter().map(|s| s.episodes).sum::<u64>() + 1;
+        for _ in 0..limit {
+            let Some(d) = self.next_dataset() else {
+                return Err(LoaderError::Empty("every dataset is empty".into()));
+            };
+            let (epoch, position) = (self.cursors[d].epoch, self.cursors[d].position);
+            let episode = self.order(d, epoch)[position as usize];
+            let cursor = &mut self.cursors[d];
+            cursor.position += 1;
+            if cursor.position == self.sources[d].episodes {
+                (cursor.epoch, cursor.position) = (cursor.epoch + 1, 0);
+            }
+            let read = self.sources[d].read(episode);
+            let data = match read {
+                Ok(data)
+                    if data.is_empty()
+                        || (self.config.drop_empty_instructions && data.instruction.is_empty()) =>
+                {
+                    // Counted as frames all the same, so that a dataset of unusable episodes does
+                    // not monopolise the schedule.
+                    self.cursors[d].skipped += 1;
+                    self.cursors[d].frames += 1;
+                    continue;
+                }
+                Ok(data) => data,
+                Err(e) if self.config.skip_bad_episodes => {
+                    tracing_skip(&self.sources[d].spec, &e);
+                    self.cursors[d].skipped += 1;
+                    self.cursors[d].frames += 1;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let frames = data.len() as u32;
+            self.cursors[d].frames += u64::from(frames);
+            self.insert(d as u32, episode, Arc::new(data), 0..frames);
+            return Ok(());
+        }
+        let skipped: Vec<String> = self
+            .sources
+            .iter()
+            .zip(&self.cursors)
+            .map(|(s, c)| format!("{}: {} skipped", s.spec.name, c.skipped))
+            .collect();
+        Err(LoaderError::Empty(skipped.join(", ")))
+    }
+
+    /// Draws `n` frames from the buffer, refilling it up to its cap first.
+    fn draw(&mut self, n: usize) -> Result<Vec<Slot>, LoaderError> {
+        let cap = self.config.shuffle_buffer_mb.saturating_mul(1 << 20);
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            while self.buffer.is_empty() || self.bytes < cap {
+                self.fill_one()?;
+            }
+            let slot = self.buffer.swap_remove(self.rng.random_range(0..self.buffer.len()));
+            self.bytes -= slot.bytes;
+            out.push(slot);
+        }
+        self.batches += 1;
+        Ok(out)
+    }
+
+    fn state(&self) -> LoaderState {
+        LoaderState {
+            rng: self.rng.clone(),
+            cursors: self.cursors.clone(),
+            buffer: self.buffer.iter().map(|s| (s.dataset, s.episode, s.frame)).collect(),
+            batches: self.batches,
+        }
+    }
+}
+
+fn tracing_skip(spec: &DatasetSpec, error: &RldsError) {
+    eprintln!("spear-data: skipping an episode of {}: {error}", spec.name);
+}
+
+/// One training batch, as plain row-major arrays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Samples.
+    pub size: usize,
+    /// External images, `size × height × width × 3` (the configured external size).
+    pub external: Vec<u8>,
+    /// Wrist images, `size × height × width × 3`; black where `wrist_present` is false.
+    pub wrist: Vec<u8>,
+    /// Whether each sample's dataset has a wrist camera.
+    pub wrist_present: Vec<bool>,
+    /// Instructions.
+    pub instructions: Vec<String>,
+    /// States, `size × 8` (position normalised when the loader has a state normaliser).
+    pub state: Vec<f32>,
+    /// Action chunks, `size × horizon × 8` (translation normalised when it has an action normaliser).
+    pub actions: Vec<f32>,
+    /// `size × horizon`: real actions (false: padding past the episode's end).
+    pub mask: Vec<bool>,
+    /// Index of each sample's dataset in the mixture.
+    pub dataset: Vec<u32>,
+    /// Each sample's `(episode, frame)` in its dataset.
+    pub source: Vec<(u64, u32)>,
+    /// The loader's state after this batch: resume from it to continue after this batch.
+    pub state_after: LoaderState,
+}
+
+/// Normalisers applied to the first three values (translation / position) of actions and states.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Normalization {
+    /// For action translations.
+    pub action_translation: Option<Normalizer>,
+    /// For state positions.
+    pub state_position: Option<Normalizer>,
+}
+
+/// A sample decoded.
+struct Decoded {
+    external: Image,
+    wrist: Option<Image>,
+    state: [f32; STATE_DIM],
+    actions: Vec<f32>,
+    mask: Vec<bool>,
+    instruction: String,
+}
+
+/// The decoding half: images, chunks, normalisation.
+struct Decoder {
+    config: LoaderConfig,
+    normalization: Normalization,
+}
+
+impl Decoder {
+    fn decode(&self, slot: &Slot, seed: u64) -> Result<Decoded, RldsError> {
+        let c = &self.config;
+        let episode = &slot.data;
+        let frame = slot.frame as usize;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let resize = |image: &Image, [w, h]: [usize; 2], rng: &mut ChaCha8Rng| {
+            if c.augment.is_active() {
+                c.augment.apply(image, w, h, c.fit, rng)
+            } else {
+                images::resize(image, w, h, c.fit)
+            }
+        };
+        let external = episode.image(Camera::External, frame)?.expect("every entry has an external camera");
+        let external = resize(&external, c.external_size, &mut rng);
+        let wrist = episode.image(Camera::Wrist, frame)?.map(|w| resize(&w, c.wrist_size, &mut rng));
+        let mut state = episode.state(frame);
+        let chunk = episode.chunk(frame, &ChunkConfig { horizon: c.horizon, rate_hz: c.rate_hz });
+        let mut actions = chunk.actions;
+        let apply = |normalizer: &Option<Normalizer>, values: &mut [f32]| {
+            if let Some(n) = normalizer {
+                let mut v: Vec<f64> = values[..3].iter().map(|&x| f64::from(x)).collect();
+                n.normalize(&mut v).expect("normalisers of 3 dimensions are checked when set");
+                values[..3].iter_mut().zip(v).for_each(|(x, y)| *x = y as f32);
+            }
+        };
+        apply(&self.normalization.state_position, &mut state);
+        for action in actions.chunks_exact_mut(ACTION_DIM) {
+            apply(&self.normalization.action_translation, action);
+        }
+        Ok(Decoded {
+            external,
+            wrist,
+            state,
+            actions,
+            mask: chunk.mask,
+            instruction: episode.instruction.clone(),
+        })
+    }
+}
+
+/// The loader: a mixture opened and ready to produce batches.
+pub struct Loader {
+    sampler: Sampler,
+    decoder: Arc<Decoder>,
+    pool: rayon::ThreadPool,
+}
+
+impl Loader {
+    /// Opens every dataset of `mixture` (reads `dataset_info.json` and `features.json`; shard
+    /// offsets are read on first use).
+    pub fn open(mixture: &MixtureConfig) -> Result<Self, LoaderError> {
+        let fail = |problem: String| LoaderError::Config { path: PathBuf::from("mixture"), problem };
+        mixture.validate().map_err(fail)?;
+        let mut sources = Vec::new();
+        for entry in &mixture.datasets {
+            let spec = resolve_spec(&entry.name).map_err(fail)?;
+            let dir = mixture.dataset_dir(entry).map_err(fail)?;
+            let dataset = RldsDataset::open(&dir)?;
+            let split = dataset
+                .splits
+                .iter()
+                .position(|s| s.name == mixture.split)
+                .ok_or_else(|| dataset.split(&mixture.split).expect_err("absent"))?;
+            let mut shard_starts = Vec::new();
+            let mut episodes = 0;
+            for shard in &dataset.splits[split].shards {
+                shard_starts.push(episodes);
+                episodes += shard.episodes;
+            }
+            sources.push(Source {
+                spec,
+                dataset,
+                split,
+                weight: entry.weight,
+                shard_starts,
+                episodes,
+                offsets: HashMap::new(),
+            });
+        }
+        if sources.iter().all(|s| s.episodes == 0 || s.weight == 0.0) {
+            return Err(LoaderError::Empty("no dataset with a positive weight has an episode".into()));
+        }
+        let config = mixture.loader.clone();
+        let n = sources.len();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.workers)
+            .thread_name(|i| format!("spear-data-{i}"))
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let sampler = Sampler {
+            sources,
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            cursors: vec![Cursor { epoch: 0, position: 0, frames: 0, skipped: 0 }; n],
+            buffer: Vec::new(),
+            bytes: 0,
+            batches: 0,
+            orders: vec![None; n],
+            config: config.clone(),
+        };
+        Ok(Self {
+            sampler,
+            decoder: Arc::new(Decoder { config, normalization: Normalization::default() }),
+            pool,
+        })
+    }
+
+    /// Opens `mixture` and continues from `state` (taken from a batch of a loader of the same
+    /// mixture and settings).
+    pub fn resume(mixture: &MixtureConfig, state: LoaderState) -> Result<Self, LoaderError> {
+        let mut loader = Self::open(mixture)?;
+        let s = &mut loader.sampler;
+        if state.cursors.len() != s.sources.len() {
+            return Err(LoaderError::Config {
+                path: PathBuf::from("loader state"),
+                problem: format!("{} datasets, but the mixture has {}", state.cursors.len(), s.sources.len()),
+            });
+        }
+        let mut episodes: HashMap<(u32, u64), Arc<StandardEpisode>> = HashMap::new();
+        for &(d, e, _) in &state.buffer {
+            if let std::collections::hash_map::Entry::Vacant(slot) = episodes.entry((d, e)) {
+                let source = s.sources.get_mut(d as usize).ok_or_else(|| LoaderError::Config {
+                    path: PathBuf::from("loader state"),
+                    problem: format!("dataset index {d} out of range"),
+                })?;
+                slot.insert(Arc::new(source.read(e)?));
+            }
+        }
+        for &(d, e, f) in &state.buffer {
+            s.insert(d, e, episodes[&(d, e)].clone(), std::iter::once(f));
+        }
+        (s.rng, s.cursors, s.batches) = (state.rng, state.cursors, state.batches);
+        Ok(loader)
+    }
+
+    /// Sets the normalisers (each over 3 dimensions).
+    pub fn with_normalization(mut self, normalization: Normalization) -> Result<Self, LoaderError> {
+        for n in [&normalization.action_translation, &normalization.state_position].into_iter().flatten() {
+            if n.dims() != 3 {
+                return Err(LoaderError::Config {
+                    path: PathBuf::from("normalization"),
+                    problem: format!("a normaliser of {} dimensions, expected 3", n.dims()),
+                });
+            }
+        }
+        self.decoder = Arc::new(Decoder { config: self.decoder.config.clone(), normalization });
+        Ok(self)
+    }
+
+    /// The mixture's datasets, in order: (RLDS name, episodes in the split).
+    pub fn datasets(&self) -> Vec<(&'static str, u64)> {
+        self.sampler.sources.iter().map(|s| (s.spec.name, s.episodes)).collect()
+    }
+
+    /// The state before the next batch.
+    pub fn state(&self) -> LoaderState {
+        self.sampler.state()
+    }
+
+    /// Produces the next batch on this thread (decoding on the pool).
+    pub fn next_batch(&mut self) -> Result<Batch, LoaderError> {
+        let size = self.sampler.config.batch_size;
+        let slots = self.sampler.draw(size)?;
+        // One seed per sample from the stream, so augmentation is deterministic and parallel.
+        let seeds: Vec<u64> = (0..size).map(|_| self.sampler.rng.random()).collect();
+        let state_after = self.sampler.state();
+        let decoder = self.decoder.clone();
+        let decoded: Vec<Result<Decoded, RldsError>> = self.pool.install(|| {
+            slots.par_iter().zip(&seeds).map(|(slot, &seed)| decoder.decode(slot, seed)).collect()
+        });
+        let c = &self.decoder.config;
+        let [ew, eh] = c.external_size;
+        let [ww, wh] = c.wrist_size;
+        let mut batch = Batch {
+            size,
+            external: Vec::with_capacity(size * ew * eh * 3),
+            wrist: Vec::with_capacity(size * ww * wh * 3),
+            wrist_present: Vec::with_capacity(size),
+            instructions: Vec::with_capacity(size),
+            state: Vec::with_capacity(size * STATE_DIM),
+            actions: Vec::with_capacity(size * c.horizon * ACTION_DIM),
+            mask: Vec::with_capacity(size * c.horizon),
+            dataset: slots.iter().map(|s| s.dataset).collect(),
+            source: slots.iter().map(|s| (s.episode, s.frame)).collect(),
+            state_after,
+        };
+        for d in decoded {
+            let d = d?;
+            batch.external.extend(&d.external.pixels);
+            batch.wrist_present.push(d.wrist.is_some());
+            match d.wrist {
+                Some(w) => batch.wrist.extend(&w.pixels),
+                None => batch.wrist.extend(&Image::black(ww, wh).pixels),
+            }
+            batch.instructions.push(d.instruction);
+            batch.state.extend(d.state);
+            batch.actions.extend(d.actions);
+            batch.mask.extend(d.mask);
+        }
+        Ok(batch)
+    }
+
+    /// Moves the loader to a producer thread that keeps `prefetch` batches ready.
+    pub fn prefetch(mut self) -> Prefetch {
+        let (tx, rx) = sync_channel(self.decoder.config.prefetch.max(1));
+        let handle = std::thread::Builder::new()
+            .name("spear-data-producer".into())
+            .spawn(move || {
+                loop {
+                    let batch = self.next_batch();
+                    let stop = batch.is_err();
+                    if tx.send(batch).is_err() || stop {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn the producer thread");
+        Prefetch { rx, _handle: handle }
+    }
+}
+
+/// Batches produced ahead on a background thread; an iterator that ends after the first error.
+pub struct Prefetch {
+    rx: Receiver<Result<Batch, LoaderError>>,
+    _handle: std::thread::JoinHandle<()>,
+}
+
+impl Iterator for Prefetch {
+    type Item = Result<Batch, LoaderError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.recv().ok()
+    }
+}

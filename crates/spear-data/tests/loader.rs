@@ -1,0 +1,164 @@
+//! The mixture loader on the five tfds-written fixture datasets: batch contents, determinism,
+//! weights, resuming, prefetching, the memory cap, and bad configurations.
+
+use std::path::PathBuf;
+
+use spear_data::loader::{Batch, Loader, LoaderError, MixtureConfig};
+use spear_data::oxe::{STATE_DIM, spec};
+use spear_data::resample::ACTION_DIM;
+
+fn mixture_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rlds/mixture.toml")
+}
+
+fn mixture() -> MixtureConfig {
+    MixtureConfig::from_file(mixture_path()).unwrap()
+}
+
+fn batches(loader: &mut Loader, n: usize) -> Vec<Batch> {
+    (0..n).map(|_| loader.next_batch().unwrap()).collect()
+}
+
+/// What identifies a batch's samples and targets (images follow from them).
+fn key(b: &Batch) -> (Vec<u32>, Vec<(u64, u32)>, Vec<f32>) {
+    (b.dataset.clone(), b.source.clone(), b.actions.clone())
+}
+
+#[test]
+fn batches_hold_resized_images_states_chunks_and_masks_of_the_right_shapes() {
+    let config = mixture();
+    let mut loader = Loader::open(&config).unwrap();
+    assert_eq!(
+        loader.datasets(),
+        vec![
+            ("bridge_dataset", 2),
+            ("droid", 2),
+            ("fractal20220817_data", 4),
+            ("language_table", 2),
+            ("viola", 2)
+        ]
+    );
+    for batch in batches(&mut loader, 6) {
+        let n = batch.size;
+        assert_eq!(n, 4);
+        assert_eq!(batch.external.len(), n * 210 * 280 * 3);
+        assert_eq!(batch.wrist.len(), n * 112 * 112 * 3);
+        assert_eq!(batch.state.len(), n * STATE_DIM);
+        assert_eq!(batch.actions.len(), n * 5 * ACTION_DIM);
+        assert_eq!(batch.mask.len(), n * 5);
+        for i in 0..n {
+            let name = loader.datasets()[batch.dataset[i] as usize].0;
+            let has_wrist = spec(name).unwrap().wrist.is_some();
+            assert_eq!(batch.wrist_present[i], has_wrist, "{name}");
+            let wrist = &batch.wrist[i * 112 * 112 * 3..(i + 1) * 112 * 112 * 3];
+            assert_eq!(wrist.iter().all(|&p| p == 0), !has_wrist, "{name}: black exactly when missing");
+            assert!(!batch.instructions[i].is_empty(), "empty instructions are dropped");
+            // Unit quaternions in state and in every real action.
+            let q = &batch.state[i * STATE_DIM + 3..i * STATE_DIM + 7];
+            assert!((q.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+            for m in 0..5 {
+                let a = &batch.actions[(i * 5 + m) * ACTION_DIM..(i * 5 + m + 1) * ACTION_DIM];
+                assert!(a[3] >= 0.0 && (a[3..7].iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+                assert!(a[7] == 0.0 || a[7] == 1.0, "binary gripper");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_stream_is_deterministic_for_a_seed_and_changes_with_it() {
+    let config = mixture();
+    let a: Vec<_> = batches(&mut Loader::open(&config).unwrap(), 5).iter().map(key).collect();
+    let b: Vec<_> = batches(&mut Loader::open(&config).unwrap(), 5).iter().map(key).collect();
+    assert_eq!(a, b);
+    let mut other = config.clone();
+    other.loader.seed += 1;
+    let c: Vec<_> = batches(&mut Loader::open(&other).unwrap(), 5).iter().map(key).collect();
+    assert_ne!(a, c);
+}
+
+#[test]
+fn a_resumed_loader_continues_the_same_stream() {
+    let config = mixture();
+    let all = batches(&mut Loader::open(&config).unwrap(), 6);
+    let state = all[2].state_after.clone();
+    // Through JSON, as a checkpoint would store it.
+    let state = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+    let mut resumed = Loader::resume(&config, state).unwrap();
+    let rest = batches(&mut resumed, 3);
+    for (a, b) in all[3..].iter().zip(&rest) {
+        assert_eq!(key(a), key(b));
+        assert_eq!(a.external, b.external);
+        assert_eq!(a.state_after, b.state_after);
+    }
+}
+
+#[test]
+fn prefetching_yields_the_same_batches() {
+    let config = mixture();
+    let direct = batches(&mut Loader::open(&config).unwrap(), 4);
+    let prefetched: Vec<Batch> =
+        Loader::open(&config).unwrap().prefetch().take(4).map(Result::unwrap).collect();
+    assert_eq!(direct, prefetched);
+}
+
+#[test]
+fn each_dataset_gets_its_weights_share_of_frames() {
+    let mut config = mixture();
+    config.loader.batch_size = 16;
+    config.loader.shuffle_buffer_mb = 0;
+    // Small images: this test is about which frames are drawn.
+    (config.loader.external_size, config.loader.wrist_size) = ([8, 6], [4, 4]);
+    let mut loader = Loader::open(&config).unwrap();
+    batches(&mut loader, 40);
+    let state = loader.state();
+    let frames: Vec<f64> = state.cursors.iter().map(|c| c.frames as f64).collect();
+    let total: f64 = frames.iter().sum();
+    let weights = [2.0, 3.0, 1.0, 1.0, 1.0];
+    // The scheduler keeps every dataset within one episode of its share.
+    for (d, (&f, w)) in frames.iter().zip(weights).enumerate() {
+        let share = w / 8.0 * total;
+        assert!((f - share).abs() <= 12.0, "dataset {d}: {f} frames, share {share:.1} of {total}");
+    }
+    // bridge's second episode has no instruction: dropped and counted, every epoch.
+    assert!(state.cursors[0].skipped > 0);
+}
+
+#[test]
+fn the_shuffle_buffer_stays_within_its_cap() {
+    let mut config = mixture();
+    config.loader.shuffle_buffer_mb = 1;
+    let mut loader = Loader::open(&config).unwrap();
+    let mut distinct = std::collections::BTreeSet::new();
+    for batch in batches(&mut loader, 10) {
+        // The buffer holds whole episodes up to the cap: at most the cap plus one episode's frames.
+        assert!(batch.state_after.buffer.len() < 200, "{}", batch.state_after.buffer.len());
+        distinct.extend(batch.dataset.iter().zip(&batch.source).map(|(d, s)| (*d, s.0)));
+    }
+    assert!(distinct.len() >= 6, "samples come from many episodes: {distinct:?}");
+}
+
+#[test]
+fn bad_mixtures_are_named() {
+    let dir = std::env::temp_dir().join(format!("spear-mixture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |text: &str, expect: &str| {
+        let path = dir.join("m.toml");
+        std::fs::write(&path, text).unwrap();
+        let error = MixtureConfig::from_file(&path).unwrap_err();
+        assert!(matches!(error, LoaderError::Config { .. }));
+        let message = error.to_string();
+        assert!(message.contains("m.toml") && message.contains(expect), "{message}");
+    };
+    check("root = \".\"\n[[dataset]]\nname = \"nope\"\nweight = 1.0\n", "`nope` is not in the registry");
+    check("root = \".\"\n[[dataset]]\nname = \"roboset\"\nweight = 1.0\n", "forward kinematics");
+    check("root = \".\"\n[[dataset]]\nname = \"droid\"\nweight = 0.0\n", "every weight is 0");
+    check("[[dataset]]\nname = \"droid\"\nweight = 1.0\n", "no `path` and the mixture no `root`");
+    check("root = \".\"\n[[dataset]]\nname = \"droid\"\nweight = -1.0\n", "weight -1");
+    check("root = \".\"\n[[dataset]]\nname = \"droid\"\nwieght = 1.0\n", "unknown field `wieght`");
+    // A root without the dataset.
+    let path = dir.join("m.toml");
+    std::fs::write(&path, "root = \".\"\n[[dataset]]\nname = \"droid\"\nweight = 1.0\n").unwrap();
+    let message = Loader::open(&MixtureConfig::from_file(&path).unwrap()).err().unwrap().to_string();
+    assert!(message.contains("droid"), "{message}");
+}
