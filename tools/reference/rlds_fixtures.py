@@ -678,7 +678,8 @@ def make_builder(spec, data_dir):
         def _info(self):
             return tfds.core.DatasetInfo(
                 builder=self,
-                description=f"Synthetic episodes with the exact feature schema of {spec['name']} {version}.",
+                description=spec.get("description",
+                                     f"Synthetic episodes with the exact feature schema of {spec['name']} {version}."),
                 features=spec["features"](),
             )
 
@@ -691,11 +692,13 @@ def make_builder(spec, data_dir):
     return Builder(data_dir=data_dir)
 
 
-def write_dataset(spec, tmp):
+def write_dataset(spec, tmp, out=OUT):
+    """Prepares `spec` with tfds under `tmp` and copies the folder to out/<name>/<version>/ (also used by
+    oxe_synthetic.py)."""
     builder = make_builder(spec, tmp)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(num_shards=spec["num_shards"]))
     src = pathlib.Path(tmp) / spec["name"] / spec["version"]
-    dst = OUT / spec["name"] / spec["version"]
+    dst = out / spec["name"] / spec["version"]
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
@@ -1034,13 +1037,14 @@ def write_json(path, obj):
     print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size} bytes)")
 
 
-def check_sizes():
+def check_sizes(out=OUT):
     total = 0
-    for f in sorted(OUT.rglob("*")):
+    for f in sorted(out.rglob("*")):
         if f.is_file():
             total += f.stat().st_size
             assert f.stat().st_size < MAX_FILE_BYTES, f"{f} is over 2 MB"
-    print(f"{OUT.relative_to(ROOT)}: {total} bytes in all")
+    print(f"{out.relative_to(ROOT)}: {total} bytes in all")
+    return total
 
 
 def main():
