@@ -33,7 +33,7 @@ crates/spear-data/tests/fixtures/rlds/:
                                the first step of the first episode of every camera, decoded with libjpeg's accurate
                                IDCT (decode_accurate()), saved losslessly (PNG) so the Rust JPEG/PNG decoder can be
                                compared pixel by pixel.
-* corrupt/                     copies of the smallest dataset (language_table): bad_crc/<name>/<version>/ (one byte
+* corrupt/                     copies of language_table (one shard, two episodes): bad_crc/<name>/<version>/ (one byte
                                in the middle of one record's data flipped, so its data CRC fails), truncated/... (the
                                last shard cut inside its last record), missing_features/... (no features.json); all
                                keep dataset_info.json. corrupt/corrupt.json gives the shard, record index, record
@@ -1051,16 +1051,17 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for old in list(OUT.glob("*.png")) + list(OUT.glob("*.expected.json")):
         old.unlink()
-    sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
         install_package(tmp)
         serialize_deterministically()
         for spec in DATASETS:
             dataset_dir = write_dataset(spec, str(pathlib.Path(tmp) / "data"))
             dump_dataset(spec, dataset_dir)
-            sizes[spec["name"]] = sum(p.stat().st_size for p in dataset_dir.glob("*.tfrecord-*"))
-    smallest = min(DATASETS, key=lambda s: sizes[s["name"]])
-    write_corrupt(smallest, OUT / smallest["name"] / smallest["version"])
+    # language_table by name (one shard of two episodes, which tests/rlds.rs's damage checks assume), not "the
+    # smallest": longer episodes made fractal20220817_data (two shards) the smallest.
+    source = next(s for s in DATASETS if s["name"] == "language_table")
+    assert len(sorted((OUT / source["name"] / source["version"]).glob("*.tfrecord-*"))) == 1
+    write_corrupt(source, OUT / source["name"] / source["version"])
     check_sizes()
 
 
