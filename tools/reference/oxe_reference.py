@@ -139,13 +139,21 @@ def wxyz(rotation):
 
 
 def standardize(entry, steps):
-    rate = entry["rate"]
     poses = [entry["pose"](s) for s in steps]
-    positions = np.array([p for p, _ in poses])
-    rotations = Rotation.concatenate([r for _, r in poses])
-    state = [entry["state"](s) for s in steps]
-    command = [1.0 if c >= 0.5 else 0.0 for c in entry["command"](steps)]
-    n = len(steps)
+    return standard_episode(entry["rate"], [p for p, _ in poses], [r for _, r in poses],
+                            [entry["state"](s) for s in steps], entry["command"](steps),
+                            entry["instruction"](steps), list(range(len(steps))))
+
+
+def standard_episode(rate, positions, rotations, state, command, instruction, frame_steps):
+    """One episode in the step schema from its frames (recorded at `rate` Hz): positions [n][3] (metres, base
+    frame), scipy Rotations [n], gripper state closedness [n] and command closedness [n] (binarised here at 0.5),
+    the instruction and the episode step of each frame. Also used by oxe_synthetic.py."""
+    positions = np.asarray(positions, dtype=np.float64)
+    rotations = Rotation.concatenate(list(rotations))
+    command = [1.0 if c >= 0.5 else 0.0 for c in command]
+    n = len(frame_steps)
+    assert len(positions) == len(rotations) == len(state) == len(command) == n
     duration = (n - 1) / rate
 
     def locate(t):
@@ -177,7 +185,7 @@ def standardize(entry, steps):
             mask.append(real)
         chunks.append(chunk)
         masks.append(mask)
-    return {"instruction": entry["instruction"](steps), "steps": list(range(n)), "states": states,
+    return {"instruction": instruction, "steps": [int(j) for j in frame_steps], "states": states,
             "chunks": chunks, "masks": masks}
 
 

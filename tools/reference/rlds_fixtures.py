@@ -33,7 +33,7 @@ crates/spear-data/tests/fixtures/rlds/:
                                the first step of the first episode of every camera, decoded with libjpeg's accurate
                                IDCT (decode_accurate()), saved losslessly (PNG) so the Rust JPEG/PNG decoder can be
                                compared pixel by pixel.
-* corrupt/                     copies of the smallest dataset (language_table): bad_crc/<name>/<version>/ (one byte
+* corrupt/                     copies of language_table (one shard, two episodes): bad_crc/<name>/<version>/ (one byte
                                in the middle of one record's data flipped, so its data CRC fails), truncated/... (the
                                last shard cut inside its last record), missing_features/... (no features.json); all
                                keep dataset_info.json. corrupt/corrupt.json gives the shard, record index, record
@@ -678,7 +678,8 @@ def make_builder(spec, data_dir):
         def _info(self):
             return tfds.core.DatasetInfo(
                 builder=self,
-                description=f"Synthetic episodes with the exact feature schema of {spec['name']} {version}.",
+                description=spec.get("description",
+                                     f"Synthetic episodes with the exact feature schema of {spec['name']} {version}."),
                 features=spec["features"](),
             )
 
@@ -691,11 +692,13 @@ def make_builder(spec, data_dir):
     return Builder(data_dir=data_dir)
 
 
-def write_dataset(spec, tmp):
+def write_dataset(spec, tmp, out=OUT):
+    """Prepares `spec` with tfds under `tmp` and copies the folder to out/<name>/<version>/ (also used by
+    oxe_synthetic.py)."""
     builder = make_builder(spec, tmp)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(num_shards=spec["num_shards"]))
     src = pathlib.Path(tmp) / spec["name"] / spec["version"]
-    dst = OUT / spec["name"] / spec["version"]
+    dst = out / spec["name"] / spec["version"]
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
@@ -1034,29 +1037,31 @@ def write_json(path, obj):
     print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size} bytes)")
 
 
-def check_sizes():
+def check_sizes(out=OUT):
     total = 0
-    for f in sorted(OUT.rglob("*")):
+    for f in sorted(out.rglob("*")):
         if f.is_file():
             total += f.stat().st_size
             assert f.stat().st_size < MAX_FILE_BYTES, f"{f} is over 2 MB"
-    print(f"{OUT.relative_to(ROOT)}: {total} bytes in all")
+    print(f"{out.relative_to(ROOT)}: {total} bytes in all")
+    return total
 
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for old in list(OUT.glob("*.png")) + list(OUT.glob("*.expected.json")):
         old.unlink()
-    sizes = {}
     with tempfile.TemporaryDirectory() as tmp:
         install_package(tmp)
         serialize_deterministically()
         for spec in DATASETS:
             dataset_dir = write_dataset(spec, str(pathlib.Path(tmp) / "data"))
             dump_dataset(spec, dataset_dir)
-            sizes[spec["name"]] = sum(p.stat().st_size for p in dataset_dir.glob("*.tfrecord-*"))
-    smallest = min(DATASETS, key=lambda s: sizes[s["name"]])
-    write_corrupt(smallest, OUT / smallest["name"] / smallest["version"])
+    # language_table by name (one shard of two episodes, which tests/rlds.rs's damage checks assume), not "the
+    # smallest": longer episodes made fractal20220817_data (two shards) the smallest.
+    source = next(s for s in DATASETS if s["name"] == "language_table")
+    assert len(sorted((OUT / source["name"] / source["version"]).glob("*.tfrecord-*"))) == 1
+    write_corrupt(source, OUT / source["name"] / source["version"])
     check_sizes()
 
 
