@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod data;
 pub mod doctor;
 pub mod policy;
 pub mod vlm;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use spear_cli::backend::{BackendJob, BackendKind, run_on};
-use spear_cli::{bench, doctor, policy, vlm, weights};
+use spear_cli::{bench, data, doctor, policy, vlm, weights};
 
 #[derive(Parser)]
 #[command(name = "spear", version, about = "SPEAR-1: a 3D-aware vision-language-action model")]
@@ -35,6 +35,50 @@ enum Command {
     /// Benchmarks, with ratios against the PyTorch reference measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Open X-Embodiment RLDS datasets and mixtures (no compute backend involved).
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// A dataset's splits, typed schema, registry entry, and its first episode: steps, duration,
+    /// instruction, and frame 0's state and 5 Hz action chunk.
+    Inspect {
+        /// The dataset's `NAME/VERSION` folder (holding dataset_info.json).
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One pass over a mixture: per-dimension statistics (min, max, mean, std, 1st/99th
+    /// percentiles) of 5 Hz action translations and state positions, written as JSON.
+    Stats {
+        /// Mixture file (e.g. configs/data/oxe_mixture.toml).
+        #[arg(long)]
+        mixture: PathBuf,
+        /// Where to write the statistics.
+        #[arg(long)]
+        out: PathBuf,
+        /// Folder holding the datasets, instead of the mixture's `root`.
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// A contact sheet (PNG) of frames of one episode: external and wrist cameras and each frame's
+    /// action chunk drawn (path top-down and height; green open, red closed, grey padding).
+    Preview {
+        /// The dataset's `NAME/VERSION` folder.
+        dir: PathBuf,
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+        /// Episode index in the split.
+        #[arg(long, default_value_t = 0)]
+        episode: usize,
+        /// Frames shown, spread over the episode.
+        #[arg(long, default_value_t = 6)]
+        frames: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -498,6 +542,43 @@ fn main() -> Result<()> {
         Command::Policy(PolicyCommand::Act(args)) => run_on(kind, Act(args))??,
         Command::Bench(BenchCommand::Vlm(args)) => run_on(kind, BenchVlm(args))??,
         Command::Bench(BenchCommand::Policy(args)) => run_on(kind, BenchPolicy(args))??,
+        Command::Data(DataCommand::Inspect { dir, json }) => {
+            let report = data::inspect(&dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", data::render_inspect(&report));
+            }
+        }
+        Command::Data(DataCommand::Stats { mixture, out, root }) => {
+            let stats = data::stats(&mixture, root.as_deref(), &out)?;
+            for d in &stats.datasets {
+                println!(
+                    "  {:<56} {:>8} episodes {:>10} frames {:>6} skipped",
+                    d.name, d.episodes, d.frames, d.skipped
+                );
+                for reason in &d.skip_reasons {
+                    println!("      skipped: {reason}");
+                }
+            }
+            let f = |v: &[f64]| v.iter().map(|x| format!("{x:+.5}")).collect::<Vec<_>>().join(" ");
+            let a = &stats.action_translation;
+            println!(
+                "action translation (m, 5 Hz, {} actions): q01 [{}] q99 [{}] mean [{}] std [{}]",
+                a.count,
+                f(&a.q01),
+                f(&a.q99),
+                f(&a.mean),
+                f(&a.std)
+            );
+            let s = &stats.state_position;
+            println!("state position (m, {} frames): q01 [{}] q99 [{}]", s.count, f(&s.q01), f(&s.q99));
+            println!("wrote {}", out.display());
+        }
+        Command::Data(DataCommand::Preview { dir, out, episode, frames }) => {
+            let drawn = data::preview(&dir, episode, frames, &out)?;
+            println!("wrote {}: frames {drawn:?} of episode {episode}", out.display());
+        }
     }
     Ok(())
 }

@@ -727,3 +727,166 @@ impl Iterator for Prefetch {
         self.rx.recv().ok()
     }
 }
+
+/// Statistics of one mixture, saved beside a run (`spear data stats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MixtureStats {
+    /// Of the 5 Hz action translations (the first action of every frame's chunk, real ones only).
+    pub action_translation: crate::stats::Stats,
+    /// Of the state positions.
+    pub state_position: crate::stats::Stats,
+    /// Per dataset, in the mixture's order.
+    pub datasets: Vec<DatasetCount>,
+}
+
+/// What a statistics pass read of one dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetCount {
+    /// RLDS name.
+    pub name: String,
+    /// Episodes used.
+    pub episodes: u64,
+    /// Frames used.
+    pub frames: u64,
+    /// Episodes skipped (unreadable or failing standardisation).
+    pub skipped: u64,
+    /// The first skip reasons.
+    pub skip_reasons: Vec<String>,
+}
+
+/// Which normaliser [`MixtureStats::normalization`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormalizationKind {
+    /// `[q01, q99] → [−1, 1]` (the paper's global quantile normalisation).
+    Quantile,
+    /// `(x − mean) / std`.
+    MeanStd,
+}
+
+impl MixtureStats {
+    /// The normalisers for the loader.
+    pub fn normalization(&self, kind: NormalizationKind) -> Normalization {
+        let make = |s: &crate::stats::Stats| match kind {
+            NormalizationKind::Quantile => Normalizer::quantile(s),
+            NormalizationKind::MeanStd => Normalizer::mean_std(s),
+        };
+        Normalization {
+            action_translation: Some(make(&self.action_translation)),
+            state_position: Some(make(&self.state_position)),
+        }
+    }
+}
+
+/// One streaming pass over every episode of every dataset of `mixture` (shards in parallel on
+/// `workers` threads): per-dimension statistics of action translations and state positions.
+/// `progress(shards done, shards in all, frames so far)` is called after each shard.
+pub fn mixture_statistics(
+    mixture: &MixtureConfig,
+    progress: &(dyn Fn(usize, usize, u64) + Sync),
+) -> Result<MixtureStats, LoaderError> {
+    use crate::stats::RunningStats;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let fail = |problem: String| LoaderError::Config { path: PathBuf::from("mixture"), problem };
+    mixture.validate().map_err(fail)?;
+    let mut jobs = Vec::new();
+    let mut datasets = Vec::new();
+    for (d, entry) in mixture.datasets.iter().enumerate() {
+        let spec = resolve_spec(&entry.name).map_err(fail)?;
+        let dataset = RldsDataset::open(mixture.dataset_dir(entry).map_err(fail)?)?;
+        let shards = dataset.split(&mixture.split)?.shards.clone();
+        jobs.extend(shards.into_iter().map(|shard| (d, shard)));
+        datasets.push((spec, dataset));
+    }
+    let chunk = ChunkConfig { horizon: 1, rate_hz: mixture.loader.rate_hz };
+    let (done, frames_seen) = (AtomicUsize::new(0), AtomicU64::new(0));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(mixture.loader.workers)
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    struct Part {
+        actions: RunningStats,
+        states: RunningStats,
+        counts: Vec<DatasetCount>,
+    }
+    let empty = || Part {
+        actions: RunningStats::new(3),
+        states: RunningStats::new(3),
+        counts: datasets
+            .iter()
+            .map(|(s, _)| DatasetCount {
+                name: s.name.into(),
+                episodes: 0,
+                frames: 0,
+                skipped: 0,
+                skip_reasons: vec![],
+            })
+            .collect(),
+    };
+    let skip = mixture.loader.skip_bad_episodes;
+    let merge = |mut total: Part, part: Part| {
+        total.actions.merge(&part.actions).expect("3 dimensions");
+        total.states.merge(&part.states).expect("3 dimensions");
+        for (t, p) in total.counts.iter_mut().zip(part.counts) {
+            t.episodes += p.episodes;
+            t.frames += p.frames;
+            t.skipped += p.skipped;
+            t.skip_reasons.extend(p.skip_reasons);
+            t.skip_reasons.truncate(5);
+        }
+        total
+    };
+    // Folded as the shards finish, so that memory holds one accumulator per thread, not per shard.
+    let total = pool.install(|| {
+        jobs.par_iter()
+            .map(|(d, shard)| -> Result<Part, LoaderError> {
+                let (spec, dataset) = &datasets[*d];
+                let mut part = empty();
+                let count = &mut part.counts[*d];
+                let on_corrupt =
+                    if skip { crate::tfrecord::OnCorrupt::Skip } else { crate::tfrecord::OnCorrupt::Fail };
+                let mut episodes = dataset.shard_episodes(shard, on_corrupt)?;
+                for episode in episodes.by_ref() {
+                    let standard = episode.and_then(|e| standardize(spec, e));
+                    let standard = match standard {
+                        Ok(s) => s,
+                        Err(e) if skip => {
+                            count.skipped += 1;
+                            if count.skip_reasons.len() < 5 {
+                                count.skip_reasons.push(e.to_string());
+                            }
+                            if matches!(e, RldsError::Record(_)) {
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    count.episodes += 1;
+                    count.frames += standard.len() as u64;
+                    for frame in 0..standard.len() {
+                        let state = standard.state(frame);
+                        part.states
+                            .push(&state[..3].iter().map(|&x| f64::from(x)).collect::<Vec<_>>())
+                            .expect("finite");
+                        let c = standard.chunk(frame, &chunk);
+                        if c.mask[0] {
+                            part.actions
+                                .push(&c.actions[..3].iter().map(|&x| f64::from(x)).collect::<Vec<_>>())
+                                .expect("finite");
+                        }
+                    }
+                }
+                count.skipped += episodes.skipped().len() as u64;
+                let frames = frames_seen.fetch_add(count.frames, Ordering::Relaxed) + count.frames;
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len(), frames);
+                Ok(part)
+            })
+            .try_reduce(empty, |a, b| Ok(merge(a, b)))
+    })?;
+    Ok(MixtureStats {
+        action_translation: total.actions.summary(),
+        state_position: total.states.summary(),
+        datasets: total.counts,
+    })
+}

@@ -162,3 +162,57 @@ fn bad_mixtures_are_named() {
     let message = Loader::open(&MixtureConfig::from_file(&path).unwrap()).err().unwrap().to_string();
     assert!(message.contains("droid"), "{message}");
 }
+
+#[test]
+fn mixture_statistics_match_the_scipy_reference_chunks() {
+    use spear_data::loader::{NormalizationKind, mixture_statistics};
+    let config = mixture();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let stats = mixture_statistics(&config, &|done, all, _| {
+        assert!(done <= all);
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
+    .unwrap();
+    assert_eq!(calls.into_inner(), 6, "one call per shard (fractal has two)");
+    // The same numbers from the reference's chunks: action 0 of every frame where it is real.
+    let (mut actions, mut states) = (Vec::new(), Vec::new());
+    let fixtures = mixture_path().parent().unwrap().to_path_buf();
+    for name in ["bridge_dataset", "droid", "fractal20220817_data", "language_table", "viola"] {
+        let want: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures.join(format!("{name}.standard.json"))).unwrap(),
+        )
+        .unwrap();
+        for episode in want["episodes"].as_array().unwrap() {
+            for (frame, state) in episode["states"].as_array().unwrap().iter().enumerate() {
+                states.push((0..3).map(|d| state[d].as_f64().unwrap()).collect::<Vec<_>>());
+                if episode["masks"][frame][0].as_bool().unwrap() {
+                    actions.push(
+                        (0..3).map(|d| episode["chunks"][frame][0][d].as_f64().unwrap()).collect::<Vec<_>>(),
+                    );
+                }
+            }
+        }
+    }
+    for (got, rows) in [(&stats.action_translation, &actions), (&stats.state_position, &states)] {
+        assert_eq!(got.count, rows.len() as u64);
+        for d in 0..3 {
+            let column: Vec<f64> = rows.iter().map(|r| r[d]).collect();
+            let n = column.len() as f64;
+            let mean = column.iter().sum::<f64>() / n;
+            let std = (column.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let (min, max) = column.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            // Our values are f32 states and actions; the reference's are f64.
+            let tol = 1e-6 * (1.0 + max.abs().max(min.abs()));
+            assert!((got.mean[d] - mean).abs() < tol && (got.std[d] - std).abs() < tol, "dim {d}");
+            assert!((got.min[d] - min).abs() < tol && (got.max[d] - max).abs() < tol, "dim {d}");
+            assert!(got.q01[d] >= min - tol && got.q99[d] <= max + tol && got.q01[d] <= got.q99[d]);
+        }
+    }
+    let frames: u64 = stats.datasets.iter().map(|d| d.frames).sum();
+    assert_eq!(frames as usize, states.len());
+    // Quantile normalisation maps q01/q99 to ∓1.
+    let n = stats.normalization(NormalizationKind::Quantile).action_translation.unwrap();
+    let mut v = stats.action_translation.q99.clone();
+    n.normalize(&mut v).unwrap();
+    assert!(v.iter().all(|x| (x - 1.0).abs() < 1e-9 || *x == 0.0), "{v:?}");
+}
