@@ -94,8 +94,10 @@ def image(shape, encoding_format, doc=None):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def scene(rng, h, w, n_rect=3):
-    """A camera: frame(t) is a smooth two-axis colour gradient plus a few flat rectangles drifting with t."""
+def scene(rng, h, w, n_rect=3, noise=0.0):
+    """A camera: frame(t) is a smooth two-axis colour gradient plus a few flat rectangles drifting with t, plus
+    Gaussian pixel noise of standard deviation `noise` (0 for the fixtures; the data benchmark uses camera-like
+    texture, which makes JPEGs as large and slow to decode as real frames)."""
     base = rng.uniform(60, 190, 3)
     gx = rng.uniform(-50, 50, 3)
     gy = rng.uniform(-50, 50, 3)
@@ -114,8 +116,11 @@ def scene(rng, h, w, n_rect=3):
             top = int(round((y0 + vel[0] * t) * h))
             left = int(round((x0 + vel[1] * t) * w))
             img[top:top + int(rh * h), left:left + int(rw * w)] = colour
+        if noise > 0:
+            img = img + np.random.default_rng(seed + t).normal(0.0, noise, img.shape)
         return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
+    seed = int(rng.integers(1 << 31)) if noise > 0 else 0
     return frame
 
 
@@ -204,9 +209,9 @@ def bridge_features():
     })
 
 
-def bridge_episodes(rng):
+def bridge_episodes(rng, plans=None, noise=0.0):
     # (steps, cameras present, instruction, source file, episode id in that file)
-    plans = [
+    plans = plans or [
         (4, (0, 1, 2, 3), "pick up the crème brûlée and put it on the plate",
          "/nfs/kun2/users/homer/datasets/bridge_data_all/numpy_256/bridge_data_v2/toykitchen7/pnp/00/train/out.npy", 12),
         (3, (0, 1), "", "/nfs/kun2/users/homer/datasets/bridge_data_all/scripted_numpy_256/scripted_raw/"
@@ -214,7 +219,7 @@ def bridge_episodes(rng):
     ]
     out = []
     for n, cams, instruction, path, episode_id in plans:
-        frames = {k: scene(rng, 256, 256) for k in cams}
+        frames = {k: scene(rng, 256, 256, noise=noise) for k in cams}
         # state: [x, y, z, roll, pitch, yaw, gripper] of a WidowX 250 end effector, metres / radians, gripper in [0, 1]
         pos = random_walk(rng, [0.30, rng.uniform(-0.05, 0.05), 0.12], 0.01, n)
         rpy = random_walk(rng, [rng.uniform(-0.1, 0.1), rng.uniform(-0.2, 0.0), rng.uniform(-0.3, 0.3)], 0.02, n)
@@ -298,16 +303,17 @@ def droid_features():
 FRANKA_HOME = np.array([0.0, -0.6, 0.0, -2.4, 0.0, 1.8, 0.8])
 
 
-def droid_episodes(rng):
+def droid_episodes(rng, plans=None, noise=0.0):
     root = "gs://xembodiment_data/r2d2/r2d2-data-full"
-    plans = [
+    plans = plans or [
         (9, f"{root}/AUTOLab/success/2023-07-07/Fri_Jul__7_09:42:23_2023",
          ("put the marker in the cup", "place the black marker inside the mug", "marker into cup")),
         (3, f"{root}/ILIAD/failure/2023-09-21/Thu_Sep_21_14:05:11_2023", ("", "", "")),
     ]
     out = []
     for n, episode_path, langs in plans:
-        cams = {k: scene(rng, 180, 320) for k in ("exterior_image_1_left", "exterior_image_2_left", "wrist_image_left")}
+        cams = {k: scene(rng, 180, 320, noise=noise)
+                for k in ("exterior_image_1_left", "exterior_image_2_left", "wrist_image_left")}
         # Cartesian pose [x, y, z, roll, pitch, yaw] of a Franka gripper pointing down (roll near pi), metres / rad.
         xyz = random_walk(rng, [0.45, rng.uniform(-0.1, 0.1), 0.30], 0.012, n + 1)
         rpy = random_walk(rng, [3.10, rng.uniform(-0.1, 0.1), rng.uniform(-0.4, 0.4)], 0.015, n + 1)

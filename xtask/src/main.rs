@@ -18,6 +18,7 @@ commands are `spear` subcommands, built in release with the chosen backend:
   bench vlm     SPEAR-VLM prefill and decode latency [--full] [--compare-torch PYTHON]
   bench policy  time per action chunk (prefix + 10 flow steps) beside transformers' PI0,
                 with the roofline bound [--full] [--compare-torch PYTHON]
+  bench data    training-data throughput and memory beside tf.data [--compare-tf PYTHON]
   vlm ask       answer a prompt about an image (see `spear vlm ask --help`)
   weights       inspect a checkpoint (`weights inspect PATH`)
   policy act    sample an action chunk (see `spear policy act --help`)

@@ -157,6 +157,33 @@ enum BenchCommand {
     /// Time per action chunk (prefix once + N flow steps): π0's shape beside transformers' PI0,
     /// SPEAR-1's on spear alone, each with its roofline bound from FLOPs, bytes and measured peaks.
     Policy(BenchPolicyArgs),
+    /// Training-data throughput and peak memory of the whole per-step pipeline (read, parse,
+    /// standardise, 5 Hz chunks, decode, resize) beside tf.data reading and decoding the same files.
+    Data(BenchDataArgs),
+}
+
+#[derive(Args)]
+struct BenchDataArgs {
+    /// Mixture to read (default: with --compare-tf, bridge_dataset and droid benchmark datasets
+    /// written for the run; without, spear-data's small bundled fixtures).
+    #[arg(long)]
+    mixture: Option<PathBuf>,
+    /// A Python with tensorflow and tensorflow-datasets (tools/reference/requirements-data.txt):
+    /// also time `tools/bench/data_tf.py` on the same files and print ratios.
+    #[arg(long)]
+    compare_tf: Option<PathBuf>,
+    /// Samples timed after one warm-up batch.
+    #[arg(long, default_value_t = 2048)]
+    samples: usize,
+    /// Threads for each side (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Episodes and steps per episode of each written benchmark dataset.
+    #[arg(long, num_args = 2, value_names = ["EPISODES", "STEPS"], default_values_t = [16, 30])]
+    bench_data: Vec<usize>,
 }
 
 /// The policy shapes `bench policy` times.
@@ -286,6 +313,67 @@ impl BackendJob for BenchPolicy {
         }
         Ok(())
     }
+}
+
+/// `spear bench data`.
+fn bench_data(args: BenchDataArgs) -> Result<()> {
+    use bench::data::{DataBench, Throughput, run, run_tf, write_bench_data};
+    use spear_data::loader::MixtureConfig;
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let scratch = std::env::temp_dir().join(format!("spear-bench-data-{}", std::process::id()));
+    let (mut mixture, about) = match (&args.mixture, &args.compare_tf) {
+        (Some(path), _) => (MixtureConfig::from_file(path)?, format!("mixture {}", path.display())),
+        (None, Some(python)) => {
+            let [episodes, steps] = [args.bench_data[0], args.bench_data[1]];
+            let mixture = write_bench_data(python, &scratch, episodes, steps)?;
+            (
+                mixture,
+                format!(
+                    "bridge_dataset + droid, {episodes} episodes × {steps} steps each, written for this run"
+                ),
+            )
+        }
+        (None, None) => {
+            let fixtures =
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../spear-data/tests/fixtures/rlds/mixture.toml");
+            (MixtureConfig::from_file(fixtures)?, "spear-data's bundled fixtures (tiny episodes)".to_string())
+        }
+    };
+    mixture.loader.workers = threads;
+    mixture.loader.batch_size = args.batch_size.max(1);
+    let spec = DataBench { mixture, samples: args.samples.max(1) };
+    let l = &spec.mixture.loader;
+    println!(
+        "bench data: {about}; batch {}, {} samples timed after one warm-up batch, {threads} thread(s) each side, \
+         images {}×{} + {}×{}, shuffle buffer cap {} MB",
+        l.batch_size,
+        spec.samples,
+        l.external_size[0],
+        l.external_size[1],
+        l.wrist_size[0],
+        l.wrist_size[1],
+        l.shuffle_buffer_mb
+    );
+    let row = |who: &str, t: &Throughput| {
+        format!(
+            "  {who:<8} {:9.1} samples/s   {:9.1} samples/CPU-s   peak memory {:8.1} MB",
+            t.samples_per_s, t.samples_per_cpu_s, t.peak_rss_mb
+        )
+    };
+    // tf.data first, in its own process, so that spear's peak memory is its own.
+    let tf = args.compare_tf.as_ref().map(|python| run_tf(&spec, python, threads)).transpose()?;
+    let ours = run(&spec)?;
+    println!("{}   (read, parse, standardise, 5 Hz chunks, decode, resize)", row("spear", &ours));
+    if let Some((tf, about)) = &tf {
+        println!("{}   (read, parse, decode, resize; {about})", row("tf.data", tf));
+        println!(
+            "  ratio spear/tf.data   {:.2}x samples/s   {:.2}x per core (samples/CPU-s)   (above 1 = spear faster)",
+            ours.samples_per_s / tf.samples_per_s,
+            ours.samples_per_cpu_s / tf.samples_per_cpu_s
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
 }
 
 /// `2 cameras 224×224`, or `main 280×210 + wrist 112×112` (width × height).
@@ -542,6 +630,7 @@ fn main() -> Result<()> {
         Command::Policy(PolicyCommand::Act(args)) => run_on(kind, Act(args))??,
         Command::Bench(BenchCommand::Vlm(args)) => run_on(kind, BenchVlm(args))??,
         Command::Bench(BenchCommand::Policy(args)) => run_on(kind, BenchPolicy(args))??,
+        Command::Bench(BenchCommand::Data(args)) => bench_data(args)?,
         Command::Data(DataCommand::Inspect { dir, json }) => {
             let report = data::inspect(&dir)?;
             if json {
