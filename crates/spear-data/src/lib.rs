@@ -11,6 +11,7 @@ pub mod schema;
 pub mod stats;
 pub mod tfrecord;
 pub mod tokenizer;
+pub mod vqa;
 
 pub use coord_tokens::{CoordError, CoordQuantizer};
 pub use rlds::{Episode, RldsDataset, RldsError};

@@ -167,6 +167,16 @@ impl PaliGemmaTokenizer {
         self.encode(format!("{answer}{EOS}"))
     }
 
+    /// The ids of `text` alone: no `<bos>`, no `<eos>` (pieces of a longer sequence).
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        self.encode(text.to_string())
+    }
+
+    /// The id of a token given by its text (`<loc0123>`), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// The text of `ids`; with `skip_special`, special tokens (`<bos>`, `<eos>`, `<pad>`, `<image>`,
     /// ...) are left out. An id outside the vocabulary is an error (the `tokenizers` crate would
     /// drop it silently).
