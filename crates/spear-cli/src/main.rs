@@ -181,6 +181,9 @@ struct BenchDataArgs {
     /// Samples per batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Memory cap of spear's step-shuffle buffer, MB (its peak memory follows it).
+    #[arg(long, default_value_t = 256)]
+    shuffle_buffer_mb: usize,
     /// Episodes and steps per episode of each written benchmark dataset.
     #[arg(long, num_args = 2, value_names = ["EPISODES", "STEPS"], default_values_t = [16, 30])]
     bench_data: Vec<usize>,
@@ -341,6 +344,7 @@ fn bench_data(args: BenchDataArgs) -> Result<()> {
     };
     mixture.loader.workers = threads;
     mixture.loader.batch_size = args.batch_size.max(1);
+    mixture.loader.shuffle_buffer_mb = args.shuffle_buffer_mb;
     let spec = DataBench { mixture, samples: args.samples.max(1) };
     let l = &spec.mixture.loader;
     println!(

@@ -135,18 +135,28 @@ impl<'a> Wire<'a> {
 
 /// Decodes a serialised `tf.train.Example`.
 pub fn parse_example(bytes: &[u8]) -> Result<Example, ExampleError> {
+    parse_example_with(bytes, |_| true)
+}
+
+/// Decodes a serialised `tf.train.Example`, keeping only the features whose names `keep` accepts;
+/// the others are stepped over without being decoded or copied.
+pub fn parse_example_with(bytes: &[u8], keep: impl Fn(&str) -> bool) -> Result<Example, ExampleError> {
     let mut example = Example::new();
     let mut wire = Wire::new(bytes, "Example");
     while !wire.is_empty() {
         match wire.key()? {
-            (1, 2) => parse_features(wire.length_delimited()?, &mut example)?,
+            (1, 2) => parse_features(wire.length_delimited()?, &mut example, &keep)?,
             (_, wire_type) => wire.skip(wire_type)?,
         }
     }
     Ok(example)
 }
 
-fn parse_features(bytes: &[u8], example: &mut Example) -> Result<(), ExampleError> {
+fn parse_features(
+    bytes: &[u8],
+    example: &mut Example,
+    keep: &impl Fn(&str) -> bool,
+) -> Result<(), ExampleError> {
     let mut wire = Wire::new(bytes, "Features");
     while !wire.is_empty() {
         match wire.key()? {
@@ -163,6 +173,9 @@ fn parse_features(bytes: &[u8], example: &mut Example) -> Result<(), ExampleErro
                         (2, 2) => value = Some(entry.length_delimited()?),
                         (_, wire_type) => entry.skip(wire_type)?,
                     }
+                }
+                if !keep(&name) {
+                    continue;
                 }
                 let feature = match value {
                     Some(bytes) => parse_feature(bytes, &format!("feature {name:?}"))?,

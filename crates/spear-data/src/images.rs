@@ -5,9 +5,10 @@
 //! Resizing never stretches (section 3.2: stretching distorts the intrinsics that depth and point
 //! estimates rely on). [`Fit::Crop`] cuts the centred largest window of the target's aspect ratio
 //! out of the source and scales it; [`Fit::Pad`] scales the whole source to fit and centres it on
-//! black. Scaling is a separable triangle (bilinear, widened when shrinking) filter.
+//! black. Scaling is a separable triangle (bilinear, widened when shrinking) filter with SIMD
+//! kernels (`fast_image_resize`).
 
-use image::{RgbImage, imageops};
+use image::RgbImage;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -47,8 +48,17 @@ impl Image {
     }
 }
 
-/// Decodes a JPEG or PNG (8-bit grey, grey-alpha, RGB or RGBA).
+/// Decodes a JPEG (to RGB, with zune-jpeg's SIMD paths, straight from the slice) or a PNG
+/// (8-bit grey, grey-alpha, RGB or RGBA, channels kept).
 pub fn decode(bytes: &[u8]) -> Result<Image, String> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+        let options = DecoderOptions::new_fast().jpeg_set_out_colorspace(ColorSpace::RGB);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+        let pixels = decoder.decode().map_err(|e| format!("cannot decode JPEG: {e:?}"))?;
+        let (width, height) = decoder.dimensions().ok_or("JPEG without dimensions")?;
+        return Ok(Image { height, width, channels: 3, pixels });
+    }
     use image::{DynamicImage, ImageReader};
     let decoded = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
@@ -79,32 +89,63 @@ pub enum Fit {
 
 /// Resizes `image` to `width × height` RGB without distorting it.
 pub fn resize(image: &Image, width: usize, height: usize, fit: Fit) -> Image {
-    let rgb = image.to_rgb();
-    let (w, h) = (image.width as f64, image.height as f64);
-    let (tw, th) = (width as u32, height as u32);
+    let mut out = Image { height, width, channels: 3, pixels: vec![0; width * height * 3] };
+    resize_into(image, &mut out.pixels, width, height, fit);
+    out
+}
+
+/// [`resize`] into `out` (`width × height × 3` bytes, e.g. a batch's slot). With [`Fit::Pad`] the
+/// borders are written black.
+pub fn resize_into(image: &Image, out: &mut [u8], width: usize, height: usize, fit: Fit) {
+    assert_eq!(out.len(), width * height * 3, "output of {width}×{height} RGB");
+    let rgb;
+    let pixels = if image.channels == 3 {
+        &image.pixels
+    } else {
+        rgb = image.to_rgb().into_raw();
+        &rgb
+    };
     if image.width == width && image.height == height {
-        return Image::from_rgb(rgb);
+        out.copy_from_slice(pixels);
+        return;
     }
+    let (w, h) = (image.width as f64, image.height as f64);
     match fit {
         Fit::Crop => {
             // The largest centred window with the target's aspect ratio.
             let scale = (w / width as f64).min(h / height as f64);
-            let (cw, ch) =
-                ((width as f64 * scale).round().max(1.0), (height as f64 * scale).round().max(1.0));
-            let (x, y) = (((w - cw) / 2.0).round() as u32, ((h - ch) / 2.0).round() as u32);
-            let window = imageops::crop_imm(&rgb, x, y, cw as u32, ch as u32).to_image();
-            Image::from_rgb(imageops::resize(&window, tw, th, imageops::FilterType::Triangle))
+            let (cw, ch) = (width as f64 * scale, height as f64 * scale);
+            let window = [(w - cw) / 2.0, (h - ch) / 2.0, cw, ch];
+            scale_into(pixels, image.width, image.height, window, out, width, height);
         }
         Fit::Pad => {
             let scale = (width as f64 / w).min(height as f64 / h);
-            let (sw, sh) =
-                (((w * scale).round() as u32).clamp(1, tw), ((h * scale).round() as u32).clamp(1, th));
-            let scaled = imageops::resize(&rgb, sw, sh, imageops::FilterType::Triangle);
-            let mut canvas = RgbImage::new(tw, th);
-            imageops::replace(&mut canvas, &scaled, i64::from((tw - sw) / 2), i64::from((th - sh) / 2));
-            Image::from_rgb(canvas)
+            let sw = ((w * scale).round() as usize).clamp(1, width);
+            let sh = ((h * scale).round() as usize).clamp(1, height);
+            let mut scaled = vec![0; sw * sh * 3];
+            scale_into(pixels, image.width, image.height, [0.0, 0.0, w, h], &mut scaled, sw, sh);
+            out.fill(0);
+            let (x0, y0) = ((width - sw) / 2, (height - sh) / 2);
+            for (row, line) in scaled.chunks_exact(sw * 3).enumerate() {
+                let start = ((y0 + row) * width + x0) * 3;
+                out[start..start + sw * 3].copy_from_slice(line);
+            }
         }
     }
+}
+
+/// Scales the window `[left, top, width, height]` (fractional pixels) of an RGB image into `out`
+/// with a bilinear filter whose support widens when shrinking (antialiasing), with SIMD kernels.
+fn scale_into(pixels: &[u8], w: usize, h: usize, window: [f64; 4], out: &mut [u8], ow: usize, oh: usize) {
+    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images};
+    let src = images::ImageRef::new(w as u32, h as u32, pixels, PixelType::U8x3)
+        .expect("RGB buffer of w·h·3 bytes");
+    let mut dst = images::Image::from_slice_u8(ow as u32, oh as u32, out, PixelType::U8x3)
+        .expect("RGB buffer of ow·oh·3 bytes");
+    let [left, top, cw, ch] = window;
+    let options =
+        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(left, top, cw, ch);
+    Resizer::new().resize(&src, &mut dst, &options).expect("same pixel types, window inside the source");
 }
 
 /// Training augmentations; all off by default.
@@ -155,7 +196,7 @@ impl Augment {
             );
             let x = rng.random_range(0..=source.width() - cw);
             let y = rng.random_range(0..=source.height() - ch);
-            source = imageops::crop_imm(&source, x, y, cw, ch).to_image();
+            source = image::imageops::crop_imm(&source, x, y, cw, ch).to_image();
         }
         if self.max_rotation_deg > 0.0 {
             let angle = rng.random_range(-self.max_rotation_deg..=self.max_rotation_deg).to_radians();

@@ -114,6 +114,9 @@ pub struct MixtureConfig {
     /// Loader settings.
     #[serde(default)]
     pub loader: LoaderConfig,
+    /// The file it was read from (for errors; `None` when built in code).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 fn default_split() -> String {
@@ -152,7 +155,13 @@ impl MixtureConfig {
             entry.path = entry.path.take().map(|p| base.join(p));
         }
         config.validate().map_err(fail)?;
+        config.file = Some(path.to_path_buf());
         Ok(config)
+    }
+
+    /// An error about this mixture, naming its file.
+    fn error(&self, problem: String) -> LoaderError {
+        LoaderError::Config { path: self.file.clone().unwrap_or_else(|| PathBuf::from("mixture")), problem }
     }
 
     /// Checks weights, names and sizes.
@@ -247,8 +256,14 @@ impl Source {
             problem: format!("holds {} records, but dataset_info.json says more", offsets.len()),
         })?;
         let bytes = read_record_at(&path, offset, record)?;
-        let episode = self.dataset.decode(&bytes, EpisodeSource { file: path, record, offset })?;
-        standardize(&self.spec, episode)
+        // Only the fields the registry reads are decoded: other cameras, embeddings etc. are skipped.
+        let source = EpisodeSource { file: path, record, offset };
+        let episode = self.dataset.decode_only(&bytes, source, &self.spec.fields_read())?;
+        let mut standard = standardize(&self.spec, episode)?;
+        // Only the cameras are read after this: free the rest.
+        let cameras = [Some(self.spec.external), self.spec.wrist];
+        standard.episode.steps.retain(|key, _| cameras.contains(&Some(key.as_str())));
+        Ok(standard)
     }
 }
 
@@ -273,10 +288,25 @@ pub struct LoaderState {
     pub rng: ChaCha8Rng,
     /// One per dataset of the mixture, in its order.
     pub cursors: Vec<Cursor>,
-    /// The buffer: `(dataset, episode, frame)`.
-    pub buffer: Vec<(u32, u64, u32)>,
+    /// The buffer's frames, in order.
+    pub buffer: Vec<BufferedFrame>,
+    /// The id the next episode read into the buffer gets.
+    pub next_insertion: u64,
     /// Batches produced.
     pub batches: u64,
+}
+
+/// A frame in the shuffle buffer, as the loader state records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferedFrame {
+    /// Index of the dataset in the mixture.
+    pub dataset: u32,
+    /// Episode index in its split.
+    pub episode: u64,
+    /// Frame in the episode.
+    pub frame: u32,
+    /// Which read of the episode (frames of one read share its memory).
+    pub insertion: u64,
 }
 
 /// A buffered frame.
@@ -285,9 +315,9 @@ struct Slot {
     episode: u64,
     frame: u32,
     data: Arc<StandardEpisode>,
-    /// Its share of the episode's bytes. Charged per frame, so that an episode buffered twice
-    /// (a small dataset cycling) counts twice and the buffer still reaches its cap.
-    bytes: usize,
+    /// Which read of the episode it belongs to: its bytes stay charged until the last frame of
+    /// that read leaves the buffer, since the episode stays in memory until then.
+    insertion: u64,
 }
 
 /// The sequential, deterministic half of the loader: which frames make each batch.
@@ -297,8 +327,11 @@ struct Sampler {
     rng: ChaCha8Rng,
     cursors: Vec<Cursor>,
     buffer: Vec<Slot>,
-    /// Bytes charged by the buffered frames.
+    /// Per read episode in the buffer: its bytes and its frames still buffered.
+    held: HashMap<u64, (usize, usize)>,
+    /// Bytes of the episodes held.
     bytes: usize,
+    next_insertion: u64,
     batches: u64,
     /// Each dataset's episode order for its current epoch.
     orders: Vec<Option<(u64, Vec<u64>)>>,
@@ -352,13 +385,16 @@ impl Sampler {
         dataset: u32,
         episode: u64,
         data: Arc<StandardEpisode>,
-        frames: impl Iterator<Item = u32>,
+        frames: &[u32],
+        insertion: u64,
     ) {
-        let bytes = episode_bytes(&data).div_ceil(data.len().max(1));
-        for frame in frames {
-            self.buffer.push(Slot { dataset, episode, frame, data: data.clone(), bytes });
-            self.bytes += bytes;
+        let bytes = episode_bytes(&data);
+        for &frame in frames {
+            self.buffer.push(Slot { dataset, episode, frame, data: data.clone(), insertion });
         }
+        self.held.insert(insertion, (bytes, frames.len()));
+        self.bytes += bytes;
+        self.next_insertion = self.next_insertion.max(insertion + 1);
     }
 
     /// Reads the next usable episode into the buffer.
@@ -397,9 +433,9 @@ impl Sampler {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let frames = data.len() as u32;
-            self.cursors[d].frames += u64::from(frames);
-            self.insert(d as u32, episode, Arc::new(data), 0..frames);
+            let frames: Vec<u32> = (0..data.len() as u32).collect();
+            self.cursors[d].frames += frames.len() as u64;
+            self.insert(d as u32, episode, Arc::new(data), &frames, self.next_insertion);
             return Ok(());
         }
         let skipped: Vec<String> = self
@@ -420,7 +456,12 @@ impl Sampler {
                 self.fill_one()?;
             }
             let slot = self.buffer.swap_remove(self.rng.random_range(0..self.buffer.len()));
-            self.bytes -= slot.bytes;
+            let held = self.held.get_mut(&slot.insertion).expect("buffered frames are held");
+            held.1 -= 1;
+            if held.1 == 0 {
+                self.bytes -= held.0;
+                self.held.remove(&slot.insertion);
+            }
             out.push(slot);
         }
         self.batches += 1;
@@ -431,7 +472,17 @@ impl Sampler {
         LoaderState {
             rng: self.rng.clone(),
             cursors: self.cursors.clone(),
-            buffer: self.buffer.iter().map(|s| (s.dataset, s.episode, s.frame)).collect(),
+            buffer: self
+                .buffer
+                .iter()
+                .map(|s| BufferedFrame {
+                    dataset: s.dataset,
+                    episode: s.episode,
+                    frame: s.frame,
+                    insertion: s.insertion,
+                })
+                .collect(),
+            next_insertion: self.next_insertion,
             batches: self.batches,
         }
     }
@@ -479,8 +530,7 @@ pub struct Normalization {
 
 /// A sample decoded.
 struct Decoded {
-    external: Image,
-    wrist: Option<Image>,
+    wrist_present: bool,
     state: [f32; STATE_DIM],
     actions: Vec<f32>,
     mask: Vec<bool>,
@@ -494,21 +544,32 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn decode(&self, slot: &Slot, seed: u64) -> Result<Decoded, RldsError> {
+    /// Decodes one sample, its images straight into their slots of the batch (`external`,
+    /// `wrist`; the wrist slot stays black when the dataset has no wrist camera).
+    fn decode(
+        &self,
+        slot: &Slot,
+        seed: u64,
+        external: &mut [u8],
+        wrist: &mut [u8],
+    ) -> Result<Decoded, RldsError> {
         let c = &self.config;
         let episode = &slot.data;
         let frame = slot.frame as usize;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let resize = |image: &Image, [w, h]: [usize; 2], rng: &mut ChaCha8Rng| {
+        let mut resize = |image: &Image, [w, h]: [usize; 2], out: &mut [u8]| {
             if c.augment.is_active() {
-                c.augment.apply(image, w, h, c.fit, rng)
+                out.copy_from_slice(&c.augment.apply(image, w, h, c.fit, &mut rng).pixels);
             } else {
-                images::resize(image, w, h, c.fit)
+                images::resize_into(image, out, w, h, c.fit);
             }
         };
-        let external = episode.image(Camera::External, frame)?.expect("every entry has an external camera");
-        let external = resize(&external, c.external_size, &mut rng);
-        let wrist = episode.image(Camera::Wrist, frame)?.map(|w| resize(&w, c.wrist_size, &mut rng));
+        let image = episode.image(Camera::External, frame)?.expect("every entry has an external camera");
+        resize(&image, c.external_size, external);
+        let wrist_image = episode.image(Camera::Wrist, frame)?;
+        if let Some(image) = &wrist_image {
+            resize(image, c.wrist_size, wrist);
+        }
         let mut state = episode.state(frame);
         let chunk = episode.chunk(frame, &ChunkConfig { horizon: c.horizon, rate_hz: c.rate_hz });
         let mut actions = chunk.actions;
@@ -524,8 +585,7 @@ impl Decoder {
             apply(&self.normalization.action_translation, action);
         }
         Ok(Decoded {
-            external,
-            wrist,
+            wrist_present: wrist_image.is_some(),
             state,
             actions,
             mask: chunk.mask,
@@ -545,7 +605,7 @@ impl Loader {
     /// Opens every dataset of `mixture` (reads `dataset_info.json` and `features.json`; shard
     /// offsets are read on first use).
     pub fn open(mixture: &MixtureConfig) -> Result<Self, LoaderError> {
-        let fail = |problem: String| LoaderError::Config { path: PathBuf::from("mixture"), problem };
+        let fail = |problem: String| mixture.error(problem);
         mixture.validate().map_err(fail)?;
         let mut sources = Vec::new();
         for entry in &mixture.datasets {
@@ -588,7 +648,9 @@ impl Loader {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             cursors: vec![Cursor { epoch: 0, position: 0, frames: 0, skipped: 0 }; n],
             buffer: Vec::new(),
+            held: HashMap::new(),
             bytes: 0,
+            next_insertion: 0,
             batches: 0,
             orders: vec![None; n],
             config: config.clone(),
@@ -611,19 +673,38 @@ impl Loader {
                 problem: format!("{} datasets, but the mixture has {}", state.cursors.len(), s.sources.len()),
             });
         }
+        // One read per insertion, frames in buffer order: the same memory accounting as before.
+        let mut reads: Vec<(u64, u32, u64, Vec<u32>)> = Vec::new();
+        let mut index: HashMap<u64, usize> = HashMap::new();
+        let mut order = Vec::with_capacity(state.buffer.len());
+        for f in &state.buffer {
+            let i = *index.entry(f.insertion).or_insert_with(|| {
+                reads.push((f.insertion, f.dataset, f.episode, Vec::new()));
+                reads.len() - 1
+            });
+            reads[i].3.push(f.frame);
+            order.push(f);
+        }
         let mut episodes: HashMap<(u32, u64), Arc<StandardEpisode>> = HashMap::new();
-        for &(d, e, _) in &state.buffer {
-            if let std::collections::hash_map::Entry::Vacant(slot) = episodes.entry((d, e)) {
-                let source = s.sources.get_mut(d as usize).ok_or_else(|| LoaderError::Config {
-                    path: PathBuf::from("loader state"),
-                    problem: format!("dataset index {d} out of range"),
-                })?;
-                slot.insert(Arc::new(source.read(e)?));
-            }
+        for (insertion, d, e, frames) in &reads {
+            let data = match episodes.entry((*d, *e)) {
+                std::collections::hash_map::Entry::Occupied(o) => o.get().clone(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let source = s.sources.get_mut(*d as usize).ok_or_else(|| LoaderError::Config {
+                        path: PathBuf::from("loader state"),
+                        problem: format!("dataset index {d} out of range"),
+                    })?;
+                    v.insert(Arc::new(source.read(*e)?)).clone()
+                }
+            };
+            s.insert(*d, *e, data, frames, *insertion);
         }
-        for &(d, e, f) in &state.buffer {
-            s.insert(d, e, episodes[&(d, e)].clone(), std::iter::once(f));
-        }
+        // `insert` appended read by read; restore the recorded buffer order exactly.
+        let mut slots: HashMap<(u64, u32), Slot> =
+            s.buffer.drain(..).map(|slot| ((slot.insertion, slot.frame), slot)).collect();
+        s.buffer =
+            order.iter().map(|f| slots.remove(&(f.insertion, f.frame)).expect("inserted above")).collect();
+        s.next_insertion = state.next_insertion;
         (s.rng, s.cursors, s.batches) = (state.rng, state.cursors, state.batches);
         Ok(loader)
     }
@@ -660,16 +741,25 @@ impl Loader {
         let seeds: Vec<u64> = (0..size).map(|_| self.sampler.rng.random()).collect();
         let state_after = self.sampler.state();
         let decoder = self.decoder.clone();
-        let decoded: Vec<Result<Decoded, RldsError>> = self.pool.install(|| {
-            slots.par_iter().zip(&seeds).map(|(slot, &seed)| decoder.decode(slot, seed)).collect()
-        });
         let c = &self.decoder.config;
-        let [ew, eh] = c.external_size;
-        let [ww, wh] = c.wrist_size;
+        let external_len = c.external_size[0] * c.external_size[1] * 3;
+        let wrist_len = c.wrist_size[0] * c.wrist_size[1] * 3;
+        // Zeroed (lazily, by the allocator) so that absent wrist cameras are black.
+        let mut external = vec![0u8; size * external_len];
+        let mut wrist = vec![0u8; size * wrist_len];
+        let decoded: Vec<Result<Decoded, RldsError>> = self.pool.install(|| {
+            slots
+                .par_iter()
+                .zip(&seeds)
+                .zip(external.par_chunks_mut(external_len))
+                .zip(wrist.par_chunks_mut(wrist_len))
+                .map(|(((slot, &seed), e), w)| decoder.decode(slot, seed, e, w))
+                .collect()
+        });
         let mut batch = Batch {
             size,
-            external: Vec::with_capacity(size * ew * eh * 3),
-            wrist: Vec::with_capacity(size * ww * wh * 3),
+            external,
+            wrist,
             wrist_present: Vec::with_capacity(size),
             instructions: Vec::with_capacity(size),
             state: Vec::with_capacity(size * STATE_DIM),
@@ -681,12 +771,7 @@ impl Loader {
         };
         for d in decoded {
             let d = d?;
-            batch.external.extend(&d.external.pixels);
-            batch.wrist_present.push(d.wrist.is_some());
-            match d.wrist {
-                Some(w) => batch.wrist.extend(&w.pixels),
-                None => batch.wrist.extend(&Image::black(ww, wh).pixels),
-            }
+            batch.wrist_present.push(d.wrist_present);
             batch.instructions.push(d.instruction);
             batch.state.extend(d.state);
             batch.actions.extend(d.actions);
@@ -787,7 +872,7 @@ pub fn mixture_statistics(
 ) -> Result<MixtureStats, LoaderError> {
     use crate::stats::RunningStats;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    let fail = |problem: String| LoaderError::Config { path: PathBuf::from("mixture"), problem };
+    let fail = |problem: String| mixture.error(problem);
     mixture.validate().map_err(fail)?;
     let mut jobs = Vec::new();
     let mut datasets = Vec::new();

@@ -535,6 +535,32 @@ pub fn registry() -> Vec<DatasetSpec> {
     ]
 }
 
+impl DatasetSpec {
+    /// The step fields [`standardize`] and the cameras read (a loader decodes only these).
+    pub fn fields_read(&self) -> Vec<&'static str> {
+        let mut keys = vec![self.external];
+        keys.extend(self.wrist);
+        match self.language {
+            LanguageSource::Text(k) | LanguageSource::Utf8Ints(k) => keys.push(k),
+            LanguageSource::None => {}
+        }
+        match self.pose {
+            PoseSource::Vector { key, .. }
+            | PoseSource::NextVector { key, .. }
+            | PoseSource::Matrix { key, .. } => keys.push(key),
+            PoseSource::Integrate { translation, rotation, .. } => keys.extend([translation, rotation]),
+        }
+        for gripper in [self.gripper_state, self.gripper_command] {
+            if let GripperSource::Linear { key, .. } | GripperSource::Events { key, .. } = gripper {
+                keys.push(key);
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+}
+
 /// The registry entry for an RLDS dataset name.
 pub fn spec(name: &str) -> Option<DatasetSpec> {
     registry().into_iter().find(|s| s.name == name)

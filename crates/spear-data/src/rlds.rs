@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::example::{Example, Feature, parse_example};
+use crate::example::{Example, Feature, parse_example, parse_example_with};
 use crate::images::{self, Image};
 use crate::schema::{DType, Encoding, Field, Leaf, Schema, SchemaError};
 use crate::tfrecord::{OnCorrupt, TfRecordError, TfRecordReader};
@@ -262,11 +262,42 @@ impl RldsDataset {
         self.decode_example(&example, source)
     }
 
+    /// Decodes only the fields at `paths` (step or episode paths; at least one step field), the
+    /// others stepped over without being copied: what a loader that reads a few fields wants.
+    pub fn decode_only(
+        &self,
+        record: &[u8],
+        source: EpisodeSource,
+        paths: &[&str],
+    ) -> Result<Episode, RldsError> {
+        let keys: Vec<&str> = paths
+            .iter()
+            .map(|p| {
+                self.schema
+                    .field(p)
+                    .map(|f| f.example_key.as_str())
+                    .ok_or_else(|| source.error(*p, "no such field in the schema"))
+            })
+            .collect::<Result<_, _>>()?;
+        let example = parse_example_with(record, |name| keys.contains(&name))
+            .map_err(|e| source.error(e.context, e.problem))?;
+        self.decode_fields(&example, source, |f| paths.contains(&f.path.as_str()))
+    }
+
     /// Turns a parsed example into an [`Episode`].
     pub fn decode_example(&self, example: &Example, source: EpisodeSource) -> Result<Episode, RldsError> {
+        self.decode_fields(example, source, |_| true)
+    }
+
+    fn decode_fields(
+        &self,
+        example: &Example,
+        source: EpisodeSource,
+        keep: impl Fn(&Field) -> bool,
+    ) -> Result<Episode, RldsError> {
         let mut len: Option<(usize, &str)> = None;
         let mut steps = BTreeMap::new();
-        for field in self.schema.step_fields() {
+        for field in self.schema.step_fields().filter(|f| keep(f)) {
             let feature =
                 example.get(&field.example_key).ok_or_else(|| source.error(&field.example_key, "missing"))?;
             let column =
@@ -282,7 +313,7 @@ impl RldsDataset {
             steps.insert(field.path.clone(), column);
         }
         let mut metadata = BTreeMap::new();
-        for field in self.schema.episode_fields() {
+        for field in self.schema.episode_fields().filter(|f| keep(f)) {
             let feature =
                 example.get(&field.example_key).ok_or_else(|| source.error(&field.example_key, "missing"))?;
             let column =

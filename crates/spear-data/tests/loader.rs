@@ -160,7 +160,7 @@ fn bad_mixtures_are_named() {
     let path = dir.join("m.toml");
     std::fs::write(&path, "root = \".\"\n[[dataset]]\nname = \"droid\"\nweight = 1.0\n").unwrap();
     let message = Loader::open(&MixtureConfig::from_file(&path).unwrap()).err().unwrap().to_string();
-    assert!(message.contains("droid"), "{message}");
+    assert!(message.contains("m.toml") && message.contains("droid"), "{message}");
 }
 
 #[test]

@@ -139,5 +139,6 @@ pub fn write_bench_data(python: &Path, dir: &Path, episodes: usize, steps: usize
         split: "train".into(),
         datasets: vec![entry("bridge_dataset", 18.0), entry("droid", 35.0)],
         loader: Default::default(),
+        file: None,
     })
 }
