@@ -7,8 +7,10 @@ use spear_data::loader::{Batch, Loader, LoaderError, MixtureConfig};
 use spear_data::oxe::{STATE_DIM, spec};
 use spear_data::resample::ACTION_DIM;
 
+mod common;
+
 fn mixture_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rlds/mixture.toml")
+    common::fixtures().join("mixture.toml")
 }
 
 fn mixture() -> MixtureConfig {

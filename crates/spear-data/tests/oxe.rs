@@ -12,17 +12,9 @@ use spear_data::resample::{ACTION_DIM, ChunkConfig};
 use spear_data::rlds::RldsDataset;
 use spear_data::tfrecord::OnCorrupt;
 
-const DATASETS: [(&str, &str); 5] = [
-    ("bridge_dataset", "1.0.0"),
-    ("droid", "1.0.1"),
-    ("fractal20220817_data", "0.1.0"),
-    ("language_table", "0.0.1"),
-    ("viola", "0.1.0"),
-];
+mod common;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rlds")
-}
+use common::{DATASETS, fixtures};
 
 fn synthetic() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oxe")

@@ -11,17 +11,9 @@ use spear_data::rlds::{Column, Episode, RldsDataset, RldsError, Values};
 use spear_data::schema::Leaf;
 use spear_data::tfrecord::{OnCorrupt, TfRecordError};
 
-const DATASETS: [(&str, &str); 5] = [
-    ("bridge_dataset", "1.0.0"),
-    ("droid", "1.0.1"),
-    ("fractal20220817_data", "0.1.0"),
-    ("language_table", "0.0.1"),
-    ("viola", "0.1.0"),
-];
+mod common;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rlds")
-}
+use common::{DATASETS, fixtures};
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
