@@ -76,6 +76,84 @@ pub struct LoaderConfig {
     pub drop_empty_instructions: bool,
     /// Skip (and count) episodes that fail to read or standardise, instead of stopping.
     pub skip_bad_episodes: bool,
+    /// How action translations and state positions are normalised (off by default).
+    pub normalization: NormalizationConfig,
+}
+
+/// A normaliser choice for one quantity (the paper's Table 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormalizerKind {
+    /// Values as they are.
+    #[default]
+    None,
+    /// `[q01, q99] → [−1, 1]` with the mixture's global percentiles (the paper's default).
+    Quantile,
+    /// `[low, high] → [−1, 1]` with constant bounds (the best translation normaliser in Table 10).
+    MinMaxConst,
+    /// `(x − mean) / std` (the ablation).
+    MeanStd,
+}
+
+/// `[loader.normalization]`: which normaliser for action translations and for state positions,
+/// from the statistics file `spear data stats` writes (quantile, mean-std) or constant bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NormalizationConfig {
+    /// The statistics file (relative to the mixture file).
+    pub stats: Option<PathBuf>,
+    /// For the translation of every action.
+    pub actions: NormalizerKind,
+    /// For the state's position.
+    pub state: NormalizerKind,
+    /// `[low, high]` per dimension for `min_max_const` actions.
+    pub action_bounds: Option<[[f64; 3]; 2]>,
+    /// `[low, high]` per dimension for `min_max_const` states.
+    pub state_bounds: Option<[[f64; 3]; 2]>,
+}
+
+impl NormalizationConfig {
+    /// The normalisers, reading the statistics file when a kind needs it.
+    pub fn build(&self) -> Result<Normalization, String> {
+        let needs_stats = [self.actions, self.state]
+            .iter()
+            .any(|k| matches!(k, NormalizerKind::Quantile | NormalizerKind::MeanStd));
+        let stats: Option<MixtureStats> = match (&self.stats, needs_stats) {
+            (Some(path), true) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                Some(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+            }
+            (None, true) => {
+                return Err(
+                    "normalization: quantile and mean_std need `stats` (from `spear data stats`)".into()
+                );
+            }
+            _ => None,
+        };
+        let make = |kind: NormalizerKind,
+                    of: fn(&MixtureStats) -> &crate::stats::Stats,
+                    bounds: Option<[[f64; 3]; 2]>,
+                    what: &str| {
+            Ok::<_, String>(match kind {
+                NormalizerKind::None => None,
+                NormalizerKind::Quantile => {
+                    Some(Normalizer::quantile(of(stats.as_ref().expect("read above"))))
+                }
+                NormalizerKind::MeanStd => {
+                    Some(Normalizer::mean_std(of(stats.as_ref().expect("read above"))))
+                }
+                NormalizerKind::MinMaxConst => {
+                    let [low, high] = bounds
+                        .ok_or_else(|| format!("normalization: min_max_const {what} need `{what}_bounds`"))?;
+                    Some(Normalizer::min_max_const(low.to_vec(), high.to_vec()).map_err(|e| e.to_string())?)
+                }
+            })
+        };
+        Ok(Normalization {
+            action_translation: make(self.actions, |s| &s.action_translation, self.action_bounds, "action")?,
+            state_position: make(self.state, |s| &s.state_position, self.state_bounds, "state")?,
+        })
+    }
 }
 
 impl Default for LoaderConfig {
@@ -94,6 +172,7 @@ impl Default for LoaderConfig {
             augment: Augment::default(),
             drop_empty_instructions: true,
             skip_bad_episodes: true,
+            normalization: NormalizationConfig::default(),
         }
     }
 }
@@ -154,6 +233,8 @@ impl MixtureConfig {
         for entry in &mut config.datasets {
             entry.path = entry.path.take().map(|p| base.join(p));
         }
+        let stats = &mut config.loader.normalization.stats;
+        *stats = stats.take().map(|p| base.join(p));
         config.validate().map_err(fail)?;
         config.file = Some(path.to_path_buf());
         Ok(config)
@@ -655,11 +736,9 @@ impl Loader {
             orders: vec![None; n],
             config: config.clone(),
         };
-        Ok(Self {
-            sampler,
-            decoder: Arc::new(Decoder { config, normalization: Normalization::default() }),
-            pool,
-        })
+        let normalization = config.normalization.build().map_err(fail)?;
+        Self { sampler, decoder: Arc::new(Decoder { config, normalization: Normalization::default() }), pool }
+            .with_normalization(normalization)
     }
 
     /// Opens `mixture` and continues from `state` (taken from a batch of a loader of the same
@@ -709,7 +788,7 @@ impl Loader {
         Ok(loader)
     }
 
-    /// Sets the normalisers (each over 3 dimensions).
+    /// Sets the normalisers (each over 3 dimensions), replacing those of `[loader.normalization]`.
     pub fn with_normalization(mut self, normalization: Normalization) -> Result<Self, LoaderError> {
         for n in [&normalization.action_translation, &normalization.state_position].into_iter().flatten() {
             if n.dims() != 3 {
@@ -837,30 +916,6 @@ pub struct DatasetCount {
     pub skipped: u64,
     /// The first skip reasons.
     pub skip_reasons: Vec<String>,
-}
-
-/// Which normaliser [`MixtureStats::normalization`] builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NormalizationKind {
-    /// `[q01, q99] → [−1, 1]` (the paper's global quantile normalisation).
-    Quantile,
-    /// `(x − mean) / std`.
-    MeanStd,
-}
-
-impl MixtureStats {
-    /// The normalisers for the loader.
-    pub fn normalization(&self, kind: NormalizationKind) -> Normalization {
-        let make = |s: &crate::stats::Stats| match kind {
-            NormalizationKind::Quantile => Normalizer::quantile(s),
-            NormalizationKind::MeanStd => Normalizer::mean_std(s),
-        };
-        Normalization {
-            action_translation: Some(make(&self.action_translation)),
-            state_position: Some(make(&self.state_position)),
-        }
-    }
 }
 
 /// One streaming pass over every episode of every dataset of `mixture` (shards in parallel on

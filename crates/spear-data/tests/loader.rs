@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use spear_data::loader::{Batch, Loader, LoaderError, MixtureConfig};
+use spear_data::loader::{Batch, Loader, LoaderError, MixtureConfig, Normalization};
 use spear_data::oxe::{STATE_DIM, spec};
 use spear_data::resample::ACTION_DIM;
 
@@ -167,7 +167,7 @@ fn bad_mixtures_are_named() {
 
 #[test]
 fn mixture_statistics_match_the_scipy_reference_chunks() {
-    use spear_data::loader::{NormalizationKind, mixture_statistics};
+    use spear_data::loader::{NormalizationConfig, NormalizerKind, mixture_statistics};
     let config = mixture();
     let calls = std::sync::atomic::AtomicUsize::new(0);
     let stats = mixture_statistics(&config, &|done, all, _| {
@@ -212,9 +212,54 @@ fn mixture_statistics_match_the_scipy_reference_chunks() {
     }
     let frames: u64 = stats.datasets.iter().map(|d| d.frames).sum();
     assert_eq!(frames as usize, states.len());
-    // Quantile normalisation maps q01/q99 to ∓1.
-    let n = stats.normalization(NormalizationKind::Quantile).action_translation.unwrap();
+    // Quantile normalisation from the saved file maps q99 to 1.
+    let file = std::env::temp_dir().join(format!("spear-stats-{}.json", std::process::id()));
+    std::fs::write(&file, serde_json::to_string(&stats).unwrap()).unwrap();
+    let config = NormalizationConfig {
+        stats: Some(file.clone()),
+        actions: NormalizerKind::Quantile,
+        ..Default::default()
+    };
+    let normalization = config.build().unwrap();
+    assert!(normalization.state_position.is_none());
     let mut v = stats.action_translation.q99.clone();
-    n.normalize(&mut v).unwrap();
-    assert!(v.iter().all(|x| (x - 1.0).abs() < 1e-9 || *x == 0.0), "{v:?}");
+    normalization.action_translation.unwrap().normalize(&mut v).unwrap();
+    assert!(v.iter().all(|x| (x - 1.0).abs() < 1e-9), "{v:?}");
+
+    // The loader applies it: every real action's translation within the normalised range seen.
+    let mut mixture = mixture();
+    mixture.loader.normalization = config;
+    let batch = Loader::open(&mixture).unwrap().next_batch().unwrap();
+    let raw = Loader::open(&self::mixture()).unwrap().next_batch().unwrap();
+    assert_eq!(batch.source, raw.source);
+    let n = Normalization {
+        action_translation: Some(spear_data::stats::Normalizer::quantile(&stats.action_translation)),
+        state_position: None,
+    };
+    for (a, r) in batch.actions.chunks(ACTION_DIM).zip(raw.actions.chunks(ACTION_DIM)) {
+        let mut expect: Vec<f64> = r[..3].iter().map(|&x| f64::from(x)).collect();
+        n.action_translation.as_ref().unwrap().normalize(&mut expect).unwrap();
+        for d in 0..3 {
+            assert!((f64::from(a[d]) - expect[d]).abs() < 1e-5, "{a:?} vs {expect:?}");
+        }
+        assert_eq!(a[3..], r[3..], "quaternions and gripper untouched");
+    }
+    assert_eq!(batch.state, raw.state, "state left alone");
+    // A kind that needs bounds or statistics says so.
+    let bad = NormalizationConfig { actions: NormalizerKind::MinMaxConst, ..Default::default() };
+    assert!(bad.build().unwrap_err().contains("action_bounds"));
+    let bad = NormalizationConfig { state: NormalizerKind::Quantile, ..Default::default() };
+    assert!(bad.build().unwrap_err().contains("stats"));
+}
+
+#[test]
+fn the_shipped_oxe_mixture_is_table_4() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs/data/oxe_mixture.toml");
+    let config = MixtureConfig::from_file(&path).unwrap();
+    // Table 4's 24 datasets but roboset (excluded until forward kinematics exist): weights 100 − 7.
+    assert_eq!(config.datasets.len(), 23);
+    let total: f64 = config.datasets.iter().map(|d| d.weight).sum();
+    assert!((total - 93.0).abs() < 1e-9, "{total}");
+    assert_eq!((config.loader.external_size, config.loader.wrist_size), ([280, 210], [112, 112]));
+    assert_eq!((config.loader.horizon, config.loader.rate_hz), (5, 5.0));
 }
