@@ -165,10 +165,7 @@ pub fn render_inspect(report: &Value) -> String {
 
 /// `spear data stats`: one pass over the mixture, written as JSON to `out`, with a progress line.
 pub fn stats(mixture: &Path, root: Option<&Path>, out: &Path) -> Result<spear_data::loader::MixtureStats> {
-    let mut config = MixtureConfig::from_file(mixture)?;
-    if let Some(root) = root {
-        config.root = Some(root.to_path_buf());
-    }
+    let config = MixtureConfig::from_file_with_root(mixture, root)?;
     let start = std::time::Instant::now();
     let progress = |done: usize, all: usize, frames: u64| {
         let width = 30;

@@ -172,6 +172,21 @@ impl Default for Augment {
 }
 
 impl Augment {
+    /// Checks the ranges: crop area in (0, 1], rotation in [0, 180), factors in [0, 1).
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            ("min_crop_area", self.min_crop_area, self.min_crop_area > 0.0 && self.min_crop_area <= 1.0),
+            ("max_rotation_deg", self.max_rotation_deg, (0.0..180.0).contains(&self.max_rotation_deg)),
+            ("brightness", self.brightness, (0.0..1.0).contains(&self.brightness)),
+            ("contrast", self.contrast, (0.0..1.0).contains(&self.contrast)),
+            ("saturation", self.saturation, (0.0..1.0).contains(&self.saturation)),
+        ];
+        match checks.iter().find(|(_, _, ok)| !ok) {
+            Some((name, value, _)) => Err(format!("{name} = {value} is out of range")),
+            None => Ok(()),
+        }
+    }
+
     /// Whether any augmentation is on.
     pub fn is_active(&self) -> bool {
         *self != Self::default()

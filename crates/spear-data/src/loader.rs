@@ -7,7 +7,8 @@
 //!   (episode-level shuffling, by random access through each shard's record offsets). The next
 //!   episode always comes from the dataset furthest below its share of the frames read so far
 //!   (`weight × total − frames`), so each dataset's share of training frames follows its weight
-//!   exactly, whatever its episode lengths. Every frame of an episode enters a step-shuffle buffer
+//!   exactly, whatever its episode lengths (skipped episodes cost nothing; a dataset with no usable
+//!   episode is dropped). Every frame with a real first action enters a step-shuffle buffer
 //!   bounded by the encoded bytes it holds (`shuffle_buffer_mb`); samples are drawn from it
 //!   uniformly at random.
 //! * **Batches** ([`Batch`]): plain arrays — images resized without distortion (280×210 external,
@@ -149,10 +150,14 @@ impl NormalizationConfig {
                 }
             })
         };
-        Ok(Normalization {
+        let normalization = Normalization {
             action_translation: make(self.actions, |s| &s.action_translation, self.action_bounds, "action")?,
             state_position: make(self.state, |s| &s.state_position, self.state_bounds, "state")?,
-        })
+        };
+        for n in [&normalization.action_translation, &normalization.state_position].into_iter().flatten() {
+            n.validate(3).map_err(|e| format!("normalization from {:?}: {e}", self.stats))?;
+        }
+        Ok(normalization)
     }
 }
 
@@ -224,12 +229,17 @@ pub enum LoaderError {
 impl MixtureConfig {
     /// Reads a TOML mixture; relative paths are resolved against its folder.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, LoaderError> {
+        Self::from_file_with_root(path, None)
+    }
+
+    /// [`MixtureConfig::from_file`] with `root` (when given) in place of the file's own.
+    pub fn from_file_with_root(path: impl AsRef<Path>, root: Option<&Path>) -> Result<Self, LoaderError> {
         let path = path.as_ref();
         let fail = |problem: String| LoaderError::Config { path: path.to_path_buf(), problem };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
         let mut config: MixtureConfig = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        config.root = config.root.map(|r| base.join(r));
+        config.root = root.map(Path::to_path_buf).or_else(|| config.root.map(|r| base.join(r)));
         for entry in &mut config.datasets {
             entry.path = entry.path.take().map(|p| base.join(p));
         }
@@ -269,9 +279,10 @@ impl MixtureConfig {
             return Err("every weight is 0".into());
         }
         let l = &self.loader;
-        if l.batch_size == 0 || l.horizon == 0 || l.rate_hz.is_nan() || l.rate_hz <= 0.0 {
-            return Err("loader: batch_size and horizon must be positive, rate_hz > 0".into());
+        if l.batch_size == 0 || l.horizon == 0 || !l.rate_hz.is_finite() || l.rate_hz <= 0.0 {
+            return Err("loader: batch_size and horizon must be positive, rate_hz finite and > 0".into());
         }
+        l.augment.validate().map_err(|e| format!("loader.augment: {e}"))?;
         if l.external_size.contains(&0) || l.wrist_size.contains(&0) {
             return Err("loader: image sizes must be positive".into());
         }
@@ -301,6 +312,29 @@ impl MixtureConfig {
             .map(|(_, p)| p)
             .ok_or_else(|| format!("{}: no VERSION folder with a dataset_info.json", dir.display()))
     }
+}
+
+/// Opens a dataset of the mixture and checks that it is the registry entry's dataset and has every
+/// step field the entry reads.
+fn open_dataset(spec: &DatasetSpec, dir: &Path) -> Result<RldsDataset, LoaderError> {
+    let dataset = RldsDataset::open(dir)?;
+    let info = dir.join("features.json");
+    let fail = |problem: String| LoaderError::Config { path: info.clone(), problem };
+    if crate::oxe::spec(&dataset.name).is_none_or(|s| s.name != spec.name) {
+        return Err(fail(format!("dataset `{}`, but the mixture names `{}` here", dataset.name, spec.name)));
+    }
+    for key in spec.fields_read() {
+        match dataset.schema.field(key) {
+            Some(f) if f.per_step => {}
+            _ => {
+                return Err(fail(format!(
+                    "no step field `{key}`, which the registry entry of {} reads",
+                    spec.name
+                )));
+            }
+        }
+    }
+    Ok(dataset)
 }
 
 /// The registry entry for a mixture name (RLDS or Table 4 name).
@@ -359,6 +393,12 @@ pub struct Cursor {
     pub frames: u64,
     /// Episodes skipped (unreadable, or without instruction when those are dropped).
     pub skipped: u64,
+    /// Episodes used.
+    pub usable: u64,
+    /// Episodes skipped since the last usable one (twice the episode count drops the dataset).
+    pub failed_in_a_row: u64,
+    /// Frames skipped at batch time because an image would not decode.
+    pub bad_frames: u64,
 }
 
 /// Everything needed to continue a loader's stream exactly: the random generator, each dataset's
@@ -375,6 +415,8 @@ pub struct LoaderState {
     pub next_insertion: u64,
     /// Batches produced.
     pub batches: u64,
+    /// Each dataset's name and episode count when the state was taken (checked on resume).
+    pub datasets: Vec<(String, u64)>,
 }
 
 /// A frame in the shuffle buffer, as the loader state records it.
@@ -452,7 +494,10 @@ impl Sampler {
         let total: u64 = self.cursors.iter().map(|c| c.frames).sum();
         let weights: f64 = self.sources.iter().filter(|s| s.episodes > 0).map(|s| s.weight).sum();
         (0..self.sources.len())
-            .filter(|&d| self.sources[d].episodes > 0 && self.sources[d].weight > 0.0)
+            .filter(|&d| {
+                let s = &self.sources[d];
+                s.episodes > 0 && s.weight > 0.0 && self.cursors[d].failed_in_a_row < 2 * s.episodes
+            })
             .max_by(|&a, &b| {
                 let deficit = |d: usize| {
                     self.sources[d].weight / weights * total as f64 - self.cursors[d].frames as f64
@@ -469,7 +514,8 @@ impl Sampler {
         frames: &[u32],
         insertion: u64,
     ) {
-        let bytes = episode_bytes(&data);
+        // The frames' own bookkeeping counts too, so that no episode is free.
+        let bytes = episode_bytes(&data) + frames.len() * std::mem::size_of::<Slot>();
         for &frame in frames {
             self.buffer.push(Slot { dataset, episode, frame, data: data.clone(), insertion });
         }
@@ -480,11 +526,15 @@ impl Sampler {
 
     /// Reads the next usable episode into the buffer.
     fn fill_one(&mut self) -> Result<(), LoaderError> {
-        // Bounded retries: a dataset whose every episode is unusable must not loop forever.
-        let limit: u64 = self.sources.iter().map(|s| s.episodes).sum::<u64>() + 1;
-        for _ in 0..limit {
+        loop {
             let Some(d) = self.next_dataset() else {
-                return Err(LoaderError::Empty("every dataset is empty".into()));
+                let skipped: Vec<String> = self
+                    .sources
+                    .iter()
+                    .zip(&self.cursors)
+                    .map(|(s, c)| format!("{}: {} skipped", s.spec.name, c.skipped))
+                    .collect();
+                return Err(LoaderError::Empty(skipped.join(", ")));
             };
             let (epoch, position) = (self.cursors[d].epoch, self.cursors[d].position);
             let episode = self.order(d, epoch)[position as usize];
@@ -493,39 +543,38 @@ impl Sampler {
             if cursor.position == self.sources[d].episodes {
                 (cursor.epoch, cursor.position) = (cursor.epoch + 1, 0);
             }
-            let read = self.sources[d].read(episode);
-            let data = match read {
-                Ok(data)
-                    if data.is_empty()
-                        || (self.config.drop_empty_instructions && data.instruction.is_empty()) =>
-                {
-                    // Counted as frames all the same, so that a dataset of unusable episodes does
-                    // not monopolise the schedule.
-                    self.cursors[d].skipped += 1;
-                    self.cursors[d].frames += 1;
-                    continue;
+            let config = ChunkConfig { horizon: self.config.horizon, rate_hz: self.config.rate_hz };
+            let problem = match self.sources[d].read(episode) {
+                Ok(data) if self.config.drop_empty_instructions && data.instruction.is_empty() => None,
+                Ok(data) => {
+                    // Frames whose first action is padding (the episode's last fifth of a second)
+                    // have nothing to learn: left out, so that every sample has a real target.
+                    let frames: Vec<u32> = (0..data.len())
+                        .filter(|&f| data.chunk(f, &config).mask[0])
+                        .map(|f| f as u32)
+                        .collect();
+                    if !frames.is_empty() {
+                        let cursor = &mut self.cursors[d];
+                        (cursor.frames, cursor.usable, cursor.failed_in_a_row) =
+                            (cursor.frames + frames.len() as u64, cursor.usable + 1, 0);
+                        self.insert(d as u32, episode, Arc::new(data), &frames, self.next_insertion);
+                        return Ok(());
+                    }
+                    None
                 }
-                Ok(data) => data,
-                Err(e) if self.config.skip_bad_episodes => {
-                    tracing_skip(&self.sources[d].spec, &e);
-                    self.cursors[d].skipped += 1;
-                    self.cursors[d].frames += 1;
-                    continue;
-                }
+                Err(e) if self.config.skip_bad_episodes => Some(e),
                 Err(e) => return Err(e.into()),
             };
-            let frames: Vec<u32> = (0..data.len() as u32).collect();
-            self.cursors[d].frames += frames.len() as u64;
-            self.insert(d as u32, episode, Arc::new(data), &frames, self.next_insertion);
-            return Ok(());
+            if let Some(e) = problem {
+                tracing_skip(&self.sources[d].spec, &e.to_string());
+            }
+            // Skipped episodes cost no frames, so the dataset is asked again until it delivers its
+            // share of usable frames; one that yields nothing in twice its episode count (a run
+            // that must hold a whole epoch) has no usable episode and is dropped.
+            let cursor = &mut self.cursors[d];
+            cursor.skipped += 1;
+            cursor.failed_in_a_row += 1;
         }
-        let skipped: Vec<String> = self
-            .sources
-            .iter()
-            .zip(&self.cursors)
-            .map(|(s, c)| format!("{}: {} skipped", s.spec.name, c.skipped))
-            .collect();
-        Err(LoaderError::Empty(skipped.join(", ")))
     }
 
     /// Draws `n` frames from the buffer, refilling it up to its cap first.
@@ -545,7 +594,6 @@ impl Sampler {
             }
             out.push(slot);
         }
-        self.batches += 1;
         Ok(out)
     }
 
@@ -564,13 +612,14 @@ impl Sampler {
                 })
                 .collect(),
             next_insertion: self.next_insertion,
+            datasets: self.sources.iter().map(|s| (s.spec.name.to_string(), s.episodes)).collect(),
             batches: self.batches,
         }
     }
 }
 
-fn tracing_skip(spec: &DatasetSpec, error: &RldsError) {
-    eprintln!("spear-data: skipping an episode of {}: {error}", spec.name);
+fn tracing_skip(spec: &DatasetSpec, error: &str) {
+    eprintln!("spear-data: skipping in {}: {error}", spec.name);
 }
 
 /// One training batch, as plain row-major arrays.
@@ -692,7 +741,7 @@ impl Loader {
         for entry in &mixture.datasets {
             let spec = resolve_spec(&entry.name).map_err(fail)?;
             let dir = mixture.dataset_dir(entry).map_err(fail)?;
-            let dataset = RldsDataset::open(&dir)?;
+            let dataset = open_dataset(&spec, &dir)?;
             let split = dataset
                 .splits
                 .iter()
@@ -727,7 +776,18 @@ impl Loader {
         let sampler = Sampler {
             sources,
             rng: ChaCha8Rng::seed_from_u64(config.seed),
-            cursors: vec![Cursor { epoch: 0, position: 0, frames: 0, skipped: 0 }; n],
+            cursors: vec![
+                Cursor {
+                    epoch: 0,
+                    position: 0,
+                    frames: 0,
+                    skipped: 0,
+                    usable: 0,
+                    failed_in_a_row: 0,
+                    bad_frames: 0
+                };
+                n
+            ],
             buffer: Vec::new(),
             held: HashMap::new(),
             bytes: 0,
@@ -746,11 +806,25 @@ impl Loader {
     pub fn resume(mixture: &MixtureConfig, state: LoaderState) -> Result<Self, LoaderError> {
         let mut loader = Self::open(mixture)?;
         let s = &mut loader.sampler;
-        if state.cursors.len() != s.sources.len() {
-            return Err(LoaderError::Config {
-                path: PathBuf::from("loader state"),
-                problem: format!("{} datasets, but the mixture has {}", state.cursors.len(), s.sources.len()),
-            });
+        let fail = |problem: String| LoaderError::Config { path: PathBuf::from("loader state"), problem };
+        let now: Vec<(String, u64)> =
+            s.sources.iter().map(|s| (s.spec.name.to_string(), s.episodes)).collect();
+        if state.datasets != now || state.cursors.len() != now.len() {
+            return Err(fail(format!("taken on datasets {:?}, but the mixture has {now:?}", state.datasets)));
+        }
+        for (c, (name, episodes)) in state.cursors.iter().zip(&now) {
+            if c.position >= (*episodes).max(1) {
+                return Err(fail(format!("{name}: position {} of {episodes} episodes", c.position)));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &state.buffer {
+            if f.dataset as usize >= now.len()
+                || f.episode >= now[f.dataset as usize].1
+                || !seen.insert((f.insertion, f.frame))
+            {
+                return Err(fail(format!("buffer entry {f:?} does not fit the mixture")));
+            }
         }
         // One read per insertion, frames in buffer order: the same memory accounting as before.
         let mut reads: Vec<(u64, u32, u64, Vec<u32>)> = Vec::new();
@@ -769,13 +843,16 @@ impl Loader {
             let data = match episodes.entry((*d, *e)) {
                 std::collections::hash_map::Entry::Occupied(o) => o.get().clone(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    let source = s.sources.get_mut(*d as usize).ok_or_else(|| LoaderError::Config {
-                        path: PathBuf::from("loader state"),
-                        problem: format!("dataset index {d} out of range"),
-                    })?;
-                    v.insert(Arc::new(source.read(*e)?)).clone()
+                    v.insert(Arc::new(s.sources[*d as usize].read(*e)?)).clone()
                 }
             };
+            if let Some(f) = frames.iter().find(|&&f| f as usize >= data.len()) {
+                return Err(fail(format!(
+                    "frame {f} of episode {e} of {}, which has {}",
+                    now[*d as usize].0,
+                    data.len()
+                )));
+            }
             s.insert(*d, *e, data, frames, *insertion);
         }
         // `insert` appended read by read; restore the recorded buffer order exactly.
@@ -791,12 +868,10 @@ impl Loader {
     /// Sets the normalisers (each over 3 dimensions), replacing those of `[loader.normalization]`.
     pub fn with_normalization(mut self, normalization: Normalization) -> Result<Self, LoaderError> {
         for n in [&normalization.action_translation, &normalization.state_position].into_iter().flatten() {
-            if n.dims() != 3 {
-                return Err(LoaderError::Config {
-                    path: PathBuf::from("normalization"),
-                    problem: format!("a normaliser of {} dimensions, expected 3", n.dims()),
-                });
-            }
+            n.validate(3).map_err(|e| LoaderError::Config {
+                path: PathBuf::from("normalization"),
+                problem: e.to_string(),
+            })?;
         }
         self.decoder = Arc::new(Decoder { config: self.decoder.config.clone(), normalization });
         Ok(self)
@@ -815,10 +890,9 @@ impl Loader {
     /// Produces the next batch on this thread (decoding on the pool).
     pub fn next_batch(&mut self) -> Result<Batch, LoaderError> {
         let size = self.sampler.config.batch_size;
-        let slots = self.sampler.draw(size)?;
+        let mut slots = self.sampler.draw(size)?;
         // One seed per sample from the stream, so augmentation is deterministic and parallel.
         let seeds: Vec<u64> = (0..size).map(|_| self.sampler.rng.random()).collect();
-        let state_after = self.sampler.state();
         let decoder = self.decoder.clone();
         let c = &self.decoder.config;
         let external_len = c.external_size[0] * c.external_size[1] * 3;
@@ -826,7 +900,7 @@ impl Loader {
         // Zeroed (lazily, by the allocator) so that absent wrist cameras are black.
         let mut external = vec![0u8; size * external_len];
         let mut wrist = vec![0u8; size * wrist_len];
-        let decoded: Vec<Result<Decoded, RldsError>> = self.pool.install(|| {
+        let mut decoded: Vec<Result<Decoded, RldsError>> = self.pool.install(|| {
             slots
                 .par_iter()
                 .zip(&seeds)
@@ -835,6 +909,28 @@ impl Loader {
                 .map(|(((slot, &seed), e), w)| decoder.decode(slot, seed, e, w))
                 .collect()
         });
+        // A frame whose image will not decode is replaced by the next draw (in skip mode), in
+        // order, so that the stream stays deterministic and a resume does not meet it again.
+        for i in 0..size {
+            while let Err(e) = &decoded[i] {
+                if !self.sampler.config.skip_bad_episodes {
+                    return Err(decoded.swap_remove(i).err().expect("an error").into());
+                }
+                tracing_skip(&self.sampler.sources[slots[i].dataset as usize].spec, &e.to_string());
+                self.sampler.cursors[slots[i].dataset as usize].bad_frames += 1;
+                slots[i] = self.sampler.draw(1)?.pop().expect("one slot");
+                let seed = self.sampler.rng.random();
+                let (e, w) = (
+                    &mut external[i * external_len..(i + 1) * external_len],
+                    &mut wrist[i * wrist_len..(i + 1) * wrist_len],
+                );
+                e.fill(0);
+                w.fill(0);
+                decoded[i] = decoder.decode(&slots[i], seed, e, w);
+            }
+        }
+        self.sampler.batches += 1;
+        let state_after = self.sampler.state();
         let mut batch = Batch {
             size,
             external,
@@ -933,7 +1029,7 @@ pub fn mixture_statistics(
     let mut datasets = Vec::new();
     for (d, entry) in mixture.datasets.iter().enumerate() {
         let spec = resolve_spec(&entry.name).map_err(fail)?;
-        let dataset = RldsDataset::open(mixture.dataset_dir(entry).map_err(fail)?)?;
+        let dataset = open_dataset(&spec, &mixture.dataset_dir(entry).map_err(fail)?)?;
         let shards = dataset.split(&mixture.split)?.shards.clone();
         jobs.extend(shards.into_iter().map(|shard| (d, shard)));
         datasets.push((spec, dataset));
@@ -976,54 +1072,66 @@ pub fn mixture_statistics(
         }
         total
     };
-    // Folded as the shards finish, so that memory holds one accumulator per thread, not per shard.
-    let total = pool.install(|| {
-        jobs.par_iter()
-            .map(|(d, shard)| -> Result<Part, LoaderError> {
-                let (spec, dataset) = &datasets[*d];
-                let mut part = empty();
-                let count = &mut part.counts[*d];
-                let on_corrupt =
-                    if skip { crate::tfrecord::OnCorrupt::Skip } else { crate::tfrecord::OnCorrupt::Fail };
-                let mut episodes = dataset.shard_episodes(shard, on_corrupt)?;
-                for episode in episodes.by_ref() {
-                    let standard = episode.and_then(|e| standardize(spec, e));
-                    let standard = match standard {
-                        Ok(s) => s,
-                        Err(e) if skip => {
-                            count.skipped += 1;
-                            if count.skip_reasons.len() < 5 {
-                                count.skip_reasons.push(e.to_string());
-                            }
-                            if matches!(e, RldsError::Record(_)) {
-                                break;
-                            }
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    count.episodes += 1;
-                    count.frames += standard.len() as u64;
-                    for frame in 0..standard.len() {
-                        let state = standard.state(frame);
-                        part.states
-                            .push(&state[..3].iter().map(|&x| f64::from(x)).collect::<Vec<_>>())
-                            .expect("finite");
-                        let c = standard.chunk(frame, &chunk);
-                        if c.mask[0] {
-                            part.actions
-                                .push(&c.actions[..3].iter().map(|&x| f64::from(x)).collect::<Vec<_>>())
-                                .expect("finite");
-                        }
+    // Shards run in at most 64 fixed groups, each folded in order, and the groups are merged in
+    // order: the histograms' re-binning makes merging order-sensitive, and this order does not
+    // depend on the thread count or on scheduling, so the statistics are reproducible.
+    let run = |(d, shard): &(usize, crate::rlds::Shard), part: &mut Part| -> Result<(), LoaderError> {
+        let (spec, dataset) = &datasets[*d];
+        let count = &mut part.counts[*d];
+        let before = count.frames;
+        let on_corrupt =
+            if skip { crate::tfrecord::OnCorrupt::Skip } else { crate::tfrecord::OnCorrupt::Fail };
+        let mut episodes = dataset.shard_episodes(shard, on_corrupt)?;
+        for episode in episodes.by_ref() {
+            let standard = episode.and_then(|e| standardize(spec, e));
+            let standard = match standard {
+                Ok(s) => s,
+                Err(e) if skip => {
+                    count.skipped += 1;
+                    if count.skip_reasons.len() < 5 {
+                        count.skip_reasons.push(e.to_string());
                     }
+                    if matches!(e, RldsError::Record(_)) {
+                        break;
+                    }
+                    continue;
                 }
-                count.skipped += episodes.skipped().len() as u64;
-                let frames = frames_seen.fetch_add(count.frames, Ordering::Relaxed) + count.frames;
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len(), frames);
-                Ok(part)
+                Err(e) => return Err(e.into()),
+            };
+            count.episodes += 1;
+            count.frames += standard.len() as u64;
+            for frame in 0..standard.len() {
+                let state = standard.state(frame);
+                part.states
+                    .push(&state[..3].iter().map(|&x| f64::from(x)).collect::<Vec<_>>())
+                    .expect("finite");
+                let c = standard.chunk(frame, &chunk);
+                if c.mask[0] {
+                    part.actions
+                        .push(&c.actions[..3].iter().map(|&x| f64::from(x)).collect::<Vec<_>>())
+                        .expect("finite");
+                }
+            }
+        }
+        count.skipped += episodes.skipped().len() as u64;
+        let added = count.frames - before;
+        let frames = frames_seen.fetch_add(added, Ordering::Relaxed) + added;
+        progress(done.fetch_add(1, Ordering::Relaxed) + 1, jobs.len(), frames);
+        Ok(())
+    };
+    let group = jobs.len().div_ceil(64).max(1);
+    let parts: Vec<Part> = pool.install(|| {
+        jobs.par_chunks(group)
+            .map(|jobs| {
+                let mut part = empty();
+                for job in jobs {
+                    run(job, &mut part)?;
+                }
+                Ok::<_, LoaderError>(part)
             })
-            .try_reduce(empty, |a, b| Ok(merge(a, b)))
+            .collect::<Result<_, _>>()
     })?;
+    let total = parts.into_iter().fold(empty(), merge);
     Ok(MixtureStats {
         action_translation: total.actions.summary(),
         state_position: total.states.summary(),

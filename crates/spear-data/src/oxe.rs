@@ -561,8 +561,13 @@ impl DatasetSpec {
     }
 }
 
-/// The registry entry for an RLDS dataset name.
+/// Names some releases give themselves in `dataset_info.json`, and the entry they belong to:
+/// DROID 1.0.1's is reportedly `droid_101`.
+const ALIASES: [(&str, &str); 1] = [("droid_101", "droid")];
+
+/// The registry entry for an RLDS dataset name (or a known alias of one).
 pub fn spec(name: &str) -> Option<DatasetSpec> {
+    let name = ALIASES.iter().find(|(alias, _)| *alias == name).map_or(name, |(_, real)| real);
     registry().into_iter().find(|s| s.name == name)
 }
 
@@ -752,29 +757,39 @@ fn poses(episode: &Episode, source: &PoseSource) -> Result<Vec<Option<Pose>>, Rl
     }
 }
 
+/// The raw gripper values at `index` of `key`, each finite, or an error naming the key and step.
+fn gripper_values(episode: &Episode, key: &str, index: usize) -> Result<Vec<f64>, RldsError> {
+    rows(episode, key)?
+        .iter()
+        .enumerate()
+        .map(|(step, row)| {
+            need(episode, key, row, index + 1)?;
+            let v = row[index];
+            if !v.is_finite() {
+                return Err(episode.source.error(key, format!("step {step}: gripper value {v}")));
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
 /// Closedness in [0, 1] of every step.
 fn gripper(episode: &Episode, source: &GripperSource) -> Result<Vec<f64>, RldsError> {
     match *source {
         GripperSource::Constant(c) => Ok(vec![c; episode.len]),
-        GripperSource::Linear { key, index, open, closed } => rows(episode, key)?
-            .iter()
-            .map(|row| {
-                need(episode, key, row, index + 1)?;
-                Ok(((row[index] - open) / (closed - open)).clamp(0.0, 1.0))
-            })
-            .collect(),
+        GripperSource::Linear { key, index, open, closed } => Ok(gripper_values(episode, key, index)?
+            .into_iter()
+            .map(|v| ((v - open) / (closed - open)).clamp(0.0, 1.0))
+            .collect()),
         GripperSource::Events { key, index } => {
-            let events = rows(episode, key)?
-                .iter()
-                .map(|row| {
-                    need(episode, key, row, index + 1)?;
-                    Ok(match row[index] {
-                        v if v > 0.1 => 1.0,
-                        v if v < -0.1 => -1.0,
-                        _ => 0.0,
-                    })
+            let events: Vec<f64> = gripper_values(episode, key, index)?
+                .into_iter()
+                .map(|v| match v {
+                    v if v > 0.1 => 1.0,
+                    v if v < -0.1 => -1.0,
+                    _ => 0.0,
                 })
-                .collect::<Result<Vec<f64>, RldsError>>()?;
+                .collect();
             // Before the first event the gripper is in the state that event leaves.
             let mut closed = events.iter().find(|&&e| e != 0.0).is_some_and(|&e| e < 0.0);
             Ok(events

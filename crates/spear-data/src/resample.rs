@@ -11,7 +11,8 @@
 //! At a dataset's own 5 Hz this is exactly consecutive frames' deltas and the recorded commands.
 //!
 //! Near the episode's end a chunk runs past the last frame: those actions are padding (identity
-//! delta, last command) with `mask = false`, so the loss can ignore them.
+//! delta, the gripper command in force at their start) with `mask = false`, so the loss can ignore
+//! them.
 
 use nalgebra::{UnitQuaternion, Vector3};
 use spear_geometry::pose::Pose;
@@ -72,8 +73,8 @@ pub enum ResampleError {
         /// Gripper commands.
         gripper: usize,
     },
-    /// A value is NaN or infinite.
-    #[error("frame {frame}: non-finite {what}")]
+    /// A value is NaN, infinite or beyond f32's range.
+    #[error("frame {frame}: {what} is not a finite f32")]
     NonFinite {
         /// The frame.
         frame: usize,
@@ -94,14 +95,16 @@ impl Trajectory {
         if poses.is_empty() {
             return Err(ResampleError::Empty);
         }
+        // Finite and within f32's range, since states and actions are handed on as f32.
+        let fits = |x: &f64| x.is_finite() && x.abs() <= f64::from(f32::MAX);
         for (frame, (pose, g)) in poses.iter().zip(&gripper).enumerate() {
-            if !pose.translation.iter().all(|x| x.is_finite()) {
+            if !pose.translation.iter().all(fits) {
                 return Err(ResampleError::NonFinite { frame, what: "position" });
             }
-            if !pose.rotation.coords.iter().all(|x| x.is_finite()) {
+            if !pose.rotation.coords.iter().all(fits) {
                 return Err(ResampleError::NonFinite { frame, what: "orientation" });
             }
-            if !g.is_finite() {
+            if !fits(g) {
                 return Err(ResampleError::NonFinite { frame, what: "gripper command" });
             }
         }

@@ -367,7 +367,9 @@ impl Iterator for ShardEpisodes<'_> {
                 return None;
             }
         };
-        if item.is_err() {
+        // Framing damage ends the shard (nothing after it can be trusted); an episode that does
+        // not fit the schema is reported and the next one read.
+        if matches!(item, Err(RldsError::Record(_)) | Err(RldsError::Io { .. })) {
             self.done = true;
         }
         Some(item)

@@ -298,6 +298,37 @@ impl Normalizer {
         Ok(Self::MinMaxConst { low, high })
     }
 
+    /// Checks that it has `dims` dimensions, matching lengths and usable parameters (finite,
+    /// `low < high`, `std > 0`), e.g. after reading it from a file.
+    pub fn validate(&self, dims: usize) -> Result<(), StatsError> {
+        let (a, b, what) = match self {
+            Self::Quantile { low, high } | Self::MinMaxConst { low, high } => (low, high, "low < high"),
+            Self::MeanStd { mean, std } => (mean, std, "std > 0"),
+        };
+        if a.len() != dims || b.len() != dims {
+            return Err(StatsError::Normalizer(format!(
+                "{} and {} values, expected {dims}",
+                a.len(),
+                b.len()
+            )));
+        }
+        for i in 0..dims {
+            let ok = a[i].is_finite()
+                && b[i].is_finite()
+                && match self {
+                    Self::MeanStd { .. } => b[i] > 0.0,
+                    _ => a[i] < b[i],
+                };
+            if !ok {
+                return Err(StatsError::Normalizer(format!(
+                    "dimension {i}: {} and {} break {what}",
+                    a[i], b[i]
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Dimensions it applies to.
     pub fn dims(&self) -> usize {
         match self {

@@ -66,6 +66,8 @@ pub struct TfRecordReader<R: Read> {
     skipped: Vec<TfRecordError>,
     done: bool,
     last: (u64, u64),
+    /// The file's size when known: a length field beyond it is damage, not an allocation to try.
+    size: Option<u64>,
 }
 
 impl TfRecordReader<BufReader<File>> {
@@ -73,7 +75,10 @@ impl TfRecordReader<BufReader<File>> {
     pub fn open(path: impl AsRef<Path>, on_corrupt: OnCorrupt) -> Result<Self, TfRecordError> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|source| TfRecordError::Io { path: path.clone(), source })?;
-        Ok(Self::new(BufReader::with_capacity(1 << 20, file), path, on_corrupt))
+        let size = file.metadata().map_err(|source| TfRecordError::Io { path: path.clone(), source })?.len();
+        let mut reader = Self::new(BufReader::with_capacity(1 << 20, file), path, on_corrupt);
+        reader.size = Some(size);
+        Ok(reader)
     }
 }
 
@@ -89,6 +94,7 @@ impl<R: Read> TfRecordReader<R> {
             skipped: Vec::new(),
             done: false,
             last: (0, 0),
+            size: None,
         }
     }
 
@@ -147,6 +153,12 @@ impl<R: Read> TfRecordReader<R> {
                 );
             }
             let length = u64::from_le_bytes(length_bytes);
+            if self.size.is_some_and(|size| length > size.saturating_sub(start + 16)) {
+                return Err(self.corrupt(
+                    start,
+                    "file ends inside the record data (its length field points past the end)".into(),
+                ));
+            }
             let length = usize::try_from(length)
                 .map_err(|_| self.corrupt(start, format!("record length {length} does not fit in memory")))?;
             let mut data = vec![0u8; length];

@@ -263,3 +263,32 @@ fn the_shipped_oxe_mixture_is_table_4() {
     assert_eq!((config.loader.external_size, config.loader.wrist_size), ([280, 210], [112, 112]));
     assert_eq!((config.loader.horizon, config.loader.rate_hz), (5, 5.0));
 }
+
+#[test]
+fn datasets_without_a_usable_episode_are_dropped_and_the_rest_serve() {
+    // One-second actions: only fractal's episodes (3 Hz, up to 1.33 s) are long enough for a real
+    // first action; every other dataset yields nothing and must not stall the loader.
+    let mut config = mixture();
+    config.loader.rate_hz = 1.0;
+    (config.loader.external_size, config.loader.wrist_size) = ([8, 6], [4, 4]);
+    let mut loader = Loader::open(&config).unwrap();
+    for batch in batches(&mut loader, 3) {
+        assert!(batch.dataset.iter().all(|&d| d == 2), "{:?}", batch.dataset);
+    }
+    let cursors = loader.state().cursors;
+    assert!(cursors[1].skipped > 0 && cursors[1].usable == 0);
+}
+
+#[test]
+fn a_state_from_another_mixture_is_refused() {
+    let config = mixture();
+    let state = Loader::open(&config).unwrap().next_batch().unwrap().state_after;
+    let mut other = config.clone();
+    other.datasets.pop();
+    let error = Loader::resume(&other, state.clone()).err().unwrap().to_string();
+    assert!(error.contains("taken on datasets"), "{error}");
+    let mut broken = state;
+    broken.buffer[0].frame = 10_000;
+    let error = Loader::resume(&config, broken).err().unwrap().to_string();
+    assert!(error.contains("frame 10000"), "{error}");
+}
