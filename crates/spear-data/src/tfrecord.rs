@@ -153,10 +153,12 @@ impl<R: Read> TfRecordReader<R> {
                 );
             }
             let length = u64::from_le_bytes(length_bytes);
-            if self.size.is_some_and(|size| length > size.saturating_sub(start + 16)) {
+            // Checked before allocating: a damaged length must not ask for terabytes.
+            let available = self.size.map(|size| size.saturating_sub(start + 12));
+            if let Some(available) = available.filter(|&a| length > a) {
                 return Err(self.corrupt(
                     start,
-                    "file ends inside the record data (its length field points past the end)".into(),
+                    format!("file ends inside the record data ({available} of {length} bytes)"),
                 ));
             }
             let length = usize::try_from(length)
