@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
 
 pub mod masks;
+pub mod moge;
 pub mod outliers;

@@ -1,0 +1,86 @@
+//! MoGe's output folder (written as `moge infer --maps` writes it, by
+//! `tools/reference/annotate_fixtures.py`) into a point map, intrinsics and object clouds, and
+//! Open3D's outlier removal on those clouds.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use spear_annotate::moge::{InputError, PointMap, read_mask_png};
+use spear_annotate::outliers::remove_statistical_outliers;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/moge")
+}
+
+fn scene() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir().join("scene.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_point_map_validity_and_intrinsics_are_moges() {
+    let scene = scene();
+    let map = PointMap::read_moge(dir()).unwrap();
+    assert_eq!([map.height, map.width], [48, 64]);
+    assert_eq!(
+        map.valid.iter().filter(|&&v| v).count() as u64,
+        scene["counts"]["valid_pixels"].as_u64().unwrap()
+    );
+    // The top three rows are +inf and masked out.
+    assert!(map.valid[..3 * 64].iter().all(|&v| !v) && map.points[0][2].is_infinite());
+    let k = map.intrinsics();
+    let want = &scene["focal_from_fov_json_px"];
+    assert!(
+        (k.fx - want["fx"].as_f64().unwrap()).abs() < 1e-9
+            && (k.fy - want["fy"].as_f64().unwrap()).abs() < 1e-9
+    );
+    assert_eq!((k.cx, k.cy), (32.0, 24.0));
+}
+
+#[test]
+fn object_clouds_and_their_outlier_removal_match_the_reference() {
+    let scene = scene();
+    let map = PointMap::read_moge(dir()).unwrap();
+    for object in scene["objects"].as_array().unwrap() {
+        let path = dir().join(object["mask"].as_str().unwrap());
+        let (h, w, mask) = read_mask_png(&path).unwrap();
+        assert_eq!([h, w], [48, 64]);
+        let cloud = map.object_cloud(&mask, &path).unwrap();
+        let want = &object["cloud"];
+        let pixels: Vec<[usize; 2]> = want["pixels_row_col"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| [p[0].as_u64().unwrap() as usize, p[1].as_u64().unwrap() as usize])
+            .collect();
+        assert_eq!(cloud.pixels, pixels, "{}", object["label"]);
+        let points: Vec<[f64; 3]> = want["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| std::array::from_fn(|d| p[d].as_f64().unwrap()))
+            .collect();
+        assert_eq!(cloud.points, points, "{}: the EXR's float32 values, bit for bit", object["label"]);
+        for step in object["pipeline"].as_array().unwrap() {
+            let sor = &step["sor"];
+            let (k, ratio) =
+                (sor["nb_neighbors"].as_u64().unwrap() as usize, sor["std_ratio"].as_f64().unwrap());
+            let kept: Vec<usize> =
+                sor["kept"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+            assert_eq!(
+                remove_statistical_outliers(&cloud.points, k, ratio).unwrap().kept,
+                kept,
+                "{}",
+                object["label"]
+            );
+        }
+    }
+}
+
+#[test]
+fn mismatched_and_missing_inputs_name_their_file() {
+    let map = PointMap::read_moge(dir()).unwrap();
+    let error = map.object_cloud(&[true; 10], &dir().join("small.png")).unwrap_err();
+    assert!(matches!(error, InputError::Size { .. }) && error.to_string().contains("small.png"), "{error}");
+    let error = PointMap::read_moge(dir().join("masks")).unwrap_err().to_string();
+    assert!(error.contains("points.exr"), "{error}");
+}
