@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::images::{self, Augment, Fit, Image};
-use crate::oxe::{Camera, DatasetSpec, STATE_DIM, StandardEpisode, spec, standardize};
+use crate::oxe::{Camera, DatasetSpec, STATE_DIM, StandardEpisode, standardize};
 use crate::resample::{ACTION_DIM, ChunkConfig};
 use crate::rlds::{EpisodeSource, RldsDataset, RldsError};
 use crate::stats::Normalizer;
@@ -339,8 +339,7 @@ fn open_dataset(spec: &DatasetSpec, dir: &Path) -> Result<RldsDataset, LoaderErr
 
 /// The registry entry for a mixture name (RLDS or Table 4 name).
 fn resolve_spec(name: &str) -> Result<DatasetSpec, String> {
-    spec(name)
-        .or_else(|| crate::oxe::registry().into_iter().find(|s| s.mixture_name == name))
+    crate::oxe::spec_for_mixture(name)
         .ok_or_else(|| format!("dataset `{name}` is not in the registry (crates/spear-data/src/oxe.rs)"))
 }
 
@@ -550,7 +549,7 @@ impl Sampler {
                     // Frames whose first action is padding (the episode's last fifth of a second)
                     // have nothing to learn: left out, so that every sample has a real target.
                     let frames: Vec<u32> = (0..data.len())
-                        .filter(|&f| data.chunk(f, &config).mask[0])
+                        .filter(|&f| data.trajectory.first_action_real(f, &config))
                         .map(|f| f as u32)
                         .collect();
                     if !frames.is_empty() {

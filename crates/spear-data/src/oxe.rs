@@ -561,6 +561,13 @@ impl DatasetSpec {
     }
 }
 
+/// The entry a mixture file names: by RLDS name (or alias) or by its Table 4 name (`bridge`,
+/// `roboset`). Only for names written by people: a dataset's own `dataset_info.json` name goes
+/// through [`spec`], since the bucket's older `bridge` export is not `bridge_dataset`.
+pub fn spec_for_mixture(name: &str) -> Option<DatasetSpec> {
+    spec(name).or_else(|| registry().into_iter().find(|s| s.mixture_name == name))
+}
+
 /// Names some releases give themselves in `dataset_info.json`, and the entry they belong to:
 /// DROID 1.0.1's is reportedly `droid_101`.
 const ALIASES: [(&str, &str); 1] = [("droid_101", "droid")];

@@ -158,16 +158,27 @@ impl Trajectory {
         if i == last { (last, 0.0) } else { (i, x - i as f64) }
     }
 
+    /// Whether the recording reaches `time` (seconds after the first frame), with slack for the
+    /// rounding of `j / rate + m / 5`.
+    fn covers(&self, time: f64) -> bool {
+        time <= self.duration() + 1e-9
+    }
+
+    /// Whether frame `frame`'s first action is real (not padding past the end): what
+    /// `chunk(frame, config).mask[0]` says, without computing the chunk.
+    pub fn first_action_real(&self, frame: usize, config: &ChunkConfig) -> bool {
+        self.covers(frame as f64 / self.rate_hz + 1.0 / config.rate_hz)
+    }
+
     /// The action chunk of frame `frame`.
     pub fn chunk(&self, frame: usize, config: &ChunkConfig) -> ActionChunk {
         let dt = 1.0 / config.rate_hz;
         let start = frame as f64 / self.rate_hz;
-        let end = self.duration() + 1e-9;
         let mut actions = Vec::with_capacity(config.horizon * ACTION_DIM);
         let mut mask = Vec::with_capacity(config.horizon);
         for m in 0..config.horizon {
             let (t0, t1) = (start + m as f64 * dt, start + (m + 1) as f64 * dt);
-            let real = t1 <= end;
+            let real = self.covers(t1);
             let delta = if real {
                 self.pose_at(t0).delta_to(&self.pose_at(t1))
             } else {

@@ -4,8 +4,9 @@
 //! mean and standard deviation (Welford's update, merged with Chan et al.'s formula, in f64), and the
 //! 1st/99th percentiles (or any other) from a histogram whose range follows the data, as openpi's
 //! `RunningStats` does: when a value falls outside the current range the range grows and the counts
-//! are re-binned. A percentile is exact to within one bin (range / `bins`; 0.001 % of the range with
-//! the default 100 000 bins). Accumulators merge, so workers can each fold a part.
+//! are re-binned. A percentile is exact to within a few bins (a bin is range / `bins`, 0.001 % of the
+//! range with the default 100 000 bins; each re-binning can move counts by up to one bin, and one far
+//! outlier widens the range for every value). Accumulators merge, so workers can each fold a part.
 //!
 //! Normalisers ([`Normalizer`]) follow the paper's Table 10: the global quantile normaliser maps the
 //! mixture's [q01, q99] to [−1, 1]; min-max-constant maps fixed per-dimension bounds to [−1, 1];

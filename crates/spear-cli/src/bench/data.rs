@@ -89,9 +89,7 @@ pub fn run(bench: &DataBench) -> Result<Throughput> {
 pub fn run_tf(bench: &DataBench, python: &Path, threads: usize) -> Result<(Throughput, String)> {
     let mut datasets = Vec::new();
     for entry in &bench.mixture.datasets {
-        let spec = spear_data::oxe::registry()
-            .into_iter()
-            .find(|s| s.name == entry.name || s.mixture_name == entry.name)
+        let spec = spear_data::oxe::spec_for_mixture(&entry.name)
             .with_context(|| format!("{} is not in the registry", entry.name))?;
         let dir = bench.mixture.dataset_dir(entry).map_err(anyhow::Error::msg)?;
         datasets.push(serde_json::json!({
