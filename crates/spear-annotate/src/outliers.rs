@@ -10,7 +10,12 @@
 //! - a point is kept iff its score is positive and strictly below `mean + ratio · std` (so exact
 //!   duplicates, whose score is 0, and the two points of a 2-point cloud are removed).
 //!
-//! Neighbours are found exhaustively for now: exact, O(N²); a k-d tree comes with the benchmark.
+//! Neighbours come from an exact k-d tree; the points' scores are computed in parallel and every
+//! sum runs in index order, so the result does not depend on the thread count.
+
+use rayon::prelude::*;
+
+use crate::knn::KdTree;
 
 /// Why outlier removal cannot run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -61,20 +66,11 @@ pub fn remove_statistical_outliers(
         return Ok(OutlierRemoval { kept: Vec::new(), scores: Vec::new(), threshold: f64::NAN });
     }
     let k = nb_neighbors.min(n);
-    let mut squared = vec![0.0; n];
+    let tree = KdTree::new(points);
     let scores: Vec<f64> = points
-        .iter()
-        .map(|p| {
-            for (d, q) in squared.iter_mut().zip(points) {
-                let (dx, dy, dz) = (p[0] - q[0], p[1] - q[1], p[2] - q[2]);
-                *d = (dx * dx + dy * dy) + dz * dz;
-            }
-            // The k smallest, then ascending, as a k-NN search returns them.
-            if k < n {
-                squared.select_nth_unstable_by(k - 1, f64::total_cmp);
-            }
-            let nearest = &mut squared[..k];
-            nearest.sort_unstable_by(f64::total_cmp);
+        .par_iter()
+        .map_init(Vec::new, |nearest, p| {
+            tree.nearest_squared(p, k, nearest);
             nearest.iter().map(|d| d.sqrt()).sum::<f64>() / k as f64
         })
         .collect();
