@@ -108,7 +108,7 @@ mod tests {
                 [(t * 0.37).sin(), (t * 0.11).cos() * 2.0, ((t * 0.05).floor() * 0.1)]
             })
             .collect();
-        points.extend_from_slice(&points[..40].to_vec()); // exact duplicates
+        points.extend_from_within(..40); // exact duplicates
         points.extend((0..30).map(|i| [0.0, 0.0, i as f64 * 0.0])); // one point 30 times
         let tree = KdTree::new(&points);
         let mut got = Vec::new();

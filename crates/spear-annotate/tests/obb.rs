@@ -66,8 +66,8 @@ fn boxes_and_hull_vertices_are_open3ds() {
         assert!(gap < 1e-9, "{name}: corners {gap:e} from Open3D's");
         let extent: Vec<f64> =
             want["extent"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        for k in 0..3 {
-            assert!((fit.obb.extent[k] - extent[k]).abs() < 1e-9, "{name}: extent {k}");
+        for (k, (got, want)) in fit.obb.extent.iter().zip(&extent).enumerate() {
+            assert!((got - want).abs() < 1e-9, "{name}: extent {k}");
         }
         compared += 1;
     }
