@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use spear_annotate::moge::{InputError, PointMap, read_mask_png};
+use spear_annotate::obb::oriented_bounding_box;
 use spear_annotate::outliers::remove_statistical_outliers;
 
 fn dir() -> PathBuf {
@@ -19,7 +20,7 @@ fn scene() -> Value {
 #[test]
 fn the_point_map_validity_and_intrinsics_are_moges() {
     let scene = scene();
-    let map = PointMap::read_moge(dir()).unwrap();
+    let map = PointMap::read_dir(dir()).unwrap();
     assert_eq!([map.height, map.width], [48, 64]);
     assert_eq!(
         map.valid.iter().filter(|&&v| v).count() as u64,
@@ -27,7 +28,7 @@ fn the_point_map_validity_and_intrinsics_are_moges() {
     );
     // The top three rows are +inf and masked out.
     assert!(map.valid[..3 * 64].iter().all(|&v| !v) && map.points[0][2].is_infinite());
-    let k = map.intrinsics();
+    let k = map.intrinsics;
     let want = &scene["focal_from_fov_json_px"];
     assert!(
         (k.fx - want["fx"].as_f64().unwrap()).abs() < 1e-9
@@ -39,7 +40,7 @@ fn the_point_map_validity_and_intrinsics_are_moges() {
 #[test]
 fn object_clouds_and_their_outlier_removal_match_the_reference() {
     let scene = scene();
-    let map = PointMap::read_moge(dir()).unwrap();
+    let map = PointMap::read_dir(dir()).unwrap();
     for object in scene["objects"].as_array().unwrap() {
         let path = dir().join(object["mask"].as_str().unwrap());
         let (h, w, mask) = read_mask_png(&path).unwrap();
@@ -72,15 +73,74 @@ fn object_clouds_and_their_outlier_removal_match_the_reference() {
                 "{}",
                 object["label"]
             );
+            // Then Open3D's box on the kept points.
+            let kept_points: Vec<[f64; 3]> = kept.iter().map(|&i| cloud.points[i]).collect();
+            let fit = oriented_bounding_box(&kept_points).unwrap();
+            let obb = &step["obb"];
+            let want: Vec<[f64; 3]> = obb["box_points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| std::array::from_fn(|d| p[d].as_f64().unwrap()))
+                .collect();
+            let gap = fit
+                .obb
+                .open3d_box_points()
+                .iter()
+                .map(|p| {
+                    want.iter()
+                        .map(|q| (0..3).map(|d| (p[d] - q[d]).abs()).fold(0.0, f64::max))
+                        .fold(f64::INFINITY, f64::min)
+                })
+                .fold(0.0, f64::max);
+            assert!(gap < 1e-9, "{} k={k}: box corners {gap:e} from Open3D's", object["label"]);
         }
     }
 }
 
 #[test]
 fn mismatched_and_missing_inputs_name_their_file() {
-    let map = PointMap::read_moge(dir()).unwrap();
+    let map = PointMap::read_dir(dir()).unwrap();
     let error = map.object_cloud(&[true; 10], &dir().join("small.png")).unwrap_err();
     assert!(matches!(error, InputError::Size { .. }) && error.to_string().contains("small.png"), "{error}");
-    let error = PointMap::read_moge(dir().join("masks")).unwrap_err().to_string();
+    let error = PointMap::read_dir(dir().join("masks")).unwrap_err().to_string();
     assert!(error.contains("points.exr"), "{error}");
+}
+
+#[test]
+fn intrinsics_are_fitted_when_no_json_gives_them() {
+    // A pinhole map with an off-centre principal point, as .npy without fov.json.
+    let (h, w, fx, fy, cx, cy) = (30usize, 40usize, 50.0, 52.0, 21.5, 14.0);
+    let mut points = Vec::new();
+    for i in 0..h {
+        for j in 0..w {
+            let z = 1.0 + 0.01 * ((i * 7 + j * 3) % 11) as f64;
+            points.push([(j as f64 + 0.5 - cx) / fx * z, (i as f64 + 0.5 - cy) / fy * z, z]);
+        }
+    }
+    let valid = vec![true; h * w];
+    let points32: Vec<[f32; 3]> = points.iter().map(|p| p.map(|v| v as f32)).collect();
+    let k = spear_annotate::moge::fit_intrinsics(w, &points32, &valid).unwrap();
+    for (got, want) in [(k.fx, fx), (k.fy, fy), (k.cx, cx), (k.cy, cy)] {
+        assert!((got - want).abs() < 1e-3, "{k:?}");
+    }
+    let dir = std::env::temp_dir().join(format!("spear-annotate-npy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({h}, {w}, 3), }}");
+    while (11 + header.len()) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(points.iter().flatten().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(dir.join("points.npy"), &bytes).unwrap();
+    let map = PointMap::read_dir(&dir).unwrap();
+    assert_eq!((map.height, map.width, map.points, map.intrinsics.cx.round()), (h, w, points32, 22.0));
+    // Truncated data names the file.
+    std::fs::write(dir.join("points.npy"), &bytes[..bytes.len() - 8]).unwrap();
+    let error = PointMap::read_dir(&dir).unwrap_err().to_string();
+    assert!(error.contains("points.npy") && error.contains("data bytes"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

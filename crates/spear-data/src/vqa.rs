@@ -48,6 +48,13 @@ pub struct QaPair {
     pub question: String,
     /// The answer.
     pub answer: Vec<Segment>,
+    /// The task family that produced it (e.g. `"box"`), for statistics and per-task evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// The answer rendered as plain text (numbers in metres and normalised image coordinates),
+    /// for people and for trainers without 3D tokens; not used by [`encode`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// One training example: an image and its question–answer pairs.

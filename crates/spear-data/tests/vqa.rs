@@ -88,7 +88,9 @@ fn bad_examples_are_refused_with_their_place() {
 
     let quantizer = CoordQuantizer::from_json_file(fixtures().join("quantizer.json")).unwrap();
     let tokenizer = tokenizer();
-    let pairs = |answer: Vec<Segment>| vec![spear_data::vqa::QaPair { question: "q".into(), answer }];
+    let pairs = |answer: Vec<Segment>| {
+        vec![spear_data::vqa::QaPair { question: "q".into(), answer, task: None, text: None }]
+    };
     let error =
         encode(&pairs(vec![Segment::Loc { loc: [0.5, 1.5] }]), &tokenizer, &quantizer, 1700).unwrap_err();
     assert!(error.to_string().contains("1.5 is not in [0, 1]"), "{error}");

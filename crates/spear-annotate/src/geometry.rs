@@ -1,0 +1,170 @@
+//! What the questions are about: per object, its cleaned point cloud's oriented box with the 8
+//! corners in a fixed order, three keypoints and the corners' pixels; and the skips, with reasons.
+//!
+//! **Corner order.** The box's axes are relabelled to the camera's: each camera axis x, y, z gets
+//! the box axis most aligned with it (the permutation maximising `Σ |cos|`), pointed along its
+//! positive direction. Corner `k` is then the one on the negative (−) or positive (+) side of
+//! those axes given by the bits of `k`: bit 0 for x (left/right), bit 1 for y (up/down; y points
+//! down), bit 2 for z (near/far). So corner 0 is the near top-left one, 1 near top-right,
+//! 2 near bottom-left, 3 near bottom-right, 4–7 the same on the far side — the order of sorting
+//! the corners by (z, y, x) for a box that faces the camera, and stable while the box turns less
+//! than 45° about any axis.
+//!
+//! **Keypoints.** *Closest* and *furthest* are the cloud's points nearest to and furthest from
+//! the camera centre by Euclidean distance (not depth); *centre* is the box's centre (not the
+//! mean of the visible points, which sits on the visible surface).
+
+use serde::{Deserialize, Serialize};
+
+use crate::moge::Intrinsics;
+use crate::obb::{ObbError, OrientedBox, oriented_bounding_box};
+use crate::outliers::remove_statistical_outliers;
+
+/// Parameters of the per-object geometry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeometryConfig {
+    /// Outlier removal: neighbours per point (Open3D's `nb_neighbors`).
+    pub nb_neighbors: usize,
+    /// Outlier removal: cut at mean + `std_ratio` · std.
+    pub std_ratio: f64,
+    /// Objects with fewer points after outlier removal are skipped.
+    pub min_points: usize,
+    /// Objects whose box is thinner than this (metres, or the map's units) are skipped as flat.
+    pub min_extent: f64,
+}
+
+impl Default for GeometryConfig {
+    fn default() -> Self {
+        Self { nb_neighbors: 20, std_ratio: 2.0, min_points: 20, min_extent: 0.005 }
+    }
+}
+
+/// Why an object gets no questions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// No label in the labels file or the masks.
+    NoLabel,
+    /// Another object of the image has the same label, so "the X" would be ambiguous.
+    DuplicateLabel,
+    /// The mask is empty.
+    EmptyMask,
+    /// The mask covers no valid point.
+    NoValidPoints,
+    /// Too few points left after outlier removal.
+    TooFewPoints,
+    /// No box: the points are identical, collinear or coplanar.
+    Degenerate,
+    /// The box is thinner than `min_extent`.
+    Flat,
+}
+
+impl SkipReason {
+    /// The manifest's name for it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::NoLabel => "no_label",
+            Self::DuplicateLabel => "duplicate_label",
+            Self::EmptyMask => "empty_mask",
+            Self::NoValidPoints => "no_valid_points",
+            Self::TooFewPoints => "too_few_points",
+            Self::Degenerate => "degenerate",
+            Self::Flat => "flat",
+        }
+    }
+}
+
+/// An object's geometry in the camera frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectGeometry {
+    /// Instance id.
+    pub id: String,
+    /// Semantic label.
+    pub label: String,
+    /// Points kept by outlier removal.
+    pub points: usize,
+    /// The box as Open3D fits it.
+    pub obb: OrientedBox,
+    /// Its corners in the documented order.
+    pub corners: [[f64; 3]; 8],
+    /// Point nearest the camera centre.
+    pub closest: [f64; 3],
+    /// Point furthest from it.
+    pub furthest: [f64; 3],
+    /// The box's centre.
+    pub center: [f64; 3],
+}
+
+impl ObjectGeometry {
+    /// Distance from the camera centre to the object's closest point.
+    pub fn distance_to_camera(&self) -> f64 {
+        norm(self.closest)
+    }
+}
+
+fn norm(p: [f64; 3]) -> f64 {
+    (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt()
+}
+
+/// Cleans `cloud` and fits its box; `Err` says why the object is skipped.
+pub fn object_geometry(
+    id: &str,
+    label: &str,
+    cloud: &[[f64; 3]],
+    config: &GeometryConfig,
+) -> Result<ObjectGeometry, SkipReason> {
+    if cloud.is_empty() {
+        return Err(SkipReason::NoValidPoints);
+    }
+    let removal = remove_statistical_outliers(cloud, config.nb_neighbors, config.std_ratio)
+        .expect("parameters validated by the annotator, points filtered to finite ones");
+    let kept: Vec<[f64; 3]> = removal.kept.iter().map(|&i| cloud[i]).collect();
+    if kept.len() < config.min_points.max(4) {
+        return Err(SkipReason::TooFewPoints);
+    }
+    let fit = oriented_bounding_box(&kept).map_err(|e| match e {
+        ObbError::TooFewPoints(_) => SkipReason::TooFewPoints,
+        _ => SkipReason::Degenerate,
+    })?;
+    if fit.obb.extent.iter().any(|&e| e < config.min_extent) {
+        return Err(SkipReason::Flat);
+    }
+    let by_distance = |a: &&[f64; 3], b: &&[f64; 3]| norm(**a).total_cmp(&norm(**b));
+    let closest = *kept.iter().min_by(by_distance).expect("non-empty");
+    let furthest = *kept.iter().max_by(by_distance).expect("non-empty");
+    Ok(ObjectGeometry {
+        id: id.to_owned(),
+        label: label.to_owned(),
+        points: kept.len(),
+        corners: ordered_corners(&fit.obb),
+        closest,
+        furthest,
+        center: fit.obb.center,
+        obb: fit.obb,
+    })
+}
+
+/// The 8 corners in the order the module documentation defines.
+pub fn ordered_corners(obb: &OrientedBox) -> [[f64; 3]; 8] {
+    const PERMUTATIONS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    // perm[c] = the box axis assigned to camera axis c.
+    let alignment = |perm: &[usize; 3]| (0..3).map(|c| obb.rotation[c][perm[c]].abs()).sum::<f64>();
+    let perm = PERMUTATIONS.iter().max_by(|a, b| alignment(a).total_cmp(&alignment(b))).expect("six");
+    std::array::from_fn(|k| {
+        let mut signs = [0.0; 3];
+        for (c, &axis) in perm.iter().enumerate() {
+            let side = if k >> c & 1 == 1 { 1.0 } else { -1.0 };
+            // Point the box axis along the camera axis' positive direction.
+            let towards = if obb.rotation[c][axis] < 0.0 { -1.0 } else { 1.0 };
+            signs[axis] = side * towards;
+        }
+        obb.corner(signs)
+    })
+}
+
+/// Projects a camera-frame point to pixel coordinates `(u, v)` (pixel `(row i, column j)` spans
+/// `[j, j + 1) × [i, i + 1)`); `None` behind the camera.
+pub fn project(k: &Intrinsics, p: [f64; 3]) -> Option<[f64; 2]> {
+    (p[2] > 0.0).then(|| [k.fx * p[0] / p[2] + k.cx, k.fy * p[1] / p[2] + k.cy])
+}
