@@ -2,6 +2,7 @@
 //! (`tools/reference/annotate_fixtures.py`).
 
 use serde_json::Value;
+use spear_annotate::instances::read_instances;
 use spear_annotate::masks::{Mask, MaskError, Rle, lzstring_decompress_uri};
 
 fn fixture() -> Value {
@@ -51,6 +52,24 @@ fn ego_exo4d_masks_unwrap_lzstring_then_decode() {
     let (h, w) =
         (annotation["height"].as_u64().unwrap() as usize, annotation["width"].as_u64().unwrap() as usize);
     check(&Rle::from_compressed(h, w, &counts).unwrap().decode(), want, "ego-exo4d");
+
+    // The same annotation as a per-image masks file, beside a COCO-compressed one.
+    let case = &fixture["cases"][0];
+    let list = serde_json::json!([
+        {"id": "board", "label": "cutting board", "segmentation": annotation},
+        {"id": 7, "segmentation": {"size": case["size"], "counts": case["counts"]}},
+    ]);
+    let path = std::env::temp_dir().join(format!("spear-annotate-masks-{}.json", std::process::id()));
+    std::fs::write(&path, list.to_string()).unwrap();
+    let instances = read_instances(&path).unwrap();
+    assert_eq!((instances[0].id.as_str(), instances[0].label.as_deref()), ("board", Some("cutting board")));
+    check(&instances[0].mask, want, "ego-exo4d via read_instances");
+    assert_eq!((instances[1].id.as_str(), instances[1].label.as_deref()), ("7", None));
+    check(&instances[1].mask, case, "coco via read_instances");
+    std::fs::write(&path, r#"[{"segmentation": {"size": [2, 2], "counts": "2"}}]"#).unwrap();
+    let error = read_instances(&path).unwrap_err().to_string();
+    assert!(error.contains(".json") && error.contains("instance 0") && error.contains("cover 2 pixels"), "{error}");
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]
