@@ -223,6 +223,8 @@ pub struct ImageOutcome {
     pub examples: Vec<VqaExample>,
     /// The objects that got a box.
     pub objects: Vec<ObjectGeometry>,
+    /// The camera and image size (absent when the image was skipped).
+    pub view: Option<View>,
     /// Its counts.
     pub counts: Counts,
 }
@@ -284,7 +286,7 @@ pub fn annotate_image(
     };
     if let Some(reason) = missing {
         counts.skipped_images.insert(reason.into(), 1);
-        return Ok(ImageOutcome { examples: Vec::new(), objects: Vec::new(), counts });
+        return Ok(ImageOutcome { examples: Vec::new(), objects: Vec::new(), view: None, counts });
     }
     let map = PointMap::read_dir(&points_dir)?;
     let (w, h) = image::image_dimensions(&item.path)
@@ -353,7 +355,7 @@ pub fn annotate_image(
     }
     counts.examples = examples.len();
     counts.annotated_images = usize::from(!examples.is_empty());
-    Ok(ImageOutcome { examples, objects, counts })
+    Ok(ImageOutcome { examples, objects, view: Some(view), counts })
 }
 
 /// `target` relative to the folder `base` (both made absolute).

@@ -153,7 +153,7 @@ impl QaConfig {
 }
 
 /// The image an example's objects are in.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct View {
     /// Pixel intrinsics.
     pub intrinsics: Intrinsics,

@@ -68,7 +68,10 @@ fn ego_exo4d_masks_unwrap_lzstring_then_decode() {
     check(&instances[1].mask, case, "coco via read_instances");
     std::fs::write(&path, r#"[{"segmentation": {"size": [2, 2], "counts": "2"}}]"#).unwrap();
     let error = read_instances(&path).unwrap_err().to_string();
-    assert!(error.contains(".json") && error.contains("instance 0") && error.contains("cover 2 pixels"), "{error}");
+    assert!(
+        error.contains(".json") && error.contains("instance 0") && error.contains("cover 2 pixels"),
+        "{error}"
+    );
     let _ = std::fs::remove_file(&path);
 }
 

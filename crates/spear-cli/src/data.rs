@@ -1,6 +1,5 @@
 //! `spear data`: look at RLDS datasets and compute a mixture's statistics. No compute backend.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -13,6 +12,8 @@ use spear_data::resample::{ACTION_DIM, ChunkConfig};
 use spear_data::rlds::{Episode, RldsDataset};
 use spear_data::schema::Leaf;
 use spear_data::tfrecord::OnCorrupt;
+
+use crate::draw::{self, fill, line};
 
 /// The episode `index` of the dataset's `train` split (or its first split).
 fn nth_episode(dataset: &RldsDataset, index: usize) -> Result<Episode> {
@@ -168,15 +169,7 @@ pub fn stats(mixture: &Path, root: Option<&Path>, out: &Path) -> Result<spear_da
     let config = MixtureConfig::from_file_with_root(mixture, root)?;
     let start = std::time::Instant::now();
     let progress = |done: usize, all: usize, frames: u64| {
-        let width = 30;
-        let filled = done * width / all.max(1);
-        eprint!(
-            "\r  [{}{}] {done}/{all} shards, {frames} frames, {:.0} s",
-            "#".repeat(filled),
-            " ".repeat(width - filled),
-            start.elapsed().as_secs_f64()
-        );
-        let _ = std::io::stderr().flush();
+        draw::progress_line(done, all, &format!("shards, {frames} frames"), start);
     };
     let stats = mixture_statistics(&config, &progress)?;
     eprintln!();
@@ -188,29 +181,6 @@ pub fn stats(mixture: &Path, root: Option<&Path>, out: &Path) -> Result<spear_da
 /// Green for an open command, red for a closed one.
 fn gripper_colour(closed: f32) -> Rgb<u8> {
     if closed >= 0.5 { Rgb([230, 40, 40]) } else { Rgb([40, 200, 60]) }
-}
-
-fn line(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), colour: Rgb<u8>) {
-    let steps = (x1 - x0).abs().max((y1 - y0).abs()).max(1);
-    for i in 0..=steps {
-        let (x, y) = (x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps);
-        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-            if let (Ok(x), Ok(y)) = (u32::try_from(x + dx), u32::try_from(y + dy))
-                && x < img.width()
-                && y < img.height()
-            {
-                img.put_pixel(x, y, colour);
-            }
-        }
-    }
-}
-
-fn fill(img: &mut RgbImage, x: u32, y: u32, w: u32, h: u32, colour: Rgb<u8>) {
-    for yy in y..(y + h).min(img.height()) {
-        for xx in x..(x + w).min(img.width()) {
-            img.put_pixel(xx, yy, colour);
-        }
-    }
 }
 
 fn paste(sheet: &mut RgbImage, image: &Image, x: u32, y: u32) {

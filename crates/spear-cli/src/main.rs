@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use spear_cli::backend::{BackendJob, BackendKind, run_on};
-use spear_cli::{bench, data, doctor, policy, vlm, weights};
+use spear_cli::{annotate, bench, data, doctor, policy, vlm, weights};
 
 #[derive(Parser)]
 #[command(name = "spear", version, about = "SPEAR-1: a 3D-aware vision-language-action model")]
@@ -38,6 +38,83 @@ enum Command {
     /// Open X-Embodiment RLDS datasets and mixtures (no compute backend involved).
     #[command(subcommand)]
     Data(DataCommand),
+    /// Build SPEAR-VLM's 3D question–answer data from images, MoGe point maps and instance masks:
+    /// per object an outlier-free cloud and Open3D's oriented box, then 1–4 templated pairs per
+    /// example, written as sharded JSON lines with a manifest (resumes where a run stopped).
+    /// `spear annotate preview KEY --out F.png` draws one image's boxes and keypoints.
+    Annotate(AnnotateCommand),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct AnnotateCommand {
+    #[command(subcommand)]
+    preview: Option<AnnotateSubcommand>,
+    #[command(flatten)]
+    inputs: AnnotateInputs,
+    /// Output folder (shards, their statistics, manifest.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AnnotateSubcommand {
+    /// Draw image KEY's projected boxes (corner 0 marked), keypoints (closest red, furthest blue,
+    /// centre white) and labels into a PNG.
+    Preview {
+        /// The image's key: its path under --images without extension.
+        key: String,
+        #[command(flatten)]
+        inputs: AnnotateInputs,
+        /// The PNG to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct AnnotateInputs {
+    /// Images (`<key>.jpg|jpeg|png`, searched recursively).
+    #[arg(long, required = true)]
+    images: Option<PathBuf>,
+    /// Point maps: `<key>/points.exr` (MoGe's `--maps` output) or `<key>/points.npy`.
+    #[arg(long, required = true)]
+    points: Option<PathBuf>,
+    /// Instance masks: `<key>.png` (indexed), `<key>.json` (COCO RLE / Ego-Exo4D) or `<key>/*.png`.
+    #[arg(long, required = true)]
+    masks: Option<PathBuf>,
+    /// Labels: `{"<key>": {"<instance id>": "label"}}` (else the masks JSON's `label`).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Parameters (TOML; see configs/annotate/default.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Overrides the parameters' seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Overrides the parameters' examples per image.
+    #[arg(long)]
+    examples_per_image: Option<usize>,
+}
+
+impl AnnotateInputs {
+    fn resolve(self) -> Result<(spear_annotate::pipeline::Inputs, spear_annotate::pipeline::AnnotateConfig)> {
+        let mut config = annotate::load_config(self.config.as_deref())?;
+        if let Some(seed) = self.seed {
+            config.seed = seed;
+        }
+        if let Some(n) = self.examples_per_image {
+            config.qa.examples_per_image = n;
+        }
+        let need = |p: Option<PathBuf>, flag: &str| p.ok_or_else(|| anyhow::anyhow!("{flag} is required"));
+        let inputs = spear_annotate::pipeline::Inputs {
+            images: need(self.images, "--images")?,
+            points: need(self.points, "--points")?,
+            masks: need(self.masks, "--masks")?,
+            labels: self.labels,
+        };
+        Ok((inputs, config))
+    }
 }
 
 #[derive(Subcommand)]
@@ -667,6 +744,30 @@ fn main() -> Result<()> {
             let s = &stats.state_position;
             println!("state position (m, {} frames): q01 [{}] q99 [{}]", s.count, f(&s.q01), f(&s.q99));
             println!("wrote {}", out.display());
+        }
+        Command::Annotate(AnnotateCommand {
+            preview: Some(AnnotateSubcommand::Preview { key, inputs, out }),
+            ..
+        }) => {
+            let (inputs, config) = inputs.resolve()?;
+            let objects = annotate::preview(&inputs, &key, &config, &out)?;
+            for o in &objects {
+                let [x, y, z] = o.center;
+                let [a, b, c] = o.obb.extent;
+                println!(
+                    "  {:<24} {:>6} points  centre ({x:+.3}, {y:+.3}, {z:+.3})  extent {a:.3} × {b:.3} × {c:.3}  {:.3} from the camera",
+                    o.label,
+                    o.points,
+                    o.distance_to_camera()
+                );
+            }
+            println!("wrote {}: {} objects", out.display(), objects.len());
+        }
+        Command::Annotate(AnnotateCommand { preview: None, inputs, out }) => {
+            let out = out.ok_or_else(|| anyhow::anyhow!("--out is required"))?;
+            let (inputs, config) = inputs.resolve()?;
+            let manifest = annotate::annotate(&inputs, &out, &config)?;
+            println!("{}", annotate::render_summary(&manifest, &out));
         }
         Command::Data(DataCommand::Preview { dir, out, episode, frames }) => {
             let drawn = data::preview(&dir, episode, frames, &out)?;
