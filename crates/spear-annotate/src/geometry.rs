@@ -32,11 +32,17 @@ pub struct GeometryConfig {
     pub min_points: usize,
     /// Objects whose box is thinner than this (metres, or the map's units) are skipped as flat.
     pub min_extent: f64,
+    /// Shrink each instance mask by this many pixels (a square neighbourhood) before taking its
+    /// points: drops the depth-discontinuity ("flying") pixels at object borders that a point
+    /// map's own mask keeps (on the MoGe-style fixture, whose masks are 1 px wider than the
+    /// objects, one pixel brings the boxes from table-sized back to the objects). 0 takes the
+    /// mask as it is.
+    pub erode_px: usize,
 }
 
 impl Default for GeometryConfig {
     fn default() -> Self {
-        Self { nb_neighbors: 20, std_ratio: 2.0, min_points: 20, min_extent: 0.005 }
+        Self { nb_neighbors: 20, std_ratio: 2.0, min_points: 20, min_extent: 0.005, erode_px: 1 }
     }
 }
 
@@ -167,4 +173,48 @@ pub fn ordered_corners(obb: &OrientedBox) -> [[f64; 3]; 8] {
 /// `[j, j + 1) × [i, i + 1)`); `None` behind the camera.
 pub fn project(k: &Intrinsics, p: [f64; 3]) -> Option<[f64; 2]> {
     (p[2] > 0.0).then(|| [k.fx * p[0] / p[2] + k.cx, k.fy * p[1] / p[2] + k.cy])
+}
+
+/// `mask` (row-major, `width` columns) shrunk by `radius` pixels: a pixel stays set when every
+/// pixel within `radius` in both directions is set (outside the image counts as set, so objects
+/// cut by the border keep their border pixels).
+pub fn erode(mask: &[bool], width: usize, radius: usize) -> Vec<bool> {
+    if radius == 0 || width == 0 {
+        return mask.to_vec();
+    }
+    let height = mask.len() / width;
+    // Separable: along rows, then along columns.
+    let mut rows = vec![false; mask.len()];
+    for r in 0..height {
+        for c in 0..width {
+            let (lo, hi) = (c.saturating_sub(radius), (c + radius).min(width - 1));
+            rows[r * width + c] = (lo..=hi).all(|x| mask[r * width + x]);
+        }
+    }
+    let mut out = vec![false; mask.len()];
+    for r in 0..height {
+        let (lo, hi) = (r.saturating_sub(radius), (r + radius).min(height - 1));
+        for c in 0..width {
+            out[r * width + c] = (lo..=hi).all(|y| rows[y * width + c]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erosion_shrinks_inner_borders_only() {
+        // A 4 × 5 block in the top-left corner of a 6 × 7 image.
+        let (h, w) = (6, 7);
+        let mask: Vec<bool> = (0..h * w).map(|i| i / w < 4 && i % w < 5).collect();
+        let eroded = erode(&mask, w, 1);
+        let set: Vec<(usize, usize)> = (0..h * w).filter(|&i| eroded[i]).map(|i| (i / w, i % w)).collect();
+        // The image border is not an object border: rows 0..3, columns 0..4 stay.
+        let want: Vec<(usize, usize)> = (0..3).flat_map(|r| (0..4).map(move |c| (r, c))).collect();
+        assert_eq!(set, want);
+        assert_eq!(erode(&mask, w, 0), mask);
+    }
 }

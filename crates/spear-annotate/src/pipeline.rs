@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spear_data::vqa::VqaExample;
 
-use crate::geometry::{GeometryConfig, ObjectGeometry, SkipReason, object_geometry};
+use crate::geometry::{GeometryConfig, ObjectGeometry, SkipReason, erode, object_geometry};
 use crate::instances::{Labels, find_masks, read_instances};
 use crate::moge::{InputError, PointMap};
 use crate::qa::{QaConfig, View, draw_pairs, image_rng};
@@ -329,7 +329,8 @@ pub fn annotate_image(
             skip(SkipReason::EmptyMask);
             continue;
         }
-        let cloud = map.object_cloud(&instance.mask.pixels, &masks)?;
+        let pixels = erode(&instance.mask.pixels, map.width, config.geometry.erode_px);
+        let cloud = map.object_cloud(&pixels, &masks)?;
         match object_geometry(&instance.id, label, &cloud.points, &config.geometry) {
             Ok(object) => objects.push(object),
             Err(reason) => skip(reason),

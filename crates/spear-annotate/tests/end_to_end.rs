@@ -185,6 +185,8 @@ fn config() -> AnnotateConfig {
     // Sparse synthetic samples: corners sit further from their neighbours than real surface
     // points do, so cut outliers a little less eagerly than the default 2.0.
     config.geometry.std_ratio = 5.0;
+    // Every pixel of an object's rectangle holds one of its samples.
+    config.geometry.erode_px = 0;
     config.qa.examples_per_image = 12;
     config
 }

@@ -46,7 +46,7 @@ enum Command {
 }
 
 #[derive(Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(subcommand_negates_reqs = true)]
 struct AnnotateCommand {
     #[command(subcommand)]
     preview: Option<AnnotateSubcommand>,
