@@ -267,6 +267,10 @@ impl Hull<'_> {
 
 /// The indices of the convex hull's corner vertices, ascending (see the module documentation).
 pub fn hull_vertices(points: &[[f64; 3]]) -> Result<Vec<usize>, ObbError> {
+    build_hull(points).map(|hull| corners(&hull))
+}
+
+fn build_hull(points: &[[f64; 3]]) -> Result<Hull<'_>, ObbError> {
     if let Some(i) = points.iter().position(|p| !p.iter().all(|v| v.is_finite())) {
         return Err(ObbError::NonFinite(i));
     }
@@ -341,7 +345,7 @@ pub fn hull_vertices(points: &[[f64; 3]]) -> Result<Vec<usize>, ObbError> {
             work.extend(hull.add_point(f as usize)?);
         }
     }
-    Ok(corners(&hull))
+    Ok(hull)
 }
 
 fn argmax(points: &[V3], key: impl Fn(&V3) -> f64) -> usize {
@@ -386,4 +390,98 @@ fn corners(hull: &Hull<'_>) -> Vec<usize> {
         })
         .map(|(v, _)| v as usize)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    /// A closed triangulated hull containing every point, on awkward inputs: lattices (many
+    /// coplanar and cospherical points), float32-rounded flat faces, spheres, a table top.
+    #[test]
+    fn the_hull_is_closed_and_contains_every_point() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut clouds: Vec<Vec<V3>> = Vec::new();
+        for n in [2usize, 3, 5, 8] {
+            clouds.push(
+                (0..n * n * n).map(|i| [i % n, i / n % n, i / (n * n)].map(|k| k as f64 * 0.1)).collect(),
+            );
+        }
+        let r = rotation_from(&mut rng);
+        clouds.push(
+            (0..3000)
+                .map(|_| {
+                    let mut p: V3 = std::array::from_fn(|_| rng.random_range(-1.0..1.0));
+                    let axis = rng.random_range(0..3);
+                    p[axis] = p[axis].signum();
+                    let q = mul(&r, p);
+                    q.map(|v| f64::from((v * 0.2 + 1.5) as f32))
+                })
+                .collect(),
+        );
+        clouds.push(
+            (0..2000)
+                .map(|_| {
+                    let p: V3 = std::array::from_fn(|_| rng.random_range(-1.0f64..1.0));
+                    let l = norm(p);
+                    p.map(|v| v / l)
+                })
+                .collect(),
+        );
+        // A table top seen by a camera (one f32 plane) with a box standing on it.
+        clouds.push(
+            (0..4000)
+                .map(|i| {
+                    let (u, v): (f64, f64) = (rng.random_range(-0.5..0.5), rng.random_range(-0.3..0.3));
+                    let h = if i % 4 == 0 && u.abs() < 0.1 && v.abs() < 0.1 {
+                        rng.random_range(0.0..0.15)
+                    } else {
+                        0.0
+                    };
+                    mul(&r, [u, v, h]).map(|x| f64::from((x + 1.0) as f32))
+                })
+                .collect(),
+        );
+        for (c, cloud) in clouds.iter().enumerate() {
+            let hull = build_hull(cloud).unwrap_or_else(|e| panic!("cloud {c}: {e}"));
+            let faces: Vec<&Face> = hull.faces.iter().filter(|f| f.alive).collect();
+            let mut vertices: Vec<u32> = faces.iter().flat_map(|f| f.v).collect();
+            vertices.sort_unstable();
+            vertices.dedup();
+            // Euler: V − E + F = 2 with E = 3F / 2.
+            assert_eq!(vertices.len() as i64 - faces.len() as i64 / 2, 2, "cloud {c}: not a closed surface");
+            for (f, face) in faces.iter().enumerate() {
+                for e in 0..3 {
+                    let g = &hull.faces[face.neighbour[e] as usize];
+                    assert!(g.alive, "cloud {c}: face {f} borders a deleted face");
+                }
+            }
+            let worst = cloud
+                .iter()
+                .map(|p| faces.iter().map(|f| dot(f.normal, *p) - f.offset).fold(f64::NEG_INFINITY, f64::max))
+                .fold(f64::NEG_INFINITY, f64::max);
+            assert!(
+                worst <= 4.0 * hull.eps,
+                "cloud {c}: a point {worst:e} outside the hull (eps {:e})",
+                hull.eps
+            );
+            let corners = corners(&hull);
+            assert!(corners.len() >= 4 && corners.len() <= vertices.len(), "cloud {c}");
+        }
+        // A lattice's corners are its 8 corners.
+        assert_eq!(hull_vertices(&clouds[3]).unwrap(), vec![0, 7, 56, 63, 448, 455, 504, 511]);
+    }
+
+    fn rotation_from(rng: &mut impl Rng) -> [[f64; 3]; 3] {
+        let (a, b) = (rng.random_range(0.0..6.0f64), rng.random_range(0.0..6.0f64));
+        let (ca, sa, cb, sb) = (a.cos(), a.sin(), b.cos(), b.sin());
+        [[ca, -sa * cb, sa * sb], [sa, ca * cb, -ca * sb], [0.0, sb, cb]]
+    }
+
+    fn mul(r: &[[f64; 3]; 3], p: V3) -> V3 {
+        std::array::from_fn(|i| dot(r[i], p))
+    }
 }
