@@ -12,7 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use spear_annotate::pipeline::{AnnotateConfig, Inputs, run};
-use spear_data::vqa::{Segment, read_examples};
+use spear_data::tokenizer::PaliGemmaTokenizer;
+use spear_data::vqa::{Segment, encode, fit_quantizer, read_examples};
 
 const H: usize = 96;
 const W: usize = 128;
@@ -313,6 +314,25 @@ fn a_synthetic_scene_gets_its_true_answers() {
         }
     }
     assert!(checked >= 20, "{checked} pairs checked");
+
+    // Every example becomes SPEAR-VLM tokens: a quantiser fitted to the set, PaliGemma's tokenizer.
+    let examples: Vec<_> = manifest.shards.iter().flat_map(|s| read_examples(out.join(s)).unwrap()).collect();
+    let quantizer = fit_quantizer(&examples, 1024).unwrap();
+    let tokenizer = PaliGemmaTokenizer::from_file(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../spear-models/tests/fixtures/paligemma-tiny/tokenizer.json"),
+    )
+    .unwrap();
+    for example in &examples {
+        let tokens = encode(&example.pairs, &tokenizer, &quantizer, 257_216).unwrap();
+        let values: usize = example
+            .pairs
+            .iter()
+            .flat_map(|p| &p.answer)
+            .map(|s| if let Segment::Coords { coords } = s { coords.len() } else { 0 })
+            .sum();
+        assert_eq!(tokens.is_3d.iter().filter(|&&b| b).count(), values);
+    }
 
     // Same inputs, same bytes; a re-run reuses every shard; a changed input redoes only its shard.
     let again = root.join("again");
