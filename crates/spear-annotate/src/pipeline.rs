@@ -6,8 +6,8 @@
 //! `masks/<key>.png | <key>.json | <key>/` (see [`crate::instances`]) and an optional labels file.
 //!
 //! Output: `shard-00000.jsonl`, … (`shard_size` images each, in key order) and beside each a
-//! `shard-00000.json` with its statistics and its *fingerprint* — a hash of the parameters and of
-//! every input byte it was made from; then `manifest.json` (parameters, totals per family, skipped
+//! `shard-00000.json` with its statistics and its *fingerprint* — a hash of the crate version, the
+//! parameters and every input byte it was made from; then `manifest.json` (parameters, totals per family, skipped
 //! objects and images by reason, errors, shards). Every file is written to a temporary name and
 //! renamed, and a shard's statistics only after its examples, so an interrupted run leaves whole
 //! shards; re-running skips the shards whose fingerprint still matches and redoes the rest.
@@ -408,6 +408,8 @@ pub fn run(
         let hashes: Vec<(String, String)> =
             chunk.par_iter().map(|item| (item.key.clone(), hash_inputs(item, inputs, &labels))).collect();
         let mut hasher = Sha256::new();
+        // A new release may phrase or compute differently: its shards are not reused.
+        hasher.update(env!("CARGO_PKG_VERSION"));
         hasher.update(&config_json);
         for (key, hash) in &hashes {
             hasher.update(key.as_bytes());
