@@ -6,6 +6,8 @@
 //! behind it, so after outlier removal its hull's corners are exactly the box's and the fitted box
 //! must be the true one.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
@@ -66,16 +68,8 @@ fn true_box(
 }
 
 fn write_npy(path: &Path, points: &[[f32; 3]]) {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({H}, {W}, 3), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(points.iter().flatten().flat_map(|v| v.to_le_bytes()));
-    std::fs::write(path, bytes).unwrap();
+    let data: Vec<u8> = points.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, common::npy("<f4", H, W, &data)).unwrap();
 }
 
 struct Scene {

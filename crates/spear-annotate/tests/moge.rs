@@ -2,6 +2,8 @@
 //! `tools/reference/annotate_fixtures.py`) into a point map, intrinsics and object clouds, and
 //! Open3D's outlier removal on those clouds.
 
+mod common;
+
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -126,15 +128,8 @@ fn intrinsics_are_fitted_when_no_json_gives_them() {
     }
     let dir = std::env::temp_dir().join(format!("spear-annotate-npy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({h}, {w}, 3), }}");
-    while (11 + header.len()) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(points.iter().flatten().flat_map(|v| v.to_le_bytes()));
+    let data: Vec<u8> = points.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    let bytes = common::npy("<f8", h, w, &data);
     std::fs::write(dir.join("points.npy"), &bytes).unwrap();
     let map = PointMap::read_dir(&dir).unwrap();
     assert_eq!((map.height, map.width, map.points, map.intrinsics.cx.round()), (h, w, points32, 22.0));
