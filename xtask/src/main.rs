@@ -19,6 +19,9 @@ commands are `spear` subcommands, built in release with the chosen backend:
   bench policy  time per action chunk (prefix + 10 flow steps) beside transformers' PI0,
                 with the roofline bound [--full] [--compare-torch PYTHON]
   bench data    training-data throughput and memory beside tf.data [--compare-tf PYTHON]
+  bench annotate
+                outlier removal then oriented box per object cloud (1k, 10k, 100k points)
+                beside Open3D, with a parity check [--compare-open3d PYTHON]
   vlm ask       answer a prompt about an image (see `spear vlm ask --help`)
   weights       inspect a checkpoint (`weights inspect PATH`)
   policy act    sample an action chunk (see `spear policy act --help`)
@@ -181,6 +184,9 @@ mod tests {
         let a = args("bench policy --repeats 1 --backend=cpu").unwrap();
         assert_eq!((a.command.as_str(), a.backend.as_str()), ("bench", "cpu"));
         assert_eq!(a.forwarded, ["policy", "--repeats", "1"]);
+        let a = args("bench annotate --backend cpu -- --compare-open3d python3").unwrap();
+        assert_eq!((a.command.as_str(), a.backend.as_str()), ("bench", "cpu"));
+        assert_eq!(a.forwarded, ["annotate", "--compare-open3d", "python3"]);
     }
 
     #[test]

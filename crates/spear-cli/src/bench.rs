@@ -2,8 +2,9 @@
 //! the same forward in PyTorch (`tools/bench/vlm_torch.py`) when a Python with torch is given.
 //!
 //! `spear bench policy` lives in [`policy`], its FLOP/byte model and the machine's measured peaks
-//! in [`roofline`]; `spear bench data` in [`data`].
+//! in [`roofline`]; `spear bench data` in [`data`]; `spear bench annotate` in [`annotate`].
 
+pub mod annotate;
 pub mod data;
 pub mod policy;
 pub mod roofline;

@@ -237,6 +237,30 @@ enum BenchCommand {
     /// Training-data throughput and peak memory of the whole per-step pipeline (read, parse,
     /// standardise, 5 Hz chunks, decode, resize) beside tf.data reading and decoding the same files.
     Data(BenchDataArgs),
+    /// Statistical outlier removal then the oriented bounding box, per object cloud (1k, 10k and
+    /// 100k points), beside Open3D on the same clouds; also checks that both keep the same points
+    /// and fit the same boxes.
+    Annotate(BenchAnnotateArgs),
+}
+
+#[derive(Args)]
+struct BenchAnnotateArgs {
+    /// A Python with open3d-cpu 0.20 and numpy (tools/reference/requirements-annotate.txt): also
+    /// time `tools/bench/annotate_open3d.py` on the same clouds, print ratios and check parity.
+    #[arg(long)]
+    compare_open3d: Option<PathBuf>,
+    /// Neighbours per point in the outlier removal.
+    #[arg(long, default_value_t = 20)]
+    nb_neighbors: usize,
+    /// The cut: mean neighbour distance + this many standard deviations.
+    #[arg(long, default_value_t = 2.0)]
+    std_ratio: f64,
+    /// Points per cloud, comma-separated; a box and an ellipsoid of each size.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+    sizes: Vec<usize>,
+    /// Timed runs per cloud after one warm-up.
+    #[arg(long, default_value_t = 7)]
+    repeats: usize,
 }
 
 #[derive(Args)]
@@ -712,6 +736,14 @@ fn main() -> Result<()> {
         Command::Bench(BenchCommand::Vlm(args)) => run_on(kind, BenchVlm(args))??,
         Command::Bench(BenchCommand::Policy(args)) => run_on(kind, BenchPolicy(args))??,
         Command::Bench(BenchCommand::Data(args)) => bench_data(args)?,
+        Command::Bench(BenchCommand::Annotate(args)) => {
+            let spec = bench::annotate::AnnotateBench {
+                nb_neighbors: args.nb_neighbors,
+                std_ratio: args.std_ratio,
+                repeats: args.repeats.max(1),
+            };
+            bench::annotate::run_and_print(&args.sizes, &spec, args.compare_open3d.as_deref())?
+        }
         Command::Data(DataCommand::Inspect { dir, json }) => {
             let report = data::inspect(&dir)?;
             if json {
