@@ -33,8 +33,9 @@ pub enum ObbError {
     /// The points lie in a plane.
     #[error("the points are coplanar (a flat object)")]
     Coplanar,
-    /// Rounding broke the hull's topology (not seen on real clouds).
-    #[error("the convex hull failed numerically: {0}")]
+    /// The hull's topology broke (cannot happen with exact predicates; kept as an error, not a
+    /// panic, should it ever).
+    #[error("the convex hull failed: {0}")]
     Numerical(&'static str),
 }
 
@@ -172,7 +173,8 @@ struct Face {
 struct Hull<'a> {
     points: &'a [V3],
     faces: Vec<Face>,
-    /// Qhull-sized rounding tolerance on point–plane distances.
+    /// Qhull-sized rounding tolerance on point–plane distances (for degeneracy and for which
+    /// vertices are corners; the construction itself uses exact predicates).
     eps: f64,
 }
 
@@ -180,6 +182,18 @@ impl Hull<'_> {
     fn distance(&self, face: usize, p: u32) -> f64 {
         let f = &self.faces[face];
         dot(f.normal, self.points[p as usize]) - f.offset
+    }
+
+    /// Whether `p` lies strictly outside `face`, decided exactly (Shewchuk's adaptive `orient3d`),
+    /// so the hull stays convex and its visible regions discs whatever the rounding.
+    fn outside(&self, face: usize, p: u32) -> bool {
+        let c = |i: u32| {
+            let [x, y, z] = self.points[i as usize];
+            robust::Coord3D { x, y, z }
+        };
+        let [a, b, d] = self.faces[face].v;
+        // orient3d > 0 when the point is below the counter-clockwise triangle.
+        robust::orient3d(c(a), c(b), c(d), c(p)) < 0.0
     }
 
     fn push_face(&mut self, v: [u32; 3]) -> u32 {
@@ -199,10 +213,10 @@ impl Hull<'_> {
         (self.faces.len() - 1) as u32
     }
 
-    /// Puts each candidate on the first of `faces` it lies clearly outside of, else drops it.
+    /// Puts each candidate on the first of `faces` it lies outside of, else drops it.
     fn assign(&mut self, candidates: impl IntoIterator<Item = u32>, faces: &[u32]) {
         for p in candidates {
-            if let Some(&f) = faces.iter().find(|&&f| self.distance(f as usize, p) > self.eps) {
+            if let Some(&f) = faces.iter().find(|&&f| self.outside(f as usize, p)) {
                 self.faces[f as usize].outside.push(p);
             }
         }
@@ -227,7 +241,7 @@ impl Hull<'_> {
                 if !self.faces[g as usize].alive {
                     continue;
                 }
-                if self.distance(g as usize, apex) > self.eps {
+                if self.outside(g as usize, apex) {
                     self.faces[g as usize].alive = false;
                     orphans.append(&mut self.faces[g as usize].outside);
                     visible.push(g);
@@ -431,6 +445,34 @@ mod tests {
                 })
                 .collect(),
         );
+        // The same in f64: faces coplanar up to the last bit (Qhull merges such facets).
+        clouds.push(
+            (0..2000)
+                .map(|_| {
+                    let mut p: V3 = [
+                        rng.random_range(-0.15..0.15),
+                        rng.random_range(-0.1..0.1),
+                        rng.random_range(-0.05..0.05),
+                    ];
+                    let axis = rng.random_range(0..3);
+                    p[axis] = p[axis].signum() * [0.15, 0.1, 0.05][axis];
+                    mul(&r, p).map(|v| v + 1.0)
+                })
+                .collect(),
+        );
+        // A slab a few rounding errors thick.
+        clouds.push(
+            (0..500)
+                .map(|_| {
+                    let p = [
+                        rng.random_range(-0.5..0.5),
+                        rng.random_range(-0.5..0.5),
+                        rng.random_range(-1e-13..1e-13),
+                    ];
+                    mul(&r, p).map(|v| v + 2.0)
+                })
+                .collect(),
+        );
         // A table top seen by a camera (one f32 plane) with a box standing on it.
         clouds.push(
             (0..4000)
@@ -468,11 +510,31 @@ mod tests {
                 "cloud {c}: a point {worst:e} outside the hull (eps {:e})",
                 hull.eps
             );
+            // Exactly inside or on every face.
+            for f in (0..hull.faces.len()).filter(|&f| hull.faces[f].alive) {
+                assert!(
+                    (0..cloud.len() as u32).all(|p| !hull.outside(f, p)),
+                    "cloud {c}: a point outside face {f}"
+                );
+            }
             let corners = corners(&hull);
             assert!(corners.len() >= 4 && corners.len() <= vertices.len(), "cloud {c}");
         }
-        // A lattice's corners are its 8 corners.
+        // A lattice's corners are its 8 corners; on a flat-faced box, points inside faces are no corners.
         assert_eq!(hull_vertices(&clouds[3]).unwrap(), vec![0, 7, 56, 63, 448, 455, 504, 511]);
+        let hull = build_hull(&clouds[6]).unwrap();
+        let all = hull
+            .faces
+            .iter()
+            .filter(|f| f.alive)
+            .flat_map(|f| f.v)
+            .collect::<std::collections::BTreeSet<_>>();
+        let kept = corners(&hull).len();
+        assert!(
+            kept < all.len(),
+            "face-interior points dropped: {kept} corners of {} vertices",
+            all.len()
+        );
     }
 
     fn rotation_from(rng: &mut impl Rng) -> [[f64; 3]; 3] {

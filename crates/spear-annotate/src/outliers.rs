@@ -67,13 +67,20 @@ pub fn remove_statistical_outliers(
     }
     let k = nb_neighbors.min(n);
     let tree = KdTree::new(points);
-    let scores: Vec<f64> = points
+    // Queries in leaf order (neighbouring queries share their search paths in cache), each
+    // score stored at its point's index.
+    let mut scores = vec![0.0; n];
+    let in_leaf_order: Vec<(u32, f64)> = tree
+        .leaf_order()
         .par_iter()
-        .map_init(Vec::new, |nearest, p| {
-            tree.nearest_squared(p, k, nearest);
-            nearest.iter().map(|d| d.sqrt()).sum::<f64>() / k as f64
+        .map_init(Vec::new, |nearest, &i| {
+            tree.nearest_squared(&points[i as usize], k, nearest);
+            (i, nearest.iter().map(|d| d.sqrt()).sum::<f64>() / k as f64)
         })
         .collect();
+    for (i, score) in in_leaf_order {
+        scores[i as usize] = score;
+    }
     let positive = || scores.iter().filter(|&&s| s > 0.0);
     let mean = positive().sum::<f64>() / n as f64;
     let std = (positive().map(|s| (s - mean) * (s - mean)).sum::<f64>() / (n as f64 - 1.0)).sqrt();
