@@ -40,6 +40,22 @@ pub struct GeometryConfig {
     pub erode_px: usize,
 }
 
+impl GeometryConfig {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nb_neighbors < 1 || !(self.std_ratio.is_finite() && self.std_ratio > 0.0) {
+            return Err(format!(
+                "need nb_neighbors ≥ 1 and std_ratio > 0 (got {}, {})",
+                self.nb_neighbors, self.std_ratio
+            ));
+        }
+        if !(self.min_extent.is_finite() && self.min_extent >= 0.0) {
+            return Err(format!("min_extent must be ≥ 0 (got {})", self.min_extent));
+        }
+        Ok(())
+    }
+}
+
 impl Default for GeometryConfig {
     fn default() -> Self {
         Self { nb_neighbors: 20, std_ratio: 2.0, min_points: 20, min_extent: 0.005, erode_px: 1 }
@@ -64,6 +80,13 @@ pub enum SkipReason {
     Degenerate,
     /// The box is thinner than `min_extent`.
     Flat,
+    /// The convex hull failed (not expected; counted rather than silently called degenerate).
+    HullFailed,
+    /// The mask's format is not supported (COCO polygons).
+    UnsupportedMask,
+    /// Outlier removal refused the parameters or a point (callers of [`object_geometry`] that
+    /// skip [`GeometryConfig::validate`] or pass non-finite points).
+    InvalidInput,
 }
 
 impl SkipReason {
@@ -77,6 +100,9 @@ impl SkipReason {
             Self::TooFewPoints => "too_few_points",
             Self::Degenerate => "degenerate",
             Self::Flat => "flat",
+            Self::HullFailed => "hull_failed",
+            Self::UnsupportedMask => "unsupported_mask",
+            Self::InvalidInput => "invalid_input",
         }
     }
 }
@@ -124,15 +150,20 @@ pub fn object_geometry(
         return Err(SkipReason::NoValidPoints);
     }
     let removal = remove_statistical_outliers(cloud, config.nb_neighbors, config.std_ratio)
-        .expect("parameters validated by the annotator, points filtered to finite ones");
+        .map_err(|_| SkipReason::InvalidInput)?;
     let kept: Vec<[f64; 3]> = removal.kept.iter().map(|&i| cloud[i]).collect();
     if kept.len() < config.min_points.max(4) {
         return Err(SkipReason::TooFewPoints);
     }
     let fit = oriented_bounding_box(&kept).map_err(|e| match e {
         ObbError::TooFewPoints(_) => SkipReason::TooFewPoints,
-        _ => SkipReason::Degenerate,
+        ObbError::Identical | ObbError::Collinear | ObbError::Coplanar => SkipReason::Degenerate,
+        ObbError::NonFinite(_) => SkipReason::InvalidInput,
+        ObbError::Numerical(_) => SkipReason::HullFailed,
     })?;
+    if !fit.obb.extent.iter().all(|e| e.is_finite()) {
+        return Err(SkipReason::HullFailed);
+    }
     if fit.obb.extent.iter().any(|&e| e < config.min_extent) {
         return Err(SkipReason::Flat);
     }

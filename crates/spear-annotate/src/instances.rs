@@ -25,9 +25,12 @@ pub struct Instance {
     pub id: String,
     /// Its semantic label, when known.
     pub label: Option<String>,
-    /// Its mask, row-major.
-    pub mask: Mask,
+    /// Its mask, row-major; `None` for a format that is not supported (COCO polygons).
+    pub mask: Option<Mask>,
 }
+
+/// Instance ids an indexed PNG may hold before it is taken for something else (a depth map).
+pub const MAX_INDEXED_INSTANCES: usize = 1000;
 
 fn error(path: &Path, problem: impl ToString) -> InputError {
     InputError::File { path: path.to_path_buf(), problem: problem.to_string() }
@@ -41,8 +44,15 @@ pub fn find_masks(dir: &Path, key: &str) -> Option<PathBuf> {
 }
 
 /// Reads the instances at `path` (one of the three forms, by its extension or being a folder),
-/// in ascending id order for PNGs and file order for JSON.
-pub fn read_instances(path: &Path) -> Result<Vec<Instance>, InputError> {
+/// in ascending id order for PNGs and file order for JSON. With `size` (height, width), a mask of
+/// another size is an error found before it is decoded.
+pub fn read_instances(path: &Path, size: Option<[usize; 2]>) -> Result<Vec<Instance>, InputError> {
+    let check = |found: [usize; 2], file: &Path| match size {
+        Some(expected) if expected != found => {
+            Err(InputError::Size { path: file.to_path_buf(), found, expected })
+        }
+        _ => Ok(()),
+    };
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| error(path, e))?
@@ -54,19 +64,22 @@ pub fn read_instances(path: &Path) -> Result<Vec<Instance>, InputError> {
             .iter()
             .map(|file| {
                 let (height, width, pixels) = read_mask_png(file)?;
+                check([height, width], file)?;
                 let id = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-                Ok(Instance { id, label: None, mask: Mask { height, width, pixels } })
+                Ok(Instance { id, label: None, mask: Some(Mask { height, width, pixels }) })
             })
             .collect();
     }
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("png") => read_indexed_png(path),
-        Some("json") => read_json_instances(path),
+        Some("png") => read_indexed_png(path, &check),
+        Some("json") => read_json_instances(path, &check),
         _ => Err(error(path, "masks must be an indexed .png, a .json of RLEs or a folder of .png")),
     }
 }
 
-fn read_indexed_png(path: &Path) -> Result<Vec<Instance>, InputError> {
+type SizeCheck<'a> = dyn Fn([usize; 2], &Path) -> Result<(), InputError> + 'a;
+
+fn read_indexed_png(path: &Path, check: &SizeCheck<'_>) -> Result<Vec<Instance>, InputError> {
     let file = std::fs::File::open(path).map_err(|e| error(path, e))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     // Raw samples: palette indices stay indices.
@@ -75,6 +88,7 @@ fn read_indexed_png(path: &Path) -> Result<Vec<Instance>, InputError> {
     let mut buffer = vec![0; reader.output_buffer_size().ok_or_else(|| error(path, "image too large"))?];
     let info = reader.next_frame(&mut buffer).map_err(|e| error(path, e))?;
     let (width, height) = (info.width as usize, info.height as usize);
+    check([height, width], path)?;
     let values: Vec<u32> = match (info.color_type, info.bit_depth) {
         (png::ColorType::Indexed | png::ColorType::Grayscale, png::BitDepth::Eight) => (0..height)
             .flat_map(|r| buffer[r * info.line_size..][..width].iter().map(|&v| u32::from(v)))
@@ -96,17 +110,23 @@ fn read_indexed_png(path: &Path) -> Result<Vec<Instance>, InputError> {
     let mut ids: Vec<u32> = values.iter().copied().filter(|&v| v > 0).collect();
     ids.sort_unstable();
     ids.dedup();
+    if ids.len() > MAX_INDEXED_INSTANCES {
+        return Err(error(
+            path,
+            format!("{} distinct values: an indexed mask holds instance ids, not depth or colour", ids.len()),
+        ));
+    }
     Ok(ids
         .into_iter()
         .map(|id| Instance {
             id: id.to_string(),
             label: None,
-            mask: Mask { height, width, pixels: values.iter().map(|&v| v == id).collect() },
+            mask: Some(Mask { height, width, pixels: values.iter().map(|&v| v == id).collect() }),
         })
         .collect())
 }
 
-fn read_json_instances(path: &Path) -> Result<Vec<Instance>, InputError> {
+fn read_json_instances(path: &Path, check: &SizeCheck<'_>) -> Result<Vec<Instance>, InputError> {
     let text = std::fs::read_to_string(path).map_err(|e| error(path, e))?;
     let json: Value = serde_json::from_str(&text).map_err(|e| error(path, e))?;
     let list = json
@@ -125,15 +145,22 @@ fn read_json_instances(path: &Path) -> Result<Vec<Instance>, InputError> {
             };
             let label = object["label"].as_str().map(str::to_owned);
             let seg = object.get("segmentation").unwrap_or(object);
+            if seg.is_array() {
+                return Ok(Instance { id, label, mask: None });
+            }
             let dim = |v: &Value, name: &str| {
                 v.as_u64().map(|v| v as usize).ok_or_else(|| at(format!("no integer {name}")))
             };
+            let (h, w) = if seg.get("encodedMask").is_some() {
+                (dim(&seg["height"], "height")?, dim(&seg["width"], "width")?)
+            } else {
+                (dim(&seg["size"][0], "size[0] (height)")?, dim(&seg["size"][1], "size[1] (width)")?)
+            };
+            check([h, w], path)?;
             let rle = if let Some(encoded) = seg["encodedMask"].as_str() {
                 let counts = lzstring_decompress_uri(encoded).map_err(|e| at(e.to_string()))?;
-                Rle::from_compressed(dim(&seg["height"], "height")?, dim(&seg["width"], "width")?, &counts)
+                Rle::from_compressed(h, w, &counts)
             } else {
-                let (h, w) =
-                    (dim(&seg["size"][0], "size[0] (height)")?, dim(&seg["size"][1], "size[1] (width)")?);
                 match &seg["counts"] {
                     Value::String(s) => Rle::from_compressed(h, w, s),
                     Value::Array(runs) => {
@@ -145,11 +172,11 @@ fn read_json_instances(path: &Path) -> Result<Vec<Instance>, InputError> {
                             .collect::<Result<Vec<_>, _>>()?;
                         Rle::from_counts(h, w, runs)
                     }
-                    _ => return Err(at("no RLE `counts` (polygons are not supported)".into())),
+                    _ => return Err(at("no RLE `counts`".into())),
                 }
             }
             .map_err(|e| at(e.to_string()))?;
-            Ok(Instance { id, label, mask: rle.decode() })
+            Ok(Instance { id, label, mask: Some(rle.decode()) })
         })
         .collect()
 }

@@ -22,6 +22,9 @@ pub enum InputError {
         /// What is wrong.
         problem: String,
     },
+    /// The annotation parameters are invalid.
+    #[error("annotation parameters: {0}")]
+    Parameters(String),
     /// Two inputs disagree in size.
     #[error("{path}: {found:?} (height, width), but the point map is {expected:?}")]
     Size {
@@ -67,11 +70,27 @@ pub struct PointMap {
     pub intrinsics: Intrinsics,
 }
 
-/// Reads an 8-bit mask PNG (grey, or the first channel of anything else) as `value > 0`.
+/// Reads a mask PNG (grey, grey + alpha, RGB or RGBA; 8 or 16 bits) as "any colour channel is
+/// non-zero" (alpha is ignored).
 pub fn read_mask_png(path: &Path) -> Result<(usize, usize, Vec<bool>), InputError> {
-    let image = image::open(path).map_err(|e| file_error(path, e))?.into_luma8();
+    use image::DynamicImage as D;
+    let image = image::open(path).map_err(|e| file_error(path, e))?;
     let (w, h) = (image.width() as usize, image.height() as usize);
-    Ok((h, w, image.into_raw().into_iter().map(|v| v > 0).collect()))
+    fn any<T: Copy + Default + PartialEq>(samples: &[T], stride: usize, colours: usize) -> Vec<bool> {
+        samples.chunks_exact(stride).map(|p| p[..colours].iter().any(|&v| v != T::default())).collect()
+    }
+    let set = match &image {
+        D::ImageLuma8(i) => any(i.as_raw(), 1, 1),
+        D::ImageLumaA8(i) => any(i.as_raw(), 2, 1),
+        D::ImageRgb8(i) => any(i.as_raw(), 3, 3),
+        D::ImageRgba8(i) => any(i.as_raw(), 4, 3),
+        D::ImageLuma16(i) => any(i.as_raw(), 1, 1),
+        D::ImageLumaA16(i) => any(i.as_raw(), 2, 1),
+        D::ImageRgb16(i) => any(i.as_raw(), 3, 3),
+        D::ImageRgba16(i) => any(i.as_raw(), 4, 3),
+        other => return Err(file_error(path, format!("{:?} is not a mask format", other.color()))),
+    };
+    Ok((h, w, set))
 }
 
 impl PointMap {
@@ -226,7 +245,8 @@ fn read_npy_points(path: &Path) -> Result<Points, InputError> {
         return Err(bad("Fortran order is not supported (save a C-contiguous array)"));
     }
     let shape = field("shape")?;
-    let shape: Vec<usize> = shape[1..shape.find(')').ok_or_else(|| bad("shape"))?]
+    let shape = shape.strip_prefix('(').ok_or_else(|| bad("shape is not a tuple"))?;
+    let shape: Vec<usize> = shape[..shape.find(')').ok_or_else(|| bad("shape"))?]
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -236,7 +256,8 @@ fn read_npy_points(path: &Path) -> Result<Points, InputError> {
         return Err(bad(&format!("shape {shape:?}, expected (height, width, 3)")));
     };
     let data = &bytes[start + header_len..];
-    if data.len() != height * width * 3 * width_bytes {
+    let expected = height.checked_mul(width).and_then(|n| n.checked_mul(3 * width_bytes));
+    if expected != Some(data.len()) {
         return Err(bad(&format!("{} data bytes for shape {shape:?}", data.len())));
     }
     let value = |i: usize| -> f32 {

@@ -530,11 +530,7 @@ mod tests {
             .flat_map(|f| f.v)
             .collect::<std::collections::BTreeSet<_>>();
         let kept = corners(&hull).len();
-        assert!(
-            kept < all.len(),
-            "face-interior points dropped: {kept} corners of {} vertices",
-            all.len()
-        );
+        assert!(kept < all.len(), "face-interior points dropped: {kept} corners of {} vertices", all.len());
     }
 
     fn rotation_from(rng: &mut impl Rng) -> [[f64; 3]; 3] {

@@ -9,8 +9,12 @@
 //! `shard-00000.json` with its statistics and its *fingerprint* — a hash of the crate version, the
 //! parameters and every input byte it was made from; then `manifest.json` (parameters, totals per family, skipped
 //! objects and images by reason, errors, shards). Every file is written to a temporary name and
-//! renamed, and a shard's statistics only after its examples, so an interrupted run leaves whole
-//! shards; re-running skips the shards whose fingerprint still matches and redoes the rest.
+//! renamed (after an fsync); a shard's old statistics are deleted before its new lines are written
+//! and the new statistics (with the lines' SHA-256) written after, and `manifest.json` is removed
+//! when a run starts and written when it ends — so an interrupted run leaves whole shards and no
+//! stale manifest. Re-running reuses a shard only when its fingerprint (which also covers where the
+//! examples say the images are) and its lines' hash still match and it had no input errors; the
+//! rest are redone. Two runs must not write to the same folder at once.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -129,6 +133,8 @@ pub struct ShardStats {
     pub fingerprint: String,
     /// `(key, SHA-256 of its inputs)` of each image.
     pub images: Vec<(String, String)>,
+    /// SHA-256 of the shard's `.jsonl`: it is reused only if the file is still exactly that.
+    pub jsonl_sha256: String,
     /// Its counts.
     pub counts: Counts,
 }
@@ -146,6 +152,8 @@ pub struct Manifest {
     pub counts: Counts,
     /// Shard files, in order.
     pub shards: Vec<String>,
+    /// `(key, SHA-256 of its inputs)` of every image, in key order.
+    pub input_hashes: Vec<(String, String)>,
     /// Hash of all shards' fingerprints: equal manifests, equal data.
     pub fingerprint: String,
     /// Shards reused from an earlier run.
@@ -276,6 +284,7 @@ pub fn annotate_image(
     config: &AnnotateConfig,
     image_ref: &Path,
 ) -> Result<ImageOutcome, InputError> {
+    config.validate().map_err(InputError::Parameters)?;
     let mut counts = Counts { images: 1, ..Counts::default() };
     let points_dir = inputs.points.join(&item.key);
     let masks = find_masks(&inputs.masks, &item.key);
@@ -289,49 +298,50 @@ pub fn annotate_image(
         return Ok(ImageOutcome { examples: Vec::new(), objects: Vec::new(), view: None, counts });
     }
     let map = PointMap::read_dir(&points_dir)?;
+    // The image may be larger or smaller than the point map (MoGe's --resize), but not another
+    // shape: locations are fractions of the image.
     let (w, h) = image::image_dimensions(&item.path)
         .map_err(|e| InputError::File { path: item.path.clone(), problem: e.to_string() })?;
-    if [h as usize, w as usize] != [map.height, map.width] {
-        return Err(InputError::Size {
+    let (w, h) = (w as usize, h as usize);
+    if w.abs_diff(map.width * h / map.height.max(1)) > 1 + w / 100 {
+        return Err(InputError::File {
             path: item.path.clone(),
-            found: [h as usize, w as usize],
-            expected: [map.height, map.width],
+            problem: format!(
+                "{h}×{w} (height × width) is not the point map's {}×{} shape, so image locations would not match",
+                map.height, map.width
+            ),
         });
     }
     let masks = masks.expect("checked");
-    let instances = read_instances(&masks)?;
+    let instances = read_instances(&masks, Some([map.height, map.width]))?;
     let mut skip = |reason: SkipReason| *counts.skipped_objects.entry(reason.name().into()).or_default() += 1;
+    // Labelled instances with a usable, non-empty mask; labels compared case-insensitively.
     let mut named = Vec::new();
     for instance in instances {
-        if [instance.mask.height, instance.mask.width] != [map.height, map.width] {
-            return Err(InputError::Size {
-                path: masks.clone(),
-                found: [instance.mask.height, instance.mask.width],
-                expected: [map.height, map.width],
-            });
-        }
-        match labels.get(&item.key, &instance.id).map(str::to_owned).or(instance.label.clone()) {
-            Some(label) if !label.trim().is_empty() => named.push((label.trim().to_owned(), instance)),
-            _ => skip(SkipReason::NoLabel),
+        let label = labels.get(&item.key, &instance.id).map(str::to_owned).or(instance.label.clone());
+        let Some(label) = label.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()) else {
+            skip(SkipReason::NoLabel);
+            continue;
+        };
+        match instance.mask {
+            None => skip(SkipReason::UnsupportedMask),
+            Some(mask) if mask.area() == 0 => skip(SkipReason::EmptyMask),
+            Some(mask) => named.push((label, instance.id, mask)),
         }
     }
-    let mut occurrences: BTreeMap<&str, usize> = BTreeMap::new();
-    for (label, _) in &named {
-        *occurrences.entry(label.as_str()).or_default() += 1;
+    let mut occurrences: BTreeMap<String, usize> = BTreeMap::new();
+    for (label, ..) in &named {
+        *occurrences.entry(label.to_lowercase()).or_default() += 1;
     }
     let mut objects = Vec::new();
-    for (label, instance) in &named {
-        if occurrences[label.as_str()] > 1 {
+    for (label, id, mask) in &named {
+        if occurrences[&label.to_lowercase()] > 1 {
             skip(SkipReason::DuplicateLabel);
             continue;
         }
-        if instance.mask.area() == 0 {
-            skip(SkipReason::EmptyMask);
-            continue;
-        }
-        let pixels = erode(&instance.mask.pixels, map.width, config.geometry.erode_px);
+        let pixels = erode(&mask.pixels, map.width, config.geometry.erode_px);
         let cloud = map.object_cloud(&pixels, &masks)?;
-        match object_geometry(&instance.id, label, &cloud.points, &config.geometry) {
+        match object_geometry(id, label, &cloud.points, &config.geometry) {
             Ok(object) => objects.push(object),
             Err(reason) => skip(reason),
         }
@@ -374,11 +384,28 @@ fn relative_path(base: &Path, target: &Path) -> PathBuf {
     out
 }
 
+/// Writes `bytes` to a temporary file, flushes it to disk, and renames it to `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    use std::io::Write;
     let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
     let fail = |source| RunError::Output { path: path.to_path_buf(), source };
-    std::fs::write(&tmp, bytes).map_err(fail)?;
+    let mut file = std::fs::File::create(&tmp).map_err(fail)?;
+    file.write_all(bytes).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
     std::fs::rename(&tmp, path).map_err(fail)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), RunError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(RunError::Output { path: path.to_path_buf(), source: e })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// Annotates every image under `inputs.images` into `out`; `progress(done, total)` after each
@@ -402,6 +429,9 @@ pub fn run(
     let done = AtomicUsize::new(0);
     let mut counts = Counts::default();
     let (mut shards, mut fingerprints, mut reused) = (Vec::new(), Sha256::new(), 0);
+    let mut input_hashes = Vec::with_capacity(items.len());
+    // A manifest describes a finished run only.
+    remove_if_present(&out.join("manifest.json"))?;
     for (index, chunk) in items.chunks(config.shard_size).enumerate() {
         let name = format!("shard-{index:05}");
         let (jsonl, stats_path) = (out.join(format!("{name}.jsonl")), out.join(format!("{name}.json")));
@@ -411,15 +441,20 @@ pub fn run(
         // A new release may phrase or compute differently: its shards are not reused.
         hasher.update(env!("CARGO_PKG_VERSION"));
         hasher.update(&config_json);
-        for (key, hash) in &hashes {
+        for ((key, hash), item) in hashes.iter().zip(chunk) {
             hasher.update(key.as_bytes());
             hasher.update(hash.as_bytes());
+            // Where the examples say the image is (moving the images or the output changes it).
+            hasher.update(relative_path(out, &item.path).as_os_str().as_encoded_bytes());
         }
         let fingerprint = hex(&hasher.finalize());
+        // Reused only when made from the same inputs and parameters, without errors (which may
+        // have been passing), and when the lines are still the ones the statistics describe.
         let previous: Option<ShardStats> = std::fs::read_to_string(&stats_path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
-            .filter(|s: &ShardStats| s.fingerprint == fingerprint && jsonl.is_file());
+            .filter(|s: &ShardStats| s.fingerprint == fingerprint && s.counts.errors.is_empty())
+            .filter(|s| std::fs::read(&jsonl).is_ok_and(|bytes| sha256_hex(&bytes) == s.jsonl_sha256));
         let stats = if let Some(stats) = previous {
             reused += 1;
             progress(done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len(), items.len());
@@ -451,13 +486,21 @@ pub fn run(
                     }
                 }
             }
+            // The old statistics go first: lines without matching statistics are never reused.
+            remove_if_present(&stats_path)?;
             write_atomically(&jsonl, lines.as_bytes())?;
-            let stats = ShardStats { fingerprint: fingerprint.clone(), images: hashes, counts: shard_counts };
+            let stats = ShardStats {
+                fingerprint: fingerprint.clone(),
+                images: hashes,
+                jsonl_sha256: sha256_hex(lines.as_bytes()),
+                counts: shard_counts,
+            };
             write_atomically(&stats_path, &serde_json::to_vec_pretty(&stats).expect("stats serialise"))?;
             stats
         };
         counts.add(&stats.counts);
         fingerprints.update(stats.fingerprint.as_bytes());
+        input_hashes.extend(stats.images.iter().cloned());
         shards.push(format!("{name}.jsonl"));
     }
     // Shards of an earlier, larger run are not part of this one.
@@ -466,8 +509,8 @@ pub fn run(
         if !stale.iter().any(|p| p.exists()) {
             break;
         }
-        for path in stale.iter().filter(|p| p.exists()) {
-            std::fs::remove_file(path).map_err(|source| RunError::Output { path: path.clone(), source })?;
+        for path in &stale {
+            remove_if_present(path)?;
         }
     }
     let manifest = Manifest {
@@ -476,6 +519,7 @@ pub fn run(
         inputs: inputs.clone(),
         counts,
         shards,
+        input_hashes,
         fingerprint: hex(&fingerprints.finalize()),
         reused_shards: reused,
     };

@@ -342,6 +342,52 @@ fn a_synthetic_scene_gets_its_true_answers() {
     let changed = run(&inputs, &out, &config(), &|_, _| {}).unwrap();
     assert_eq!(changed.reused_shards, 2);
     assert_ne!(changed.fingerprint, manifest.fingerprint);
+    assert_eq!(changed.input_hashes.len(), 3);
+
+    // Lines that are not the ones their statistics describe (a run interrupted between writing
+    // a shard's lines and its statistics, a hand edit) are redone.
+    std::fs::write(out.join("shard-00001.jsonl"), "").unwrap();
+    let redone = run(&inputs, &out, &config(), &|_, _| {}).unwrap();
+    assert_eq!(redone.reused_shards, 2);
+    assert_eq!(redone.counts, changed.counts);
+    // Moving the images changes where the examples point: every shard is redone.
+    std::fs::rename(root.join("images"), root.join("moved")).unwrap();
+    let moved = Inputs { images: root.join("moved"), ..inputs.clone() };
+    let after_move = run(&moved, &out, &config(), &|_, _| {}).unwrap();
+    assert_eq!(after_move.reused_shards, 0);
+    let first = read_examples(out.join("shard-00000.jsonl")).unwrap();
+    assert!(first[0].image.starts_with(root.join("out/../moved")), "{}", first[0].image.display());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn images_may_be_resized_but_labels_are_compared_without_case() {
+    let root = temp_dir("resized");
+    write_image(&root, "a", false);
+    // The image at twice the point map's size (MoGe ran with --resize): accepted.
+    image::GrayImage::new(2 * W as u32, 2 * H as u32).save(root.join("images/a.png")).unwrap();
+    let labels = root.join("labels.json");
+    std::fs::write(&labels, json!({"a": {"1": "Mug", "2": "mug", "3": "cup", "4": "bowl"}}).to_string())
+        .unwrap();
+    let inputs = Inputs {
+        images: root.join("images"),
+        points: root.join("points"),
+        masks: root.join("masks"),
+        labels: Some(labels),
+    };
+    let manifest = run(&inputs, &root.join("out"), &config(), &|_, _| {}).unwrap();
+    assert!(manifest.counts.errors.is_empty(), "{:?}", manifest.counts.errors);
+    // "Mug" and "mug" are one label used twice.
+    assert_eq!(manifest.counts.skipped_objects.get("duplicate_label"), Some(&2));
+    assert_eq!(manifest.counts.objects, 2);
+    // Another shape is an error naming the image.
+    image::GrayImage::new(W as u32, W as u32).save(root.join("images/a.png")).unwrap();
+    let manifest = run(&inputs, &root.join("out"), &config(), &|_, _| {}).unwrap();
+    let (_, error) = &manifest.counts.errors[0];
+    assert!(error.contains("a.png") && error.contains("shape"), "{error}");
+    // A shard with errors is never reused (the error may have been passing).
+    let again = run(&inputs, &root.join("out"), &config(), &|_, _| {}).unwrap();
+    assert_eq!((again.reused_shards, again.counts.errors.len()), (0, 1));
     let _ = std::fs::remove_dir_all(&root);
 }
 

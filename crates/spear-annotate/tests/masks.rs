@@ -58,16 +58,27 @@ fn ego_exo4d_masks_unwrap_lzstring_then_decode() {
     let list = serde_json::json!([
         {"id": "board", "label": "cutting board", "segmentation": annotation},
         {"id": 7, "segmentation": {"size": case["size"], "counts": case["counts"]}},
+        {"id": 8, "label": "tray", "segmentation": [[1.0, 2.0, 5.0, 2.0, 5.0, 6.0]]},
     ]);
     let path = std::env::temp_dir().join(format!("spear-annotate-masks-{}.json", std::process::id()));
     std::fs::write(&path, list.to_string()).unwrap();
-    let instances = read_instances(&path).unwrap();
+    let instances = read_instances(&path, None).unwrap();
     assert_eq!((instances[0].id.as_str(), instances[0].label.as_deref()), ("board", Some("cutting board")));
-    check(&instances[0].mask, want, "ego-exo4d via read_instances");
+    check(instances[0].mask.as_ref().unwrap(), want, "ego-exo4d via read_instances");
     assert_eq!((instances[1].id.as_str(), instances[1].label.as_deref()), ("7", None));
-    check(&instances[1].mask, case, "coco via read_instances");
+    check(instances[1].mask.as_ref().unwrap(), case, "coco via read_instances");
+    // A polygon is not rasterised: that instance has no mask, the others are read.
+    assert_eq!((instances[2].id.as_str(), instances[2].mask.is_none()), ("8", true));
+    // A mask of the wrong size is refused before it is decoded (a huge size costs nothing).
+    std::fs::write(
+        &path,
+        r#"[{"segmentation": {"size": [1000000, 1000000], "counts": [0, 1000000000000]}}]"#,
+    )
+    .unwrap();
+    let error = read_instances(&path, Some([24, 32])).unwrap_err().to_string();
+    assert!(error.contains("[1000000, 1000000]") && error.contains("[24, 32]"), "{error}");
     std::fs::write(&path, r#"[{"segmentation": {"size": [2, 2], "counts": "2"}}]"#).unwrap();
-    let error = read_instances(&path).unwrap_err().to_string();
+    let error = read_instances(&path, None).unwrap_err().to_string();
     assert!(
         error.contains(".json") && error.contains("instance 0") && error.contains("cover 2 pixels"),
         "{error}"
@@ -85,4 +96,29 @@ fn malformed_masks_are_errors() {
     assert!(matches!(Rle::from_compressed(2, 2, "g"), Err(MaskError::Counts(_))), "a count that never ends");
     assert!(matches!(lzstring_decompress_uri("a*b"), Err(MaskError::LzString(_))));
     assert!(matches!(lzstring_decompress_uri("FoDQ"), Err(MaskError::LzString(_))), "truncated");
+}
+
+#[test]
+fn mask_pngs_of_any_depth_and_colour_type_are_read() {
+    let dir = std::env::temp_dir().join(format!("spear-annotate-mask-pngs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 16-bit grey 0/1, RGB with only blue set, grey + alpha with alpha everywhere.
+    image::ImageBuffer::<image::Luma<u16>, _>::from_fn(4, 3, |x, _| image::Luma([u16::from(x == 1)]))
+        .save(dir.join("a.png"))
+        .unwrap();
+    image::RgbImage::from_fn(4, 3, |x, _| image::Rgb([0, 0, u8::from(x == 2)]))
+        .save(dir.join("b.png"))
+        .unwrap();
+    image::GrayAlphaImage::from_fn(4, 3, |x, _| image::LumaA([u8::from(x == 3) * 255, 255]))
+        .save(dir.join("c.png"))
+        .unwrap();
+    let instances = read_instances(&dir, Some([3, 4])).unwrap();
+    for (k, instance) in instances.iter().enumerate() {
+        let mask = instance.mask.as_ref().unwrap();
+        let set: Vec<usize> = (0..12).filter(|&i| mask.pixels[i]).map(|i| i % 4).collect();
+        assert_eq!(set, vec![k + 1; 3], "{}", instance.id);
+    }
+    let error = read_instances(&dir, Some([4, 4])).unwrap_err().to_string();
+    assert!(error.contains("a.png"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

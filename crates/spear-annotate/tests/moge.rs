@@ -137,5 +137,15 @@ fn intrinsics_are_fitted_when_no_json_gives_them() {
     std::fs::write(dir.join("points.npy"), &bytes[..bytes.len() - 8]).unwrap();
     let error = PointMap::read_dir(&dir).unwrap_err().to_string();
     assert!(error.contains("points.npy") && error.contains("data bytes"), "{error}");
+    // Headers that would overflow or slice inside a character are errors, not panics.
+    for shape in ["(4611686018427387904, 2, 3)", "é1, 1, 3)", "(1, 1)"] {
+        let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        std::fs::write(dir.join("points.npy"), &bytes).unwrap();
+        let error = PointMap::read_dir(&dir).unwrap_err().to_string();
+        assert!(error.contains("points.npy"), "{shape}: {error}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
