@@ -99,9 +99,14 @@ pub fn preview(
         image.height() * scale,
         image::imageops::FilterType::Nearest,
     );
+    // Points far off the canvas (a corner just in front of the camera) are not drawn, so that no
+    // line runs for billions of pixels.
+    let limit = 4.0 * f64::from(canvas.width().max(canvas.height()));
     let to_canvas = |p: [f64; 3]| {
         project(&view.intrinsics, p)
-            .map(|[u, v]| ((u * f64::from(scale)) as i64, (v * f64::from(scale)) as i64))
+            .map(|[u, v]| [u * f64::from(scale), v * f64::from(scale)])
+            .filter(|c| c.iter().all(|x| x.abs() < limit))
+            .map(|[x, y]| (x as i64, y as i64))
     };
     for (n, object) in outcome.objects.iter().enumerate() {
         let colour = COLOURS[n % COLOURS.len()];
