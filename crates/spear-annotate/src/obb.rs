@@ -165,6 +165,9 @@ struct Face {
     v: [u32; 3],
     normal: V3,
     offset: f64,
+    /// Bound on the rounding error of [`Hull::distance`] for this face: beyond it the float
+    /// distance has the exact sign.
+    slack: f64,
     neighbour: [u32; 3],
     outside: Vec<u32>,
     alive: bool,
@@ -176,6 +179,9 @@ struct Hull<'a> {
     /// Qhull-sized rounding tolerance on point–plane distances (for degeneracy and for which
     /// vertices are corners; the construction itself uses exact predicates).
     eps: f64,
+    /// Largest coordinate magnitude and the cloud's bounding-box diagonal (for [`Face::slack`]).
+    max_abs: f64,
+    diameter: f64,
 }
 
 impl Hull<'_> {
@@ -184,9 +190,18 @@ impl Hull<'_> {
         dot(f.normal, self.points[p as usize]) - f.offset
     }
 
-    /// Whether `p` lies strictly outside `face`, decided exactly (Shewchuk's adaptive `orient3d`),
-    /// so the hull stays convex and its visible regions discs whatever the rounding.
+    /// Whether `p` lies strictly outside `face`, decided exactly, so the hull stays convex and its
+    /// visible regions discs whatever the rounding: the float distance where it is clearly
+    /// beyond its error bound, else Shewchuk's adaptive `orient3d`.
     fn outside(&self, face: usize, p: u32) -> bool {
+        let d = self.distance(face, p);
+        let slack = self.faces[face].slack;
+        if d > slack {
+            return true;
+        }
+        if d < -slack {
+            return false;
+        }
         let c = |i: u32| {
             let [x, y, z] = self.points[i as usize];
             robust::Coord3D { x, y, z }
@@ -202,10 +217,15 @@ impl Hull<'_> {
         let len = norm(n);
         let normal = n.map(|x| x / len);
         let centroid: V3 = std::array::from_fn(|d| (a[d] + b[d] + c[d]) / 3.0);
+        // The unit normal's direction error is about ε·|e1||e2|/|e1 × e2| (large for slivers),
+        // times how far a point can be from the centroid, plus the dot products' own rounding.
+        let sliver = norm(sub(b, a)) * norm(sub(c, a)) / len;
+        let slack = 16.0 * f64::EPSILON * (sliver * self.diameter + self.max_abs);
         self.faces.push(Face {
             v,
             normal,
             offset: dot(normal, centroid),
+            slack: if slack.is_finite() { slack } else { f64::INFINITY },
             neighbour: [u32::MAX; 3],
             outside: Vec::new(),
             alive: true,
@@ -336,7 +356,14 @@ fn build_hull(points: &[[f64; 3]]) -> Result<Hull<'_>, ObbError> {
     if dot(normal, sub(points[i3], points[i0])) > 0.0 {
         std::mem::swap(&mut a, &mut b); // so that abc faces away from d
     }
-    let mut hull = Hull { points, faces: Vec::new(), eps };
+    let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+    for p in points {
+        for d in 0..3 {
+            lo[d] = lo[d].min(p[d]);
+            hi[d] = hi[d].max(p[d]);
+        }
+    }
+    let mut hull = Hull { points, faces: Vec::new(), eps, max_abs, diameter: norm(sub(hi, lo)) };
     let simplex = [[a, b, c], [a, d, b], [b, d, c], [c, d, a]];
     let ids: Vec<u32> = simplex.iter().map(|&v| hull.push_face(v)).collect();
     for &f in &ids {
@@ -510,11 +537,17 @@ mod tests {
                 "cloud {c}: a point {worst:e} outside the hull (eps {:e})",
                 hull.eps
             );
-            // Exactly inside or on every face.
-            for f in (0..hull.faces.len()).filter(|&f| hull.faces[f].alive) {
+            // Exactly inside or on every face (orient3d alone, without the float filter).
+            let exact = |i: u32| {
+                let [x, y, z] = cloud[i as usize];
+                robust::Coord3D { x, y, z }
+            };
+            for face in &faces {
+                let [a, b, d] = face.v;
                 assert!(
-                    (0..cloud.len() as u32).all(|p| !hull.outside(f, p)),
-                    "cloud {c}: a point outside face {f}"
+                    (0..cloud.len() as u32)
+                        .all(|p| robust::orient3d(exact(a), exact(b), exact(d), exact(p)) >= 0.0),
+                    "cloud {c}: a point outside a face"
                 );
             }
             let corners = corners(&hull);
