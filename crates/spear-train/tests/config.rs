@@ -1,0 +1,119 @@
+//! Every run of the paper has a config that loads and validates; errors name the field and file;
+//! `extends`, `--set` and the resolved form behave as documented.
+
+use std::path::{Path, PathBuf};
+
+use spear_train::config::{ConfigError, ModelSize, Rotation, Stage, TrainConfig};
+
+fn configs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+}
+
+fn load(name: &str) -> TrainConfig {
+    TrainConfig::load(configs().join(name), &[]).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn every_paper_run_loads_with_the_papers_numbers() {
+    let s1 = load("vlm/stage1.toml");
+    assert_eq!((s1.stage, s1.run.batch_size, s1.run.steps), (Stage::VlmStage1, 512, 2000));
+    assert!(
+        s1.trainable.projectors && s1.trainable.new_embeddings && !s1.trainable.llm && !s1.trainable.siglip
+    );
+    let s2 = load("vlm/stage2.toml");
+    assert_eq!(
+        (s2.stage, s2.run.batch_size, s2.run.steps, s2.loss.lambda_3d),
+        (Stage::VlmStage2, 512, 10_000, 2.0)
+    );
+    assert!(s2.trainable.llm && s2.model.init.as_ref().unwrap().ends_with("runs/spear-vlm-stage1/final"));
+    assert!(s2.model.paligemma.is_none() && s2.model.moge.is_none());
+    let pre = load("vla/pretrain_oxe.toml");
+    assert_eq!((pre.stage, pre.run.batch_size, pre.run.steps), (Stage::VlaPretrain, 2048, 300_000));
+    assert!(pre.trainable.siglip && !pre.trainable.moge && pre.trainable.action_expert);
+    assert_eq!((pre.loss.rotation, pre.ema.decay), (Rotation::S3, 0.99));
+    for (name, mixture) in
+        [("vla/posttrain_bridge.toml", "bridge.toml"), ("vla/posttrain_droid.toml", "droid.toml")]
+    {
+        let post = load(name);
+        assert_eq!((post.stage, post.run.steps), (Stage::VlaPosttrain, 50_000), "{name}");
+        assert!(post.data.mixture.as_ref().unwrap().ends_with(mixture), "{name}");
+        // The data crate reads the mixture (its datasets need not be downloaded for that).
+        let mixture = spear_data::loader::MixtureConfig::from_file(post.data.mixture.as_ref().unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(mixture.datasets.len(), 1, "{name}");
+    }
+    assert!(pre.data.mixture.as_ref().unwrap().is_file());
+    for name in ["vlm/tiny.toml", "vla/tiny.toml"] {
+        let tiny = load(name);
+        assert_eq!(tiny.model.size, ModelSize::Tiny, "{name}");
+        // The inherited weight paths are cleared: tiny runs start from random weights.
+        assert!(
+            tiny.model.paligemma.is_none() && tiny.model.moge.is_none() && tiny.model.init.is_none(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_resolved_config_reads_back_the_same() {
+    let config = load("vla/posttrain_droid.toml");
+    let dir = std::env::temp_dir().join(format!("spear-train-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("resolved.toml");
+    std::fs::write(&path, config.to_toml()).unwrap();
+    assert_eq!(TrainConfig::load(&path, &[]).unwrap(), config);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn overrides_apply_last_and_are_checked() {
+    let path = configs().join("vla/tiny.toml");
+    let set = |v: &[&str]| TrainConfig::load(&path, &v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let config = set(&["optim.peak_lr=0.01", "run.name=mine", "trainable.moge=true"]).unwrap();
+    assert_eq!((config.optim.peak_lr, config.run.name.as_str(), config.trainable.moge), (0.01, "mine", true));
+    let error = set(&["optim.peak_lrr=0.01"]).unwrap_err().to_string();
+    assert!(
+        error.contains("optim.peak_lrr") && error.contains("tiny.toml") && error.contains("unknown field"),
+        "{error}"
+    );
+    let error = set(&["optim.peak_lr=fast"]).unwrap_err().to_string();
+    assert!(error.contains("optim.peak_lr") && error.contains("invalid type"), "{error}");
+    let error = set(&["ema.decay=1.5"]).unwrap_err().to_string();
+    assert!(error.contains("ema.decay") && error.contains("[0, 1)"), "{error}");
+    let error = set(&["run.grad_accum=3"]).unwrap_err().to_string();
+    assert!(error.contains("run.grad_accum") && error.contains("multiple"), "{error}");
+    assert!(matches!(set(&["optim.peak_lr"]), Err(ConfigError::Override(_))));
+    let error = set(&["trainable.action_expert=false", "stage=\"vlm_stage2\"", "data.vqa=\"\""])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("data.vqa"), "{error}");
+}
+
+#[test]
+fn bad_files_name_themselves() {
+    let dir = std::env::temp_dir().join(format!("spear-train-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let unknown = write("unknown.toml", "extends = \"../../x.toml\"\n");
+    let error = TrainConfig::load(&unknown, &[]).unwrap_err().to_string();
+    assert!(error.contains("x.toml"), "{error}");
+    let nested =
+        write("nested.toml", &format!("extends = {:?}\n[trainig]\nx = 1\n", configs().join("vla/tiny.toml")));
+    let error = TrainConfig::load(&nested, &[]).unwrap_err().to_string();
+    assert!(error.contains("nested.toml") && error.contains("trainig"), "{error}");
+    // Paths inherited through `extends` stay relative to the file that wrote them.
+    let child = write("child.toml", &format!("extends = {:?}\n", configs().join("vlm/stage1.toml")));
+    let config = TrainConfig::load(&child, &[]).unwrap();
+    assert_eq!(config.model.paligemma.unwrap(), configs().join("vlm/../../weights/paligemma-3b-pt-224"));
+    let cycle = write("cycle.toml", "extends = \"cycle.toml\"\n");
+    let error = TrainConfig::load(&cycle, &[]).unwrap_err().to_string();
+    assert!(error.contains("cycle"), "{error}");
+    let syntax = write("syntax.toml", "[run\n");
+    let error = TrainConfig::load(&syntax, &[]).unwrap_err().to_string();
+    assert!(error.contains("syntax.toml"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
