@@ -152,6 +152,19 @@ pub struct TrainableSection {
     pub action_expert: bool,
 }
 
+impl TrainableSection {
+    /// The VLM's part of it, as the models crate takes it.
+    pub fn vlm(&self) -> spear_models::vlm::Trainable {
+        spear_models::vlm::Trainable {
+            siglip: self.siglip,
+            moge: self.moge,
+            projectors: self.projectors,
+            llm: self.llm,
+            new_embeddings: self.new_embeddings,
+        }
+    }
+}
+
 /// `[optim]`: AdamW with linear warmup and cosine decay (optax's `warmup_cosine_decay_schedule`,
 /// as openpi: from `peak_lr / (warmup_steps + 1)` up to `peak_lr`, then down to `decay_lr` at
 /// `decay_steps`, constant after).
