@@ -25,6 +25,8 @@ commands are `spear` subcommands, built in release with the chosen backend:
   vlm ask       answer a prompt about an image (see `spear vlm ask --help`)
   weights       inspect a checkpoint (`weights inspect PATH`)
   policy act    sample an action chunk (see `spear policy act --help`)
+  train plan    check a run's config and print its parameters per part, trainable and
+                frozen (--config configs/vla/pretrain_oxe.toml [--set k=v]) without allocating
   annotate      3D question-answer data: --images DIR --points DIR --masks DIR [--labels F]
                 --out DIR [--config configs/annotate/default.toml]; `annotate preview KEY
                 --out F.png …` draws one image's boxes (see `spear annotate --help`)

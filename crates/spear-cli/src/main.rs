@@ -43,6 +43,27 @@ enum Command {
     /// example, written as sharded JSON lines with a manifest (resumes where a run stopped).
     /// `spear annotate preview KEY --out F.png` draws one image's boxes and keypoints.
     Annotate(AnnotateCommand),
+    /// Training runs (configs/vlm, configs/vla; see docs/training.md).
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Load and check a run's config (`extends`, `--set` overrides) and print what it would train:
+    /// stage, data, schedule, and the parameters per part, trainable and frozen — without
+    /// allocating any weight, so it works for the full-size runs on any machine.
+    Plan {
+        /// The run's config (e.g. configs/vla/pretrain_oxe.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a field: `section.key=value` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Also print the fully resolved config (TOML).
+        #[arg(long)]
+        resolved: bool,
+    },
 }
 
 #[derive(Args)]
@@ -608,6 +629,16 @@ struct InitArgs {
     seed: u64,
 }
 
+/// Parameter counts of a run on the chosen backend (built lazily: nothing is allocated).
+struct PlanCounts(spear_train::config::TrainConfig);
+
+impl BackendJob for PlanCounts {
+    type Output = String;
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> String {
+        spear_train::plan::render(&spear_train::plan::parameter_counts::<B>(&self.0, &device))
+    }
+}
+
 struct Init(InitArgs);
 
 impl BackendJob for Init {
@@ -800,6 +831,30 @@ fn main() -> Result<()> {
             let (inputs, config) = inputs.resolve()?;
             let manifest = annotate::annotate(&inputs, &out, &config)?;
             println!("{}", annotate::render_summary(&manifest, &out));
+        }
+        Command::Train(TrainCommand::Plan { config, overrides, resolved }) => {
+            let run = spear_train::config::TrainConfig::load(&config, &overrides)?;
+            let (r, o) = (&run.run, &run.optim);
+            println!(
+                "{}: {:?}, {:?} model, {} steps × batch {} (accumulation {}), seed {}",
+                run.run.name, run.stage, run.model.size, r.steps, r.batch_size, r.grad_accum, r.seed
+            );
+            println!(
+                "  AdamW lr {:e} (warmup {}, cosine to {:e} at {}), β ({}, {}), wd {:e}, clip {}, EMA {}",
+                o.peak_lr,
+                o.warmup_steps,
+                o.decay_lr,
+                o.decay_steps,
+                o.b1,
+                o.b2,
+                o.weight_decay,
+                o.clip_norm,
+                run.ema.decay
+            );
+            print!("{}", run_on(kind, PlanCounts(run.clone()))?);
+            if resolved {
+                print!("{}", run.to_toml());
+            }
         }
         Command::Data(DataCommand::Preview { dir, out, episode, frames }) => {
             let drawn = data::preview(&dir, episode, frames, &out)?;
