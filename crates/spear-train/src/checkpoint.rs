@@ -1,0 +1,253 @@
+//! Training checkpoints: everything a killed run needs to continue exactly — model, optimiser
+//! state, EMA weights, step, the resolved config and the caller's state (loader position, RNG) —
+//! written atomically and checked when read.
+//!
+//! Layout: `RUN/step-000000123/` holding `model.mpk`, `optimizer.mpk`, `ema.mpk` (burn's named
+//! MessagePack records at full precision: parameter ids travel with the weights, so the optimiser
+//! state finds its parameters again), `state.json` and, written last, `manifest.json` with every
+//! file's SHA-256. The folder is assembled under a temporary name and renamed; `RUN/latest` then
+//! names it. Reading verifies every checksum and refuses a checkpoint whose config differs from the
+//! run's in anything but the run's length and cadence, saying which fields differ.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::TrainConfig;
+use crate::optim::Ema;
+
+/// Why a checkpoint cannot be written or used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {problem}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
+    /// A file's bytes are not the ones the manifest recorded.
+    #[error("{path}: corrupted (SHA-256 {found}, the manifest says {expected})")]
+    Corrupted {
+        /// The file.
+        path: PathBuf,
+        /// Its hash now.
+        found: String,
+        /// Its hash when written.
+        expected: String,
+    },
+    /// The checkpoint was made by a run with a different config.
+    #[error("{path}: made with a different config ({})", differences.join("; "))]
+    Mismatch {
+        /// The checkpoint.
+        path: PathBuf,
+        /// `field: checkpoint → now` for each difference.
+        differences: Vec<String>,
+    },
+}
+
+fn file_error(path: &Path, problem: impl ToString) -> CheckpointError {
+    CheckpointError::File { path: path.to_path_buf(), problem: problem.to_string() }
+}
+
+/// `state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// The run's resolved config (TOML).
+    pub config: String,
+    /// The trainer's own state (loader position, random generators, metrics so far).
+    pub extra: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    files: Vec<(String, String)>,
+}
+
+/// Config fields a resumed run may change: its length and how often it logs, evaluates and saves.
+const RESUMABLE: [&str; 5] =
+    ["run.steps", "run.log_every", "run.eval_every", "run.checkpoint_every", "run.keep_checkpoints"];
+
+/// The dotted paths where two TOML values differ, with both values.
+fn differences(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                match (x.get(key), y.get(key)) {
+                    (Some(p), Some(q)) => differences(&path, p, q, out),
+                    (p, q) if !RESUMABLE.contains(&path.as_str()) => {
+                        let show =
+                            |v: Option<&toml::Value>| v.map_or("(absent)".to_string(), |v| v.to_string());
+                        out.push(format!("{path}: {} → {}", show(p), show(q)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (p, q) if p != q && !RESUMABLE.contains(&prefix) => out.push(format!("{prefix}: {p} → {q}")),
+        _ => {}
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
+    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+}
+
+/// Writes a checkpoint of `step` under `run_dir`; returns its folder.
+pub fn save<B, M, O>(
+    run_dir: &Path,
+    step: u64,
+    config: &TrainConfig,
+    model: &M,
+    optimizer: &O,
+    ema: Option<&Ema<M::InnerModule>>,
+    extra: &serde_json::Value,
+) -> Result<PathBuf, CheckpointError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let name = format!("step-{step:09}");
+    let (tmp, done) = (run_dir.join(format!(".{name}.tmp")), run_dir.join(&name));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
+    let record_error = |file: &str, e: burn::record::RecorderError| file_error(&tmp.join(file), e);
+    recorder()
+        .record(model.clone().into_record(), tmp.join("model"))
+        .map_err(|e| record_error("model.mpk", e))?;
+    recorder()
+        .record(optimizer.to_record(), tmp.join("optimizer"))
+        .map_err(|e| record_error("optimizer.mpk", e))?;
+    if let Some(ema) = ema {
+        recorder()
+            .record(burn::module::Module::<B::InnerBackend>::into_record(ema.model.clone()), tmp.join("ema"))
+            .map_err(|e| record_error("ema.mpk", e))?;
+    }
+    let state = CheckpointState { step, config: config.to_toml(), extra: extra.clone() };
+    let state_path = tmp.join("state.json");
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).expect("state serialises"))
+        .map_err(|e| file_error(&state_path, e))?;
+    let mut files = Vec::new();
+    for file in ["model.mpk", "optimizer.mpk", "ema.mpk", "state.json"] {
+        let path = tmp.join(file);
+        if path.exists() {
+            files.push((file.to_string(), sha256_file(&path)?));
+        }
+    }
+    let manifest_path = tmp.join("manifest.json");
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_vec_pretty(&Manifest { files }).expect("manifest serialises"),
+    )
+    .map_err(|e| file_error(&manifest_path, e))?;
+    if done.exists() {
+        std::fs::remove_dir_all(&done).map_err(|e| file_error(&done, e))?;
+    }
+    std::fs::rename(&tmp, &done).map_err(|e| file_error(&done, e))?;
+    let latest = run_dir.join("latest");
+    let latest_tmp = run_dir.join(".latest.tmp");
+    std::fs::write(&latest_tmp, &name).map_err(|e| file_error(&latest_tmp, e))?;
+    std::fs::rename(&latest_tmp, &latest).map_err(|e| file_error(&latest, e))?;
+    Ok(done)
+}
+
+/// The checkpoint `RUN/latest` names, if any.
+pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, CheckpointError> {
+    let latest = run_dir.join("latest");
+    match std::fs::read_to_string(&latest) {
+        Ok(name) => Ok(Some(run_dir.join(name.trim()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_error(&latest, e)),
+    }
+}
+
+/// What [`load`] restores.
+pub struct Restored<M: AutodiffModule<B>, O, B: AutodiffBackend> {
+    /// The model with the checkpoint's weights (and parameter ids).
+    pub model: M,
+    /// The optimiser with its state.
+    pub optimizer: O,
+    /// The EMA weights, if the checkpoint has them and one was passed in.
+    pub ema: Option<Ema<M::InnerModule>>,
+    /// Step, config and the trainer's state.
+    pub state: CheckpointState,
+}
+
+/// Reads the checkpoint in `dir` into `model`, `optimizer` and `ema` (built as the run builds
+/// them), after checking every file and that its config matches `config`.
+pub fn load<B, M, O>(
+    dir: &Path,
+    config: &TrainConfig,
+    model: M,
+    optimizer: O,
+    ema: Option<Ema<M::InnerModule>>,
+    device: &B::Device,
+) -> Result<Restored<M, O, B>, CheckpointError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let manifest_path = dir.join("manifest.json");
+    let manifest: Manifest = std::fs::read_to_string(&manifest_path)
+        .map_err(|e| file_error(&manifest_path, format!("{e} (not a finished checkpoint)")))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| file_error(&manifest_path, e)))?;
+    for (file, expected) in &manifest.files {
+        let path = dir.join(file);
+        let found = sha256_file(&path)?;
+        if &found != expected {
+            return Err(CheckpointError::Corrupted { path, found, expected: expected.clone() });
+        }
+    }
+    let state_path = dir.join("state.json");
+    let state: CheckpointState = std::fs::read_to_string(&state_path)
+        .map_err(|e| file_error(&state_path, e))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| file_error(&state_path, e)))?;
+    let saved: toml::Value = state
+        .config
+        .parse::<toml::Table>()
+        .map(toml::Value::Table)
+        .map_err(|e| file_error(&state_path, e))?;
+    let now: toml::Value =
+        config.to_toml().parse::<toml::Table>().map(toml::Value::Table).expect("a config's TOML parses");
+    let mut diff = Vec::new();
+    differences("", &saved, &now, &mut diff);
+    if !diff.is_empty() {
+        return Err(CheckpointError::Mismatch { path: dir.to_path_buf(), differences: diff });
+    }
+    let record_error = |file: &str, e: burn::record::RecorderError| file_error(&dir.join(file), e);
+    let model_record =
+        recorder().load(dir.join("model"), device).map_err(|e| record_error("model.mpk", e))?;
+    let model = model.load_record(model_record);
+    let optimizer_record =
+        recorder().load(dir.join("optimizer"), device).map_err(|e| record_error("optimizer.mpk", e))?;
+    let optimizer = optimizer.load_record(optimizer_record);
+    let ema = match ema {
+        Some(ema) if dir.join("ema.mpk").exists() => {
+            let record = recorder().load(dir.join("ema"), device).map_err(|e| record_error("ema.mpk", e))?;
+            Some(Ema::new(burn::module::Module::<B::InnerBackend>::load_record(ema.model, record), ema.decay))
+        }
+        other => other,
+    };
+    Ok(Restored { model, optimizer, ema, state })
+}
