@@ -33,10 +33,14 @@ fn config() -> TrainConfig {
     TrainConfig::load(path, &["optim.warmup_steps=2".into(), "optim.decay_steps=8".into()]).unwrap()
 }
 
+/// A model with its weights drawn now (burn initialises parameters lazily, and clones of an
+/// uninitialised model would each draw their own).
 fn fresh(seed: u64) -> Mlp<Grad> {
     let device = Default::default();
     <Grad as burn::tensor::backend::Backend>::seed(&device, seed);
-    Mlp { a: LinearConfig::new(4, 16).init(&device), b: LinearConfig::new(16, 2).init(&device) }
+    let model = Mlp { a: LinearConfig::new(4, 16).init(&device), b: LinearConfig::new(16, 2).init(&device) };
+    let record = model.clone().into_record();
+    model.load_record(record)
 }
 
 /// The next batch from the run's generator (whose state a checkpoint carries).
@@ -89,8 +93,10 @@ fn params(model: &Mlp<Grad>) -> Vec<f32> {
 #[test]
 fn a_resumed_run_takes_the_same_steps() {
     let config = config();
-    // Uninterrupted: 8 steps.
-    let mut model = fresh(1);
+    // Uninterrupted: 8 steps. (Both runs start from clones of one model: the backend's seed is
+    // global, and the other test draws from it concurrently.)
+    let initial = fresh(1);
+    let mut model = initial.clone();
     let mut optimizer = adamw(&config.optim).init();
     let mut ema = Ema::new(model.valid(), config.ema.decay);
     let mut rng = ChaCha8Rng::seed_from_u64(config.run.seed);
@@ -98,7 +104,7 @@ fn a_resumed_run_takes_the_same_steps() {
 
     // Killed after 5 steps; resumed into a differently initialised model and a fresh optimiser.
     let dir = temp("resume");
-    let mut first = fresh(1);
+    let mut first = initial;
     let mut optimizer1 = adamw(&config.optim).init();
     let mut ema1 = Ema::new(first.valid(), config.ema.decay);
     let mut rng1 = ChaCha8Rng::seed_from_u64(config.run.seed);
