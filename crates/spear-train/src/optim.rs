@@ -154,10 +154,31 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Snapshot<'_, B> {
     }
 }
 
+/// Draws every parameter of `model` that is still lazy, in place. burn initialises parameters on
+/// first use, and a clone taken before that draws its own values: materialise a model before
+/// copying it (EMA, a reference copy, a checkpoint's starting point).
+pub fn materialize<B: Backend, M: Module<B>>(model: &M) {
+    struct Touch;
+    impl<B: Backend> ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
+}
+
 impl<M> Ema<M> {
-    /// Starts the average at `model`'s weights (the inner module of the trained one: `valid()`).
+    /// Starts the average at `model`, which must hold the trained model's weights (see
+    /// [`Ema::of`]).
     pub fn new(model: M, decay: f64) -> Self {
         Self { model, decay }
+    }
+
+    /// Starts the average at `model`'s current weights (materialised first, so the average and
+    /// the model start equal).
+    pub fn of<B: AutodiffBackend, A: AutodiffModule<B, InnerModule = M>>(model: &A, decay: f64) -> Self {
+        materialize(model);
+        Self::new(model.valid(), decay)
     }
 
     /// Moves the average toward `model`'s current weights (parameters matched by id).

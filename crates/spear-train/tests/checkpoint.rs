@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
-use burn::module::{AutodiffModule, Module};
+use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::Tensor;
@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spear_train::checkpoint::{CheckpointError, latest, load, save};
 use spear_train::config::TrainConfig;
-use spear_train::optim::{Ema, WarmupCosine, adamw, clip_global_norm};
+use spear_train::optim::{Ema, WarmupCosine, adamw, clip_global_norm, materialize};
 
 type Grad = Autodiff<Flex>;
 
@@ -39,8 +39,8 @@ fn fresh(seed: u64) -> Mlp<Grad> {
     let device = Default::default();
     <Grad as burn::tensor::backend::Backend>::seed(&device, seed);
     let model = Mlp { a: LinearConfig::new(4, 16).init(&device), b: LinearConfig::new(16, 2).init(&device) };
-    let record = model.clone().into_record();
-    model.load_record(record)
+    materialize(&model);
+    model
 }
 
 /// The next batch from the run's generator (whose state a checkpoint carries).
@@ -98,7 +98,7 @@ fn a_resumed_run_takes_the_same_steps() {
     let initial = fresh(1);
     let mut model = initial.clone();
     let mut optimizer = adamw(&config.optim).init();
-    let mut ema = Ema::new(model.valid(), config.ema.decay);
+    let mut ema = Ema::of(&model, config.ema.decay);
     let mut rng = ChaCha8Rng::seed_from_u64(config.run.seed);
     let straight = train(&mut model, &mut optimizer, &mut ema, &mut rng, 0, 8);
 
@@ -106,7 +106,7 @@ fn a_resumed_run_takes_the_same_steps() {
     let dir = temp("resume");
     let mut first = initial;
     let mut optimizer1 = adamw(&config.optim).init();
-    let mut ema1 = Ema::new(first.valid(), config.ema.decay);
+    let mut ema1 = Ema::of(&first, config.ema.decay);
     let mut rng1 = ChaCha8Rng::seed_from_u64(config.run.seed);
     let mut resumed = train(&mut first, &mut optimizer1, &mut ema1, &mut rng1, 0, 5);
     let extra = serde_json::json!({ "rng": rng1 });
@@ -114,7 +114,7 @@ fn a_resumed_run_takes_the_same_steps() {
     drop((first, optimizer1, ema1, rng1));
 
     let other = fresh(99);
-    let ema_start = Ema::new(other.valid(), config.ema.decay);
+    let ema_start = Ema::of(&other, config.ema.decay);
     let checkpoint = latest(&dir).unwrap().unwrap();
     let restored =
         load(&checkpoint, &config, other, adamw(&config.optim).init(), Some(ema_start), &Default::default())
@@ -139,7 +139,7 @@ fn damaged_or_mismatched_checkpoints_are_refused() {
     let optimizer = adamw(&config.optim).init();
     // One step so that the optimiser has state.
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let (mut model, mut optimizer, mut ema) = (model.clone(), optimizer, Ema::new(model.valid(), 0.9));
+    let (mut model, mut optimizer, mut ema) = (model.clone(), optimizer, Ema::of(&model, 0.9));
     train(&mut model, &mut optimizer, &mut ema, &mut rng, 0, 1);
     let checkpoint = save(&dir, 1, &config, &model, &optimizer, None, &serde_json::Value::Null).unwrap();
     let reload = |config: &TrainConfig| {

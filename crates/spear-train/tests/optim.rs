@@ -81,8 +81,8 @@ fn ema_and_clipping_match_hand_computations() {
     let device = Default::default();
     Grad::seed(&device, 3);
     let model = LinearConfig::new(3, 2).init::<Grad>(&device);
+    let mut ema = Ema::of(&model, 0.9);
     let before = values(&model.valid());
-    let mut ema = Ema::new(model.valid(), 0.9);
     let x = Tensor::<Grad, 2>::random([4, 3], Distribution::Normal(0.0, 1.0), &device);
     let loss = model.forward(x).powi_scalar(2).sum();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
