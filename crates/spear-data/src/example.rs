@@ -1,4 +1,4 @@
-//! `tf.train.Example` decoding (TensorFlow's `core/example/{example,feature}.proto`), written out
+//! `tf.train.Example` decoding and encoding (TensorFlow's `core/example/{example,feature}.proto`), written out
 //! for the five messages involved rather than through a protobuf code generator:
 //!
 //! ```text
@@ -255,6 +255,69 @@ fn int64_list(wire: &mut Wire<'_>) -> Result<Vec<i64>, ExampleError> {
         }
     }
     Ok(values)
+}
+
+/// Appends `value` as a protobuf varint.
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Appends a length-delimited field.
+fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    put_varint(out, u64::from(field << 3 | 2));
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Encodes a `tf.train.Example` as TensorFlow writes it: features in key order, floats and
+/// integers packed (TensorFlow's serialiser packs them too), so [`parse_example`] reads back the
+/// same map.
+pub fn encode_example(example: &Example) -> Vec<u8> {
+    let mut features = Vec::new();
+    for (name, feature) in example {
+        let mut list = Vec::new();
+        let kind = match feature {
+            Feature::Bytes(values) => {
+                for v in values {
+                    put_bytes(&mut list, 1, v);
+                }
+                Some(1)
+            }
+            Feature::Float(values) => {
+                let packed: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                if !packed.is_empty() {
+                    put_bytes(&mut list, 1, &packed);
+                }
+                Some(2)
+            }
+            Feature::Int64(values) => {
+                let mut packed = Vec::new();
+                for &v in values {
+                    put_varint(&mut packed, v as u64);
+                }
+                if !packed.is_empty() {
+                    put_bytes(&mut list, 1, &packed);
+                }
+                Some(3)
+            }
+            Feature::Empty => None,
+        };
+        let mut value = Vec::new();
+        if let Some(kind) = kind {
+            put_bytes(&mut value, kind, &list);
+        }
+        let mut entry = Vec::new();
+        put_bytes(&mut entry, 1, name.as_bytes());
+        put_bytes(&mut entry, 2, &value);
+        put_bytes(&mut features, 1, &entry);
+    }
+    let mut out = Vec::new();
+    put_bytes(&mut out, 1, &features);
+    out
 }
 
 #[cfg(test)]

@@ -70,6 +70,54 @@ pub struct TfRecordReader<R: Read> {
     size: Option<u64>,
 }
 
+/// Writes TFRecord framing: for each record its length (u64, little-endian), the masked CRC-32C
+/// of those 8 bytes, the bytes, and their masked CRC-32C — what `tf.io.TFRecordWriter` writes
+/// (uncompressed).
+pub struct TfRecordWriter<W: std::io::Write> {
+    writer: W,
+    path: PathBuf,
+    records: u64,
+}
+
+impl TfRecordWriter<std::io::BufWriter<File>> {
+    /// Creates (or truncates) `path`.
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, TfRecordError> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::create(&path).map_err(|source| TfRecordError::Io { path: path.clone(), source })?;
+        Ok(Self::new(std::io::BufWriter::new(file), path))
+    }
+}
+
+impl<W: std::io::Write> TfRecordWriter<W> {
+    /// Writes records to `writer`; `path` names it in errors.
+    pub fn new(writer: W, path: PathBuf) -> Self {
+        Self { writer, path, records: 0 }
+    }
+
+    /// Appends one record.
+    pub fn write_record(&mut self, data: &[u8]) -> Result<(), TfRecordError> {
+        let length = (data.len() as u64).to_le_bytes();
+        let io = |source| TfRecordError::Io { path: self.path.clone(), source };
+        self.writer.write_all(&length).map_err(io)?;
+        self.writer.write_all(&masked_crc32c(&length).to_le_bytes()).map_err(io)?;
+        self.writer.write_all(data).map_err(io)?;
+        self.writer.write_all(&masked_crc32c(data).to_le_bytes()).map_err(io)?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Records written so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Flushes and returns the writer.
+    pub fn finish(mut self) -> Result<W, TfRecordError> {
+        self.writer.flush().map_err(|source| TfRecordError::Io { path: self.path.clone(), source })?;
+        Ok(self.writer)
+    }
+}
+
 impl TfRecordReader<BufReader<File>> {
     /// Opens `path` for buffered streaming.
     pub fn open(path: impl AsRef<Path>, on_corrupt: OnCorrupt) -> Result<Self, TfRecordError> {
