@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::example::{Example, Feature, parse_example, parse_example_with};
+use crate::example::{Example, Feature, encode_example, parse_example, parse_example_with};
 use crate::images::{self, Image};
 use crate::schema::{DType, Encoding, Field, Leaf, Schema, SchemaError};
-use crate::tfrecord::{OnCorrupt, TfRecordError, TfRecordReader};
+use crate::tfrecord::{OnCorrupt, TfRecordError, TfRecordReader, TfRecordWriter};
 
 /// Anything that can go wrong opening or reading an RLDS dataset.
 #[derive(Debug, thiserror::Error)]
@@ -683,5 +683,118 @@ impl Episode {
             ));
         }
         Ok(image)
+    }
+}
+
+/// A written shard: temporary path, episodes, bytes.
+type ShardDone = (PathBuf, u64, u64);
+/// The shard being filled: its writer, temporary path, episodes and bytes so far.
+type ShardOpen = (TfRecordWriter<std::io::BufWriter<std::fs::File>>, PathBuf, u64, u64);
+
+/// Writes an RLDS dataset in tensorflow-datasets' on-disk layout (`NAME/VERSION/` holding
+/// `features.json`, `dataset_info.json` and `NAME-SPLIT.tfrecord-0000i-of-0000n` shards), one
+/// `tf.train.Example` per episode, as tfds' builders write them. Every episode is checked against
+/// the schema before it is written (the reader's own decoding), so what is written reads back.
+pub struct RldsWriter {
+    dataset: RldsDataset,
+    description: String,
+    episodes_per_shard: usize,
+    /// Per split: finished shards and the one being filled.
+    splits: BTreeMap<String, (Vec<ShardDone>, Option<ShardOpen>)>,
+}
+
+impl RldsWriter {
+    /// Starts the dataset `name` at `version` in `dir` (created; it becomes `dir` itself, the
+    /// `NAME/VERSION` folder) with the features of `features` (a `features.json` document).
+    pub fn create(
+        dir: impl AsRef<Path>,
+        name: &str,
+        version: &str,
+        description: &str,
+        features: &Value,
+        episodes_per_shard: usize,
+    ) -> Result<Self, RldsError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|source| RldsError::Io { path: dir.clone(), source })?;
+        let features_path = dir.join("features.json");
+        let schema = Schema::from_json(features, &features_path)?;
+        let text = serde_json::to_string_pretty(features).expect("JSON serialises");
+        std::fs::write(&features_path, text)
+            .map_err(|source| RldsError::Io { path: features_path, source })?;
+        Ok(Self {
+            dataset: RldsDataset {
+                dir,
+                name: name.to_string(),
+                version: version.to_string(),
+                schema,
+                splits: Vec::new(),
+            },
+            description: description.to_string(),
+            episodes_per_shard: episodes_per_shard.max(1),
+            splits: BTreeMap::new(),
+        })
+    }
+
+    /// Appends one episode to `split`, after checking it against the schema.
+    pub fn write_episode(&mut self, split: &str, episode: &Example) -> Result<(), RldsError> {
+        let (done, current) = self.splits.entry(split.to_string()).or_default();
+        if current.is_none() {
+            let path = self.dataset.dir.join(format!(".{split}-{:05}.tmp", done.len()));
+            *current = Some((TfRecordWriter::create(&path)?, path, 0, 0));
+        }
+        let (writer, path, episodes, bytes) = current.as_mut().expect("just set");
+        let source = EpisodeSource { file: path.clone(), record: *episodes, offset: *bytes };
+        self.dataset.decode_example(episode, source)?;
+        let record = encode_example(episode);
+        writer.write_record(&record)?;
+        *episodes += 1;
+        *bytes += record.len() as u64 + 16;
+        if *episodes as usize >= self.episodes_per_shard {
+            let (writer, path, episodes, bytes) = current.take().expect("filled");
+            writer.finish()?;
+            done.push((path, episodes, bytes));
+        }
+        Ok(())
+    }
+
+    /// Closes the shards under their final names and writes `dataset_info.json`; returns the
+    /// dataset folder, ready for [`RldsDataset::open`] (and tfds' `builder_from_directory`).
+    pub fn finish(mut self) -> Result<PathBuf, RldsError> {
+        let dir = self.dataset.dir.clone();
+        let name = self.dataset.name.clone();
+        let template = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}";
+        let mut splits = Vec::new();
+        for (split, (mut done, current)) in std::mem::take(&mut self.splits) {
+            if let Some((writer, path, episodes, bytes)) = current {
+                writer.finish()?;
+                done.push((path, episodes, bytes));
+            }
+            let count = done.len();
+            for (index, (tmp, ..)) in done.iter().enumerate() {
+                let file = shard_name(template, &name, &split, "tfrecord", index, count)
+                    .expect("known placeholders");
+                let path = dir.join(file);
+                std::fs::rename(tmp, &path).map_err(|source| RldsError::Io { path, source })?;
+            }
+            splits.push(serde_json::json!({
+                "name": split,
+                "filepathTemplate": template,
+                "numBytes": done.iter().map(|d| d.2).sum::<u64>().to_string(),
+                "shardLengths": done.iter().map(|d| d.1.to_string()).collect::<Vec<_>>(),
+            }));
+        }
+        let info = serde_json::json!({
+            "name": name,
+            "version": self.dataset.version,
+            "description": self.description,
+            "fileFormat": "tfrecord",
+            "moduleName": format!("spear_data.{name}"),
+            "releaseNotes": { self.dataset.version.clone(): self.description },
+            "splits": splits,
+        });
+        let path = dir.join("dataset_info.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&info).expect("JSON serialises"))
+            .map_err(|source| RldsError::Io { path, source })?;
+        Ok(dir)
     }
 }
