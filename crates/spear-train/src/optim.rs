@@ -99,6 +99,18 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
     }
 }
 
+/// Multiplies every gradient of `model`'s parameters by `factor` — e.g. `1 / n` after summing
+/// the gradients of `n` equal micro-batches with burn's `GradientsAccumulator`, which makes them
+/// the gradient of the whole batch's mean loss (`run.grad_accum`).
+pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    mut grads: GradientsParams,
+    factor: f64,
+) -> GradientsParams {
+    model.visit(&mut Scale::<B> { grads: &mut grads, factor, _backend: std::marker::PhantomData });
+    grads
+}
+
 /// The global L2 norm of `grads` over `model`'s parameters, and the gradients scaled down so that
 /// it is at most `max_norm` (optax's `clip_by_global_norm`; `max_norm = 0` leaves them).
 pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(

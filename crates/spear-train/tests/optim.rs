@@ -186,3 +186,29 @@ fn each_stage_trains_only_its_parts() {
         [false, false, true, true, true, true],
     );
 }
+
+#[test]
+fn accumulated_micro_batches_give_the_whole_batchs_gradient() {
+    use burn::optim::GradientsAccumulator;
+    use spear_train::optim::scale_grads;
+    let device = Default::default();
+    Grad::seed(&device, 5);
+    let model = LinearConfig::new(3, 2).init::<Grad>(&device);
+    let x = Tensor::<Grad, 2>::random([8, 3], Distribution::Normal(0.0, 1.0), &device);
+    let loss = |x: Tensor<Grad, 2>| model.forward(x).powi_scalar(2).mean();
+    let whole = GradientsParams::from_grads(loss(x.clone()).backward(), &model);
+    let mut accumulator = GradientsAccumulator::new();
+    for half in [0..4, 4..8] {
+        let grads = GradientsParams::from_grads(loss(x.clone().slice([half, 0..3])).backward(), &model);
+        accumulator.accumulate(&model, grads);
+    }
+    let accumulated = scale_grads(&model, accumulator.grads(), 0.5);
+    let id = model.weight.id;
+    let (a, b): (Vec<f32>, Vec<f32>) = (
+        whole.get::<Cpu, 2>(id).unwrap().into_data().to_vec().unwrap(),
+        accumulated.get::<Cpu, 2>(id).unwrap().into_data().to_vec().unwrap(),
+    );
+    for (a, b) in a.iter().zip(&b) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+}
