@@ -27,6 +27,7 @@ commands are `spear` subcommands, built in release with the chosen backend:
   policy act    sample an action chunk (see `spear policy act --help`)
   train plan    check a run's config and print its parameters per part, trainable and
                 frozen (--config configs/vla/pretrain_oxe.toml [--set k=v]) without allocating
+  plot          draw RUN_DIR/metrics.jsonl into a PNG, one panel per series
   annotate      3D question-answer data: --images DIR --points DIR --masks DIR [--labels F]
                 --out DIR [--config configs/annotate/default.toml]; `annotate preview KEY
                 --out F.png …` draws one image's boxes (see `spear annotate --help`)

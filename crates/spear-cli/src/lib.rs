@@ -7,6 +7,7 @@ pub mod bench;
 pub mod data;
 pub mod doctor;
 pub mod draw;
+pub mod plot;
 pub mod policy;
 pub mod vlm;
 pub mod weights;

@@ -46,6 +46,14 @@ enum Command {
     /// Training runs (configs/vlm, configs/vla; see docs/training.md).
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Draw a run's metrics (RUN_DIR/metrics.jsonl) into a PNG, one panel per series.
+    Plot {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// The PNG to write (default: RUN_DIR/metrics.png).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -831,6 +839,11 @@ fn main() -> Result<()> {
             let (inputs, config) = inputs.resolve()?;
             let manifest = annotate::annotate(&inputs, &out, &config)?;
             println!("{}", annotate::render_summary(&manifest, &out));
+        }
+        Command::Plot { run_dir, out } => {
+            let out = out.unwrap_or_else(|| run_dir.join("metrics.png"));
+            let names = spear_cli::plot::plot(&run_dir, &out)?;
+            println!("wrote {}: {}", out.display(), names.join(", "));
         }
         Command::Train(TrainCommand::Plan { config, overrides, resolved }) => {
             let run = spear_train::config::TrainConfig::load(&config, &overrides)?;

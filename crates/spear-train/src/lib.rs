@@ -2,5 +2,6 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod metrics;
 pub mod optim;
 pub mod plan;
