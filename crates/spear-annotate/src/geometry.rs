@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::moge::Intrinsics;
-use crate::obb::{ObbError, OrientedBox, oriented_bounding_box};
+use crate::obb::{ObbError, OrientedBox, norm, oriented_bounding_box};
 use crate::outliers::remove_statistical_outliers;
 
 /// Parameters of the per-object geometry.
@@ -63,8 +63,7 @@ impl Default for GeometryConfig {
 }
 
 /// Why an object gets no questions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SkipReason {
     /// No label in the labels file or the masks.
     NoLabel,
@@ -133,10 +132,6 @@ impl ObjectGeometry {
     pub fn distance_to_camera(&self) -> f64 {
         norm(self.closest)
     }
-}
-
-fn norm(p: [f64; 3]) -> f64 {
-    (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt()
 }
 
 /// Cleans `cloud` and fits its box; `Err` says why the object is skipped.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::masks::{Mask, Rle, lzstring_decompress_uri};
-use crate::moge::{InputError, read_mask_png};
+use crate::moge::{InputError, file_error, read_json, read_mask_png};
 
 /// One object's mask and label.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,10 +31,6 @@ pub struct Instance {
 
 /// Instance ids an indexed PNG may hold before it is taken for something else (a depth map).
 pub const MAX_INDEXED_INSTANCES: usize = 1000;
-
-fn error(path: &Path, problem: impl ToString) -> InputError {
-    InputError::File { path: path.to_path_buf(), problem: problem.to_string() }
-}
 
 /// Where the masks of image `key` are under `dir`, if anywhere.
 pub fn find_masks(dir: &Path, key: &str) -> Option<PathBuf> {
@@ -55,7 +51,7 @@ pub fn read_instances(path: &Path, size: Option<[usize; 2]>) -> Result<Vec<Insta
     };
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| error(path, e))?
+            .map_err(|e| file_error(path, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
             .collect();
@@ -73,20 +69,20 @@ pub fn read_instances(path: &Path, size: Option<[usize; 2]>) -> Result<Vec<Insta
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("png") => read_indexed_png(path, &check),
         Some("json") => read_json_instances(path, &check),
-        _ => Err(error(path, "masks must be an indexed .png, a .json of RLEs or a folder of .png")),
+        _ => Err(file_error(path, "masks must be an indexed .png, a .json of RLEs or a folder of .png")),
     }
 }
 
 type SizeCheck<'a> = dyn Fn([usize; 2], &Path) -> Result<(), InputError> + 'a;
 
 fn read_indexed_png(path: &Path, check: &SizeCheck<'_>) -> Result<Vec<Instance>, InputError> {
-    let file = std::fs::File::open(path).map_err(|e| error(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     // Raw samples: palette indices stay indices.
     decoder.set_transformations(png::Transformations::IDENTITY);
-    let mut reader = decoder.read_info().map_err(|e| error(path, e))?;
-    let mut buffer = vec![0; reader.output_buffer_size().ok_or_else(|| error(path, "image too large"))?];
-    let info = reader.next_frame(&mut buffer).map_err(|e| error(path, e))?;
+    let mut reader = decoder.read_info().map_err(|e| file_error(path, e))?;
+    let mut buffer = vec![0; reader.output_buffer_size().ok_or_else(|| file_error(path, "image too large"))?];
+    let info = reader.next_frame(&mut buffer).map_err(|e| file_error(path, e))?;
     let (width, height) = (info.width as usize, info.height as usize);
     check([height, width], path)?;
     let values: Vec<u32> = match (info.color_type, info.bit_depth) {
@@ -101,7 +97,7 @@ fn read_indexed_png(path: &Path, check: &SizeCheck<'_>) -> Result<Vec<Instance>,
             })
             .collect(),
         (colour, depth) => {
-            return Err(error(
+            return Err(file_error(
                 path,
                 format!("{colour:?} {depth:?}: an indexed mask must be 8-bit palette or 8/16-bit grey"),
             ));
@@ -111,7 +107,7 @@ fn read_indexed_png(path: &Path, check: &SizeCheck<'_>) -> Result<Vec<Instance>,
     ids.sort_unstable();
     ids.dedup();
     if ids.len() > MAX_INDEXED_INSTANCES {
-        return Err(error(
+        return Err(file_error(
             path,
             format!("{} distinct values: an indexed mask holds instance ids, not depth or colour", ids.len()),
         ));
@@ -127,16 +123,15 @@ fn read_indexed_png(path: &Path, check: &SizeCheck<'_>) -> Result<Vec<Instance>,
 }
 
 fn read_json_instances(path: &Path, check: &SizeCheck<'_>) -> Result<Vec<Instance>, InputError> {
-    let text = std::fs::read_to_string(path).map_err(|e| error(path, e))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| error(path, e))?;
+    let json = read_json(path)?;
     let list = json
         .as_array()
         .or_else(|| json["annotations"].as_array())
-        .ok_or_else(|| error(path, "expected a list of instances or {\"annotations\": [...]}"))?;
+        .ok_or_else(|| file_error(path, "expected a list of instances or {\"annotations\": [...]}"))?;
     list.iter()
         .enumerate()
         .map(|(i, object)| {
-            let at = |problem: String| error(path, format!("instance {i}: {problem}"));
+            let at = |problem: String| file_error(path, format!("instance {i}: {problem}"));
             let id = match &object["id"] {
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
@@ -188,9 +183,9 @@ pub struct Labels(pub std::collections::BTreeMap<String, std::collections::BTree
 impl Labels {
     /// Reads and checks the labels file.
     pub fn read(path: &Path) -> Result<Self, InputError> {
-        let text = std::fs::read_to_string(path).map_err(|e| error(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
         serde_json::from_str(&text).map(Self).map_err(|e| {
-            error(path, format!("{e} (expected {{\"<image>\": {{\"<instance id>\": \"label\"}}}})"))
+            file_error(path, format!("{e} (expected {{\"<image>\": {{\"<instance id>\": \"label\"}}}})"))
         })
     }
 

@@ -37,7 +37,7 @@ pub enum InputError {
     },
 }
 
-fn file_error(path: &Path, problem: impl ToString) -> InputError {
+pub(crate) fn file_error(path: &Path, problem: impl ToString) -> InputError {
     InputError::File { path: path.to_path_buf(), problem: problem.to_string() }
 }
 
@@ -191,7 +191,8 @@ pub struct ObjectCloud {
     pub pixels: Vec<[usize; 2]>,
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value, InputError> {
+/// A JSON file, errors naming it.
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, InputError> {
     let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
     serde_json::from_str(&text).map_err(|e| file_error(path, e))
 }

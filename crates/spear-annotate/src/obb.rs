@@ -146,7 +146,7 @@ pub fn oriented_bounding_box(points: &[[f64; 3]]) -> Result<BoxFit, ObbError> {
 
 type V3 = [f64; 3];
 
-fn sub(a: V3, b: V3) -> V3 {
+pub(crate) fn sub(a: V3, b: V3) -> V3 {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
 fn dot(a: V3, b: V3) -> f64 {
@@ -155,7 +155,7 @@ fn dot(a: V3, b: V3) -> f64 {
 fn cross(a: V3, b: V3) -> V3 {
     [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
 }
-fn norm(a: V3) -> f64 {
+pub(crate) fn norm(a: V3) -> f64 {
     dot(a, a).sqrt()
 }
 

@@ -27,7 +27,7 @@ use spear_data::vqa::VqaExample;
 
 use crate::geometry::{GeometryConfig, ObjectGeometry, SkipReason, erode, object_geometry};
 use crate::instances::{Labels, find_masks, read_instances};
-use crate::moge::{InputError, PointMap};
+use crate::moge::{InputError, PointMap, file_error};
 use crate::qa::{QaConfig, View, draw_pairs, image_rng};
 
 /// Everything that decides the output.
@@ -53,16 +53,7 @@ impl Default for AnnotateConfig {
 impl AnnotateConfig {
     /// Checks every parameter.
     pub fn validate(&self) -> Result<(), String> {
-        let g = &self.geometry;
-        if g.nb_neighbors < 1 || !(g.std_ratio.is_finite() && g.std_ratio > 0.0) {
-            return Err(format!(
-                "need nb_neighbors ≥ 1 and std_ratio > 0 (got {}, {})",
-                g.nb_neighbors, g.std_ratio
-            ));
-        }
-        if !(g.min_extent.is_finite() && g.min_extent >= 0.0) {
-            return Err(format!("min_extent must be ≥ 0 (got {})", g.min_extent));
-        }
+        self.geometry.validate()?;
         if self.shard_size == 0 {
             return Err("shard_size must be ≥ 1".into());
         }
@@ -193,8 +184,7 @@ pub fn discover_images(dir: &Path) -> Result<Vec<ImageItem>, InputError> {
     let mut items = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(folder) = stack.pop() {
-        let entries = std::fs::read_dir(&folder)
-            .map_err(|e| InputError::File { path: folder.clone(), problem: e.to_string() })?;
+        let entries = std::fs::read_dir(&folder).map_err(|e| file_error(&folder, e))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -216,10 +206,10 @@ pub fn discover_images(dir: &Path) -> Result<Vec<ImageItem>, InputError> {
     }
     items.sort_by(|a, b| a.key.cmp(&b.key));
     if let Some(w) = items.windows(2).find(|w| w[0].key == w[1].key) {
-        return Err(InputError::File {
-            path: w[1].path.clone(),
-            problem: format!("two images have the key `{}` ({})", w[0].key, w[0].path.display()),
-        });
+        return Err(file_error(
+            &w[1].path,
+            format!("two images have the key `{}` ({})", w[0].key, w[0].path.display()),
+        ));
     }
     Ok(items)
 }
@@ -300,17 +290,16 @@ pub fn annotate_image(
     let map = PointMap::read_dir(&points_dir)?;
     // The image may be larger or smaller than the point map (MoGe's --resize), but not another
     // shape: locations are fractions of the image.
-    let (w, h) = image::image_dimensions(&item.path)
-        .map_err(|e| InputError::File { path: item.path.clone(), problem: e.to_string() })?;
+    let (w, h) = image::image_dimensions(&item.path).map_err(|e| file_error(&item.path, e))?;
     let (w, h) = (w as usize, h as usize);
     if w.abs_diff(map.width * h / map.height.max(1)) > 1 + w / 100 {
-        return Err(InputError::File {
-            path: item.path.clone(),
-            problem: format!(
+        return Err(file_error(
+            &item.path,
+            format!(
                 "{h}×{w} (height × width) is not the point map's {}×{} shape, so image locations would not match",
                 map.height, map.width
             ),
-        });
+        ));
     }
     let masks = masks.expect("checked");
     let instances = read_instances(&masks, Some([map.height, map.width]))?;
@@ -419,7 +408,7 @@ pub fn run(
     config.validate().map_err(RunError::Config)?;
     for dir in [&inputs.images, &inputs.points, &inputs.masks] {
         if !dir.is_dir() {
-            return Err(InputError::File { path: dir.clone(), problem: "not a folder".into() }.into());
+            return Err(file_error(dir, "not a folder").into());
         }
     }
     let labels = inputs.labels.as_deref().map(Labels::read).transpose()?.unwrap_or_default();
@@ -437,15 +426,17 @@ pub fn run(
         let (jsonl, stats_path) = (out.join(format!("{name}.jsonl")), out.join(format!("{name}.json")));
         let hashes: Vec<(String, String)> =
             chunk.par_iter().map(|item| (item.key.clone(), hash_inputs(item, inputs, &labels))).collect();
+        // Where the examples say each image is.
+        let image_refs: Vec<PathBuf> = chunk.iter().map(|item| relative_path(out, &item.path)).collect();
         let mut hasher = Sha256::new();
         // A new release may phrase or compute differently: its shards are not reused.
         hasher.update(env!("CARGO_PKG_VERSION"));
         hasher.update(&config_json);
-        for ((key, hash), item) in hashes.iter().zip(chunk) {
+        for ((key, hash), image_ref) in hashes.iter().zip(&image_refs) {
             hasher.update(key.as_bytes());
             hasher.update(hash.as_bytes());
-            // Where the examples say the image is (moving the images or the output changes it).
-            hasher.update(relative_path(out, &item.path).as_os_str().as_encoded_bytes());
+            // Moving the images or the output changes the references.
+            hasher.update(image_ref.as_os_str().as_encoded_bytes());
         }
         let fingerprint = hex(&hasher.finalize());
         // Reused only when made from the same inputs and parameters, without errors (which may
@@ -462,9 +453,9 @@ pub fn run(
         } else {
             let outcomes: Vec<(String, Result<ImageOutcome, InputError>)> = chunk
                 .par_iter()
-                .map(|item| {
-                    let image_ref = relative_path(out, &item.path);
-                    let outcome = annotate_image(item, inputs, &labels, config, &image_ref);
+                .zip(image_refs.par_iter())
+                .map(|(item, image_ref)| {
+                    let outcome = annotate_image(item, inputs, &labels, config, image_ref);
                     progress(done.fetch_add(1, Ordering::Relaxed) + 1, items.len());
                     (item.key.clone(), outcome)
                 })

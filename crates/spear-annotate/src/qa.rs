@@ -23,6 +23,7 @@ use spear_data::vqa::{QaPair, Segment};
 
 use crate::geometry::{ObjectGeometry, project};
 use crate::moge::Intrinsics;
+use crate::obb::{norm, sub};
 
 /// A question family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -242,10 +243,6 @@ pub fn pixels(object: &ObjectGeometry, view: &View) -> Option<[[f64; 2]; 8]> {
     Some(out)
 }
 
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
 fn make_pair(task: Task, ids: &[usize], phrasing: &str, objects: &[ObjectGeometry], view: &View) -> QaPair {
     let a = &objects[ids[0]];
     let b = ids.get(1).map(|&i| &objects[i]);
@@ -256,7 +253,7 @@ fn make_pair(task: Task, ids: &[usize], phrasing: &str, objects: &[ObjectGeometr
         Task::Box => vec![coords(a.corners.concat())],
         Task::Distance => {
             let d = sub(b.expect("pairwise").center, a.center);
-            vec![coords(vec![(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt(), d[0], d[1], d[2]])]
+            vec![coords(vec![norm(d), d[0], d[1], d[2]])]
         }
         Task::BoxDistance => {
             let b = b.expect("pairwise");

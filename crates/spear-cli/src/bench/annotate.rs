@@ -21,6 +21,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use nalgebra::{Quaternion, UnitQuaternion, Vector3};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use spear_annotate::obb::{OrientedBox, oriented_bounding_box};
 use spear_annotate::outliers::remove_statistical_outliers;
@@ -182,14 +183,8 @@ pub fn object_cloud(shape: Shape, points: usize, seed: u64) -> Vec<[f64; 3]> {
     let center = [rng.random_range(-0.3..0.3), rng.random_range(-0.2..0.2), rng.random_range(1.0..2.0)];
     // A uniformly random rotation, from a random unit quaternion.
     let q: [f64; 4] = std::array::from_fn(|_| gaussian(&mut rng));
-    let q = q.map(|v| v / q.iter().map(|v| v * v).sum::<f64>().sqrt());
-    let [w, x, y, z] = q;
-    let rotation = [
-        [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y)],
-        [2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x)],
-        [2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)],
-    ];
-    let rotate = |v: [f64; 3]| rotation.map(|row| row[0] * v[0] + row[1] * v[1] + row[2] * v[2]);
+    let rotation = UnitQuaternion::new_normalize(Quaternion::new(q[0], q[1], q[2], q[3]));
+    let rotate = |v: [f64; 3]| -> [f64; 3] { (rotation * Vector3::from(v)).into() };
     let outliers = ((points as f64 * OUTLIER_FRACTION).round() as usize).min(points);
     let surface = points - outliers;
     let mut cloud = Vec::with_capacity(points);
