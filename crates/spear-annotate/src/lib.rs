@@ -9,3 +9,4 @@ pub mod obb;
 pub mod outliers;
 pub mod pipeline;
 pub mod qa;
+pub mod synthetic;

@@ -1,9 +1,9 @@
 //! Point maps: MoGe's outputs as `moge infer --maps` writes them — `points.exr` (float32; R = x,
 //! G = y, B = z in OpenCV camera axes — x right, y down, z forward — with +inf at invalid pixels),
 //! `mask.png` (255 valid) and `fov.json` (degrees, rounded to 2 decimals) — or a NumPy
-//! `points.npy` (H × W × 3, float32 or float64, non-finite = invalid) with an optional `mask.png`
-//! and `fov.json` or `intrinsics.json` (`{"fx", "fy", "cx", "cy"}` in pixels); and object point
-//! clouds cut from them by instance masks.
+//! `points.npy` (H × W × 3, float32 or float64, non-finite = invalid; [`npy_points`] writes one)
+//! with an optional `mask.png` and `fov.json` or `intrinsics.json` (`{"fx", "fy", "cx", "cy"}` in
+//! pixels); and object point clouds cut from them by instance masks.
 //!
 //! Without either JSON file the intrinsics are fitted to the point map itself: `u = fx·X/Z + cx`
 //! is exactly linear for MoGe's maps (it projects its depth through a pinhole), so a least-squares
@@ -42,8 +42,8 @@ pub(crate) fn file_error(path: &Path, problem: impl ToString) -> InputError {
 }
 
 /// Pinhole intrinsics in pixels: `u = fx·X/Z + cx`, `v = fy·Y/Z + cy`, pixel `(row i, column j)`
-/// centred at `(j + 0.5, i + 0.5)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// centred at `(j + 0.5, i + 0.5)`. Serialises as `intrinsics.json` reads it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Intrinsics {
     /// Horizontal focal length.
     pub fx: f64,
@@ -273,6 +273,53 @@ fn read_npy_points(path: &Path) -> Result<Points, InputError> {
         width,
         (0..height * width).map(|p| [value(3 * p), value(3 * p + 1), value(3 * p + 2)]).collect(),
     ))
+}
+
+/// The element type of a written `.npy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NpyFloat {
+    /// `'<f4'`.
+    F32,
+    /// `'<f8'`.
+    F64,
+}
+
+/// A NumPy 1.0 `.npy` file of shape `(height, width, 3)`, C order, little-endian `dtype` — the
+/// `points.npy` that [`PointMap::read_dir`] reads — from row-major `points` (non-finite values
+/// stay non-finite: invalid pixels).
+///
+/// # Panics
+///
+/// If `points` does not hold `height · width` points.
+pub fn npy_points<T: Copy + Into<f64>>(
+    height: usize,
+    width: usize,
+    points: &[[T; 3]],
+    dtype: NpyFloat,
+) -> Vec<u8> {
+    assert_eq!(points.len(), height * width, "npy_points: {height} × {width} points expected");
+    let descr = match dtype {
+        NpyFloat::F32 => "<f4",
+        NpyFloat::F64 => "<f8",
+    };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({height}, {width}, 3), }}");
+    // Magic (6) + version (2) + length (2) + header + newline, padded to 64 bytes (NumPy's rule).
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for &value in points.iter().flatten() {
+        let value: f64 = value.into();
+        match dtype {
+            NpyFloat::F32 => bytes.extend((value as f32).to_le_bytes()),
+            NpyFloat::F64 => bytes.extend(value.to_le_bytes()),
+        }
+    }
+    bytes
 }
 
 /// Least-squares `u = fx·X/Z + cx`, `v = fy·Y/Z + cy` over the valid pixels (pixel centres at

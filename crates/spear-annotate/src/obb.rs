@@ -40,7 +40,7 @@ pub enum ObbError {
 }
 
 /// An oriented box: `center`, axes as the columns of `rotation`, full side lengths `extent`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrientedBox {
     /// Centre, camera frame.
     pub center: [f64; 3],

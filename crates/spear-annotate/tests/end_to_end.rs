@@ -6,13 +6,12 @@
 //! behind it, so after outlier removal its hull's corners are exactly the box's and the fitted box
 //! must be the true one.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
+use spear_annotate::moge::{NpyFloat, npy_points};
 use spear_annotate::pipeline::{AnnotateConfig, Inputs, run};
 use spear_data::tokenizer::PaliGemmaTokenizer;
 use spear_data::vqa::{Segment, encode, fit_quantizer, read_examples};
@@ -67,11 +66,6 @@ fn true_box(
     b
 }
 
-fn write_npy(path: &Path, points: &[[f32; 3]]) {
-    let data: Vec<u8> = points.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(path, common::npy("<f4", H, W, &data)).unwrap();
-}
-
 struct Scene {
     boxes: Vec<TrueBox>,
     intrinsics: [f64; 4],
@@ -121,7 +115,7 @@ fn write_image(root: &Path, key: &str, json_masks: bool) -> Scene {
     }
     let dir = root.join("points").join(key);
     std::fs::create_dir_all(&dir).unwrap();
-    write_npy(&dir.join("points.npy"), &points);
+    std::fs::write(dir.join("points.npy"), npy_points(H, W, &points, NpyFloat::F32)).unwrap();
     std::fs::write(dir.join("intrinsics.json"), json!({"fx": fx, "fy": fy, "cx": cx, "cy": cy}).to_string())
         .unwrap();
     image::GrayImage::from_fn(W as u32, H as u32, |x, y| image::Luma([(x + y) as u8]))

@@ -2,12 +2,10 @@
 //! `tools/reference/annotate_fixtures.py`) into a point map, intrinsics and object clouds, and
 //! Open3D's outlier removal on those clouds.
 
-mod common;
-
 use std::path::PathBuf;
 
 use serde_json::Value;
-use spear_annotate::moge::{InputError, PointMap, read_mask_png};
+use spear_annotate::moge::{InputError, NpyFloat, PointMap, npy_points, read_mask_png};
 use spear_annotate::obb::oriented_bounding_box;
 use spear_annotate::outliers::remove_statistical_outliers;
 
@@ -128,8 +126,7 @@ fn intrinsics_are_fitted_when_no_json_gives_them() {
     }
     let dir = std::env::temp_dir().join(format!("spear-annotate-npy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let data: Vec<u8> = points.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
-    let bytes = common::npy("<f8", h, w, &data);
+    let bytes = npy_points(h, w, &points, NpyFloat::F64);
     std::fs::write(dir.join("points.npy"), &bytes).unwrap();
     let map = PointMap::read_dir(&dir).unwrap();
     assert_eq!((map.height, map.width, map.points, map.intrinsics.cx.round()), (h, w, points32, 22.0));
