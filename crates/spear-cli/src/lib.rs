@@ -9,5 +9,6 @@ pub mod doctor;
 pub mod draw;
 pub mod plot;
 pub mod policy;
+pub mod train;
 pub mod vlm;
 pub mod weights;

@@ -72,6 +72,57 @@ enum TrainCommand {
         #[arg(long)]
         resolved: bool,
     },
+    /// Train SPEAR-1 (VLA pre- or post-training). Without --config: the embedded default, a tiny
+    /// SPEAR-1 on a generated reach-and-rotate task, evaluated in closed loop at the end.
+    Vla(TrainRunArgs),
+    /// Train SPEAR-VLM (stage 1 or 2). Without --config: the embedded default, a tiny SPEAR-VLM
+    /// on generated scenes annotated by `spear annotate`'s pipeline.
+    Vlm(TrainRunArgs),
+}
+
+#[derive(Args)]
+struct TrainRunArgs {
+    /// The run's config (configs/vla/*.toml, configs/vlm/*.toml; default: the tiny embedded one).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a field: `section.key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// The run folder (default: runs/<run.name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in the folder from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+}
+
+impl TrainRunArgs {
+    fn into_args(self) -> spear_cli::train::TrainArgs {
+        spear_cli::train::TrainArgs {
+            config: self.config,
+            overrides: self.overrides,
+            out: self.out,
+            resume: self.resume,
+        }
+    }
+}
+
+struct TrainVla(spear_cli::train::TrainArgs);
+
+struct TrainVlm(spear_cli::train::TrainArgs);
+
+impl BackendJob for TrainVlm {
+    type Output = anyhow::Result<()>;
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
+        spear_cli::train::vlm::<B>(kind, &self.0, &device)
+    }
+}
+
+impl BackendJob for TrainVla {
+    type Output = anyhow::Result<()>;
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
+        spear_cli::train::vla::<B>(kind, &self.0, &device)
+    }
 }
 
 #[derive(Args)]
@@ -205,8 +256,9 @@ struct ActArgs {
     /// Wrist camera image; repeat for policies with several wrist cameras.
     #[arg(long)]
     wrist: Vec<PathBuf>,
-    /// Proprioceptive state, normalised as in training: numbers separated by commas or spaces
-    /// (SPEAR-1: EE position x,y,z, EE quaternion w,x,y,z, gripper).
+    /// Proprioceptive state: numbers separated by commas or spaces (SPEAR-1: EE position x,y,z,
+    /// EE quaternion w,x,y,z, gripper). Raw (metres) for checkpoints that carry
+    /// normalization.json (those `spear train vla` writes), else normalised as in training.
     #[arg(long, allow_hyphen_values = true)]
     state: String,
     /// Zero-pad a shorter state to the policy's state width (π0 pads to 32).
@@ -869,6 +921,8 @@ fn main() -> Result<()> {
                 print!("{}", run.to_toml());
             }
         }
+        Command::Train(TrainCommand::Vla(args)) => run_on(kind, TrainVla(args.into_args()))??,
+        Command::Train(TrainCommand::Vlm(args)) => run_on(kind, TrainVlm(args.into_args()))??,
         Command::Data(DataCommand::Preview { dir, out, episode, frames }) => {
             let drawn = data::preview(&dir, episode, frames, &out)?;
             println!("wrote {}: frames {drawn:?} of episode {episode}", out.display());

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
+use spear_data::loader::Normalization;
+use spear_data::stats::Normalizer;
 use spear_data::tokenizer::PaliGemmaTokenizer;
 use spear_models::policy::{Observation, ROTATION};
 use spear_models::store::load_policy;
@@ -23,7 +25,8 @@ pub struct Act {
     pub image: PathBuf,
     /// Wrist camera images, in the policy's camera order.
     pub wrist: Vec<PathBuf>,
-    /// Proprioceptive state (already normalised as the policy was trained).
+    /// Proprioceptive state: raw when the checkpoint has `normalization.json` (its normalisers
+    /// are applied here), else already normalised as the policy was trained.
     pub state: Vec<f32>,
     /// Zero-pad a shorter state to the policy's width (π0 pads to 32 after normalising).
     pub pad_state: bool,
@@ -42,6 +45,9 @@ pub struct Chunk {
     pub actions: Vec<Vec<f32>>,
     /// How rotations were generated (S³: actions are `[x, y, z, qw, qx, qy, qz, gripper]`).
     pub rotation: RotationMode,
+    /// Whether the translations are in the policy's normalised units (the checkpoint has no
+    /// `normalization.json`) rather than metres.
+    pub normalized: bool,
 }
 
 impl Chunk {
@@ -49,11 +55,12 @@ impl Chunk {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let fmt = |v: &[f32]| v.iter().map(|x| format!("{x:+.4}")).collect::<Vec<_>>().join(" ");
+        let unit = if self.normalized { "" } else { " (m)" };
         for (k, a) in self.actions.iter().enumerate() {
             let _ = match self.rotation {
                 RotationMode::S3 => writeln!(
                     s,
-                    "step {k}: translation [{}]  quaternion wxyz [{}]  gripper {}",
+                    "step {k}: translation{unit} [{}]  quaternion wxyz [{}]  gripper {}",
                     fmt(&a[..ROTATION.start]),
                     fmt(&a[ROTATION]),
                     fmt(&a[ROTATION.end..])
@@ -64,9 +71,11 @@ impl Chunk {
         s
     }
 
-    /// `{"rotation": "s3", "actions": [[...], ...]}`.
+    /// `{"rotation": "s3", "translation": "metres", "actions": [[...], ...]}` (`"normalised"`
+    /// when the checkpoint has no normalisers).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "rotation": self.rotation, "actions": self.actions })
+        let translation = if self.normalized { "normalised" } else { "metres" };
+        serde_json::json!({ "rotation": self.rotation, "translation": translation, "actions": self.actions })
     }
 }
 
@@ -113,6 +122,10 @@ pub fn act<B: Backend>(request: &Act, device: &B::Device) -> Result<Chunk> {
             if state.len() < state_dim { " (add --pad-state to zero-pad, as π0 does)" } else { "" }
         );
     }
+    let normalization = read_normalization(&request.checkpoint)?;
+    if let Some(n) = normalization.as_ref().and_then(|n| n.state_position.as_ref()) {
+        normalize(n, &mut state[..3], false)?;
+    }
     let obs = Observation {
         cameras,
         camera_present: None,
@@ -124,8 +137,34 @@ pub fn act<B: Backend>(request: &Act, device: &B::Device) -> Result<Chunk> {
     let actions = policy.sample(&obs, noise)?;
     let dim = policy.action_dim();
     let values: Vec<f32> = actions.into_data().convert::<f32>().to_vec().expect("f32 actions");
-    Ok(Chunk {
-        actions: values.chunks(dim).map(<[f32]>::to_vec).collect(),
-        rotation: policy.config().rotation,
-    })
+    let mut actions: Vec<Vec<f32>> = values.chunks(dim).map(<[f32]>::to_vec).collect();
+    if let Some(n) = normalization.as_ref().and_then(|n| n.action_translation.as_ref()) {
+        for action in &mut actions {
+            normalize(n, &mut action[..3], true)?;
+        }
+    }
+    Ok(Chunk { actions, rotation: policy.config().rotation, normalized: normalization.is_none() })
+}
+
+/// The checkpoint's `normalization.json` (written by `spear train vla`), if it has one.
+fn read_normalization(checkpoint: &std::path::Path) -> Result<Option<Normalization>> {
+    let path = checkpoint.join("normalization.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let normalization: Normalization =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a normalisation file", path.display()))?;
+    for n in [&normalization.state_position, &normalization.action_translation].into_iter().flatten() {
+        n.validate(3).with_context(|| format!("{}", path.display()))?;
+    }
+    Ok(Some(normalization))
+}
+
+/// Normalises (or, with `undo`, denormalises) three values in place.
+fn normalize(normalizer: &Normalizer, values: &mut [f32], undo: bool) -> Result<()> {
+    let mut v: Vec<f64> = values.iter().map(|&x| f64::from(x)).collect();
+    if undo { normalizer.denormalize(&mut v)? } else { normalizer.normalize(&mut v)? }
+    values.iter_mut().zip(v).for_each(|(x, y)| *x = y as f32);
+    Ok(())
 }

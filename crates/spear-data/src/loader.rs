@@ -79,6 +79,41 @@ pub struct LoaderConfig {
     pub skip_bad_episodes: bool,
     /// How action translations and state positions are normalised (off by default).
     pub normalization: NormalizationConfig,
+    /// Episodes held out for validation (none by default).
+    pub holdout: Holdout,
+}
+
+/// `[loader.holdout]`: a fixed share of each dataset's episodes, chosen by a hash of the dataset's
+/// name and the episode's index (so the same episodes whatever the seed, the mixture or the
+/// machine), set apart for validation. A training loader reads the rest; a validation loader
+/// (`held_out = true`) reads only those.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Holdout {
+    /// Share of the episodes held out, in [0, 1).
+    pub fraction: f64,
+    /// Read the held-out episodes instead of the others.
+    pub held_out: bool,
+}
+
+impl Holdout {
+    /// Whether episode `episode` of dataset `name` is held out.
+    pub fn is_held_out(&self, name: &str, episode: u64) -> bool {
+        // FNV-1a of the name, mixed with the index by splitmix64: a fixed, portable hash.
+        let mut h = name
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        h ^= episode.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 31;
+        ((h >> 11) as f64 / (1u64 << 53) as f64) < self.fraction
+    }
+
+    /// The episodes of `0..count` this loader reads.
+    fn select(&self, name: &str, count: u64) -> Vec<u64> {
+        (0..count).filter(|&e| self.fraction <= 0.0 || self.is_held_out(name, e) == self.held_out).collect()
+    }
 }
 
 /// A normaliser choice for one quantity (the paper's Table 10).
@@ -178,6 +213,7 @@ impl Default for LoaderConfig {
             drop_empty_instructions: true,
             skip_bad_episodes: true,
             normalization: NormalizationConfig::default(),
+            holdout: Holdout::default(),
         }
     }
 }
@@ -286,6 +322,9 @@ impl MixtureConfig {
         if l.external_size.contains(&0) || l.wrist_size.contains(&0) {
             return Err("loader: image sizes must be positive".into());
         }
+        if !(0.0..1.0).contains(&l.holdout.fraction) {
+            return Err(format!("loader.holdout.fraction: {} is not in [0, 1)", l.holdout.fraction));
+        }
         Ok(())
     }
 
@@ -351,6 +390,9 @@ struct Source {
     weight: f64,
     /// First global episode index of each shard.
     shard_starts: Vec<u64>,
+    /// The episodes this loader reads (all, or one side of the holdout), ascending.
+    selected: Vec<u64>,
+    /// How many.
     episodes: u64,
     /// Record offsets of each shard, read on first use.
     offsets: HashMap<usize, Vec<u64>>,
@@ -478,7 +520,7 @@ impl Sampler {
     /// The episode order of `dataset` in `epoch`: a permutation seeded by (seed, dataset, epoch).
     fn order(&mut self, dataset: usize, epoch: u64) -> &[u64] {
         if self.orders[dataset].as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let mut order: Vec<u64> = (0..self.sources[dataset].episodes).collect();
+            let mut order: Vec<u64> = self.sources[dataset].selected.clone();
             let seed = self.config.seed
                 ^ (dataset as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
                 ^ epoch.rotate_left(32);
@@ -737,6 +779,7 @@ impl Loader {
         let fail = |problem: String| mixture.error(problem);
         mixture.validate().map_err(fail)?;
         let mut sources = Vec::new();
+        let config_holdout = mixture.loader.holdout;
         for entry in &mixture.datasets {
             let spec = resolve_spec(&entry.name).map_err(fail)?;
             let dir = mixture.dataset_dir(entry).map_err(fail)?;
@@ -752,13 +795,15 @@ impl Loader {
                 shard_starts.push(episodes);
                 episodes += shard.episodes;
             }
+            let selected = config_holdout.select(spec.name, episodes);
             sources.push(Source {
                 spec,
                 dataset,
                 split,
                 weight: entry.weight,
                 shard_starts,
-                episodes,
+                episodes: selected.len() as u64,
+                selected,
                 offsets: HashMap::new(),
             });
         }
@@ -819,7 +864,7 @@ impl Loader {
         let mut seen = std::collections::HashSet::new();
         for f in &state.buffer {
             if f.dataset as usize >= now.len()
-                || f.episode >= now[f.dataset as usize].1
+                || s.sources[f.dataset as usize].selected.binary_search(&f.episode).is_err()
                 || !seen.insert((f.insertion, f.frame))
             {
                 return Err(fail(format!("buffer entry {f:?} does not fit the mixture")));
@@ -876,7 +921,7 @@ impl Loader {
         Ok(self)
     }
 
-    /// The mixture's datasets, in order: (RLDS name, episodes in the split).
+    /// The mixture's datasets, in order: (RLDS name, episodes it reads: the split's, less or only the held-out ones).
     pub fn datasets(&self) -> Vec<(&'static str, u64)> {
         self.sampler.sources.iter().map(|s| (s.spec.name, s.episodes)).collect()
     }

@@ -76,7 +76,12 @@ impl GemmaConfig {
     /// Builds the decoder with random weights (lazily allocated).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Gemma<B> {
         Gemma {
-            embed_tokens: EmbeddingConfig::new(self.vocab_size, self.hidden_size).init(device),
+            // N(0, 0.02) as transformers initialises Gemma (`initializer_range`): burn's default
+            // N(0, 1) makes the tied LM head's logits about √width wide, and a tiny model's first
+            // loss ~90 instead of ~ln(vocab).
+            embed_tokens: EmbeddingConfig::new(self.vocab_size, self.hidden_size)
+                .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+                .init(device),
             layers: self.init_layers(device),
             norm: GemmaRmsNorm::new(self.hidden_size, self.rms_norm_eps, device),
         }

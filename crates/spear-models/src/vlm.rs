@@ -377,4 +377,54 @@ impl<B: Backend> SpearVlm<B> {
         let hidden = self.decode(Tensor::cat(embeds, 1), &layout, None);
         Ok(self.logits(hidden))
     }
+
+    /// The training forward of a batch whose rows differ in length: per row its token ids (`<bos>`
+    /// first) and how many of them are the prefix (attending bidirectionally with the images; the
+    /// rest attends causally). Rows are right-padded to the longest; padding neither attends nor
+    /// is attended to, and RoPE positions count real tokens only, so each row computes exactly
+    /// what it would alone. Returns the logits `[B, L, vocab]` of the text positions only (`L`:
+    /// the longest row), where position `t` predicts token `t + 1`.
+    pub fn forward_rows(
+        &self,
+        cameras: &[Tensor<B, 4>],
+        rows: &[(&[u32], usize)],
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let images = self.embed_images(cameras)?;
+        let [batch, image_tokens, _] = images.dims();
+        if rows.len() != batch {
+            return Err(ModelError::Input(format!(
+                "{} token rows for a batch of {batch} images",
+                rows.len()
+            )));
+        }
+        let vocab = self.vocab();
+        for (r, (ids, prefix_len)) in rows.iter().enumerate() {
+            if ids.is_empty() || *prefix_len == 0 || *prefix_len > ids.len() {
+                return Err(ModelError::Input(format!(
+                    "row {r}: {} tokens with a prefix of {prefix_len} (expected 1 ≤ prefix ≤ tokens)",
+                    ids.len()
+                )));
+            }
+            if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(ModelError::Input(format!(
+                    "row {r}: token id {id} outside the vocabulary ({vocab})"
+                )));
+            }
+        }
+        let longest = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+        let mut padded = Vec::with_capacity(batch * longest);
+        let (mut valid, mut ar) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
+        for (ids, prefix_len) in rows {
+            padded.extend(ids.iter().map(|&id| i64::from(id)));
+            padded.extend(std::iter::repeat_n(0, longest - ids.len()));
+            let text = (0..longest).map(|t| t < ids.len());
+            valid.push(std::iter::repeat_n(true, image_tokens).chain(text).collect::<Vec<_>>());
+            let causal = (0..longest).map(|t| t >= *prefix_len);
+            ar.push(std::iter::repeat_n(false, image_tokens).chain(causal).collect::<Vec<_>>());
+        }
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(padded, [batch, longest]), &images.device());
+        let embeds = Tensor::cat(vec![images, self.embed_tokens(ids)], 1);
+        let hidden = self.decode(embeds, &TokenLayout::new(valid, &ar), None);
+        Ok(self.logits(hidden.narrow(1, image_tokens, longest)))
+    }
 }

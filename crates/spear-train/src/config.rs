@@ -132,6 +132,16 @@ pub struct ModelSection {
     pub init: Option<PathBuf>,
     /// Number of 3D tokens (appendix A.1.3).
     pub num_3d_tokens: usize,
+    /// Main camera input `[height, width]` (default: the model's, 210×280 for SPEAR); a multiple
+    /// of the 14-pixel patch in each direction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<[usize; 2]>,
+    /// Wrist camera input `[height, width]` (default: the model's, 112×112).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrist_image_size: Option<[usize; 2]>,
+    /// The PaliGemma `tokenizer.json` (default: the one beside `init`, else in `paligemma`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// `[trainable]`: which parts receive gradients; the rest is frozen.
@@ -207,6 +217,14 @@ pub struct LossSection {
     pub lambda_3d: f64,
     /// VLA: the rotation flow.
     pub rotation: Rotation,
+    /// VLA: weight of the S³ rotation terms (cosine + geodesic) against the translation and
+    /// gripper terms; the paper gives none, so 1.
+    #[serde(default = "one")]
+    pub rotation_weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// `[data]`.
@@ -220,8 +238,34 @@ pub struct DataSection {
     /// VLA: the mixture file (`configs/data/*.toml`), or `"embedded"` for the generated demo task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mixture: Option<PathBuf>,
-    /// Share of the data held out for validation.
+    /// Share of the data held out for validation: VLM — of the images (by a hash of their path);
+    /// VLA — of each dataset's training episodes (by a hash of the episode's index), unless every
+    /// dataset of the mixture has a `val` split, which is then used instead.
     pub val_fraction: f64,
+    /// The generated data of the embedded defaults (`"embedded"` above).
+    #[serde(default)]
+    pub embedded: EmbeddedSection,
+}
+
+/// `[data.embedded]`: how much data the embedded defaults generate, and how they are evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedSection {
+    /// VLA: training episodes of the reach task; VLM: annotated scenes (`val_fraction` of them
+    /// held out).
+    pub episodes: usize,
+    /// VLA: validation episodes (the dataset's `val` split).
+    pub val_episodes: usize,
+    /// VLA: held-out scenes rolled out in closed loop after training.
+    pub eval_scenes: usize,
+    /// VLA: action chunks per rollout.
+    pub eval_chunks: usize,
+}
+
+impl Default for EmbeddedSection {
+    fn default() -> Self {
+        Self { episodes: 1000, val_episodes: 100, eval_scenes: 64, eval_chunks: 16 }
+    }
 }
 
 /// One training run.
@@ -259,8 +303,14 @@ fn merge(base: &mut Table, over: Table) {
 }
 
 /// The fields that hold paths.
-const PATHS: [(&str, &str); 5] =
-    [("model", "paligemma"), ("model", "moge"), ("model", "init"), ("data", "vqa"), ("data", "mixture")];
+const PATHS: [(&str, &str); 6] = [
+    ("model", "paligemma"),
+    ("model", "moge"),
+    ("model", "init"),
+    ("model", "tokenizer"),
+    ("data", "vqa"),
+    ("data", "mixture"),
+];
 
 /// Makes a file's relative paths absolute against its folder.
 fn anchor_paths(table: &mut Table, dir: &Path) {
@@ -390,6 +440,7 @@ impl TrainConfig {
             ("optim.weight_decay", o.weight_decay),
             ("optim.clip_norm", o.clip_norm),
             ("loss.lambda_3d", self.loss.lambda_3d),
+            ("loss.rotation_weight", self.loss.rotation_weight),
         ];
         for (field, v) in non_negative {
             if !(v.is_finite() && v >= 0.0) {
@@ -412,6 +463,21 @@ impl TrainConfig {
         }
         if self.model.num_3d_tokens == 0 {
             return fail("model.num_3d_tokens", "must be at least 1".into());
+        }
+        let sizes = [
+            ("model.image_size", self.model.image_size),
+            ("model.wrist_image_size", self.model.wrist_image_size),
+        ];
+        for (field, size) in sizes {
+            if let Some([h, w]) = size
+                && (h == 0 || w == 0 || h % 14 != 0 || w % 14 != 0)
+            {
+                return fail(field, format!("[{h}, {w}] must be positive multiples of the 14-pixel patch"));
+            }
+        }
+        let e = &self.data.embedded;
+        if e.episodes == 0 || e.eval_chunks == 0 {
+            return fail("data.embedded", "episodes and eval_chunks must be at least 1".into());
         }
         let t = &self.trainable;
         if ![t.siglip, t.moge, t.projectors, t.llm, t.new_embeddings, t.action_expert].contains(&true) {

@@ -3,5 +3,9 @@
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
+pub mod model;
 pub mod optim;
 pub mod plan;
+pub mod run;
+pub mod vla;
+pub mod vlm;

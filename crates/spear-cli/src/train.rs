@@ -1,0 +1,313 @@
+//! `spear train vla|vlm`: a training run from its config — the paper's runs on real data, or,
+//! with no config, the embedded defaults (a tiny model on generated data, on this machine, in
+//! minutes) — with a progress bar, messages above it, and a summary at the end.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use spear_train::config::TrainConfig;
+use spear_train::run::Observer;
+
+/// Which model a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// SPEAR-1 (`configs/vla`).
+    Vla,
+    /// SPEAR-VLM (`configs/vlm`).
+    Vlm,
+}
+
+impl Kind {
+    fn folder(self) -> &'static str {
+        match self {
+            Kind::Vla => "vla",
+            Kind::Vlm => "vlm",
+        }
+    }
+}
+
+/// A training request from the command line.
+#[derive(Debug, Clone)]
+pub struct TrainArgs {
+    /// The run's config (default: the embedded default, `configs/<kind>/tiny.toml`).
+    pub config: Option<PathBuf>,
+    /// `section.key=value` overrides.
+    pub overrides: Vec<String>,
+    /// The run folder (default: `runs/<run.name>`).
+    pub out: Option<PathBuf>,
+    /// Continue the run in `out` from its last checkpoint.
+    pub resume: bool,
+}
+
+/// The embedded default's config: `configs/<kind>/tiny.toml` under the working folder, else in
+/// the source tree this binary was built from.
+pub fn default_config(kind: Kind) -> Result<PathBuf> {
+    let relative = Path::new("configs").join(kind.folder()).join("tiny.toml");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(&relative);
+    [relative, source].into_iter().find(|p| p.is_file()).with_context(|| {
+        format!("no configs/{}/tiny.toml here or in the source tree: pass --config", kind.folder())
+    })
+}
+
+/// Loads the run's config and picks its folder.
+pub fn resolve(kind: Kind, args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
+    let path = match &args.config {
+        Some(path) => path.clone(),
+        None => default_config(kind)?,
+    };
+    let config = TrainConfig::load(&path, &args.overrides)?;
+    let vlm = config.stage.is_vlm();
+    if vlm != (kind == Kind::Vlm) {
+        anyhow::bail!(
+            "{}: stage {:?} is not a {} run (use `spear train {}`)",
+            path.display(),
+            config.stage,
+            kind.folder(),
+            if vlm { "vlm" } else { "vla" }
+        );
+    }
+    let out = args.out.clone().unwrap_or_else(|| Path::new("runs").join(&config.run.name));
+    Ok((config, out))
+}
+
+/// The progress bar of a run on a terminal (step, loss, learning rate, steps/s, ETA; messages
+/// printed above it), or a plain line per metrics line elsewhere (logs, CI).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    started: Instant,
+    first: u64,
+}
+
+impl Progress {
+    /// A bar when stderr is a terminal.
+    pub fn new() -> Self {
+        let target = ProgressDrawTarget::stderr();
+        let bar = (!target.is_hidden()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), target);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "  {bar:30.cyan/blue} step {pos}/{len}  {msg}  {per_sec}  ETA {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("█▌ "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Self { bar, started: Instant::now(), first: 0 }
+    }
+
+    /// Prints above the bar (or plainly).
+    pub fn println(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Observer for Progress {
+    fn start(&mut self, step: u64, steps: u64) {
+        (self.started, self.first) = (Instant::now(), step);
+        if let Some(bar) = &self.bar {
+            bar.set_length(steps);
+            bar.set_position(step);
+            bar.reset_eta();
+        }
+    }
+
+    fn step(&mut self, step: u64, loss: f64, lr: f64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(step);
+            bar.set_message(format!("loss {loss:.4}  lr {lr:.2e}"));
+        }
+    }
+
+    fn metrics(&mut self, step: u64, values: &[(String, f64)]) {
+        let validation = values.iter().any(|(n, _)| n.starts_with("val_"));
+        if self.bar.is_some() && !validation {
+            return;
+        }
+        let rate = (step - self.first) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let shown: Vec<String> = values
+            .iter()
+            .filter(|(n, _)| self.bar.is_none() || n.starts_with("val_"))
+            .map(|(n, v)| format!("{n} {}", short(*v)))
+            .collect();
+        self.println(&format!("  step {step:>6}  {}  ({rate:.2} steps/s)", shown.join("  ")));
+    }
+
+    fn message(&mut self, text: &str) {
+        self.println(&format!("  {text}"));
+    }
+}
+
+/// A number in 4 significant digits, scientific when tiny.
+pub fn short(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 { format!("{v:.3e}") } else { format!("{v:.4}") }
+}
+
+/// `1 min 23 s`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    if s >= 60 { format!("{} min {} s", s / 60, s % 60) } else { format!("{seconds:.1} s") }
+}
+
+/// The metrics of the run's end, one per line.
+pub fn render_last(last: &[(String, f64)]) -> String {
+    last.iter().map(|(n, v)| format!("    {n:<24} {}\n", short(*v))).collect()
+}
+
+/// `spear train vla` on backend `B`.
+pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
+    backend: crate::backend::BackendKind,
+    args: &TrainArgs,
+    device: &B::Device,
+) -> Result<()> {
+    let (config, out) = resolve(Kind::Vla, args)?;
+    let r = &config.run;
+    println!(
+        "train vla: {} ({:?}, {:?} model), {} steps × batch {} on {backend}; run folder {}",
+        r.name,
+        config.stage,
+        config.model.size,
+        r.steps,
+        r.batch_size,
+        out.display()
+    );
+    let mut progress = Progress::new();
+    let mixture = spear_train::vla::mixture_file(&config)?;
+    let outcome = spear_train::vla::run::<B>(&config, mixture, &out, args.resume, device, &mut progress, &mut |_| {})?;
+    progress.finish();
+    let t = &outcome.trained;
+    let datasets: Vec<String> = outcome.datasets.iter().map(|(n, e)| format!("{n} ({e} episodes)")).collect();
+    println!("  data        {}", datasets.join(", "));
+    println!(
+        "  trained     steps {}..{} in {}",
+        t.resumed_from,
+        t.steps,
+        duration(t.seconds)
+    );
+    print!("{}", render_last(&t.last));
+    println!("  checkpoint  {}", t.checkpoint.display());
+    println!("  policy      {}", outcome.export.display());
+    println!("next:");
+    println!("  spear plot {}", out.display());
+    println!(
+        "  spear policy act --checkpoint {} --image MAIN.png --wrist WRIST.png --state \"x,y,z,qw,qx,qy,qz,gripper\" --prompt \"…\"",
+        outcome.export.display()
+    );
+    Ok(())
+}
+
+/// `spear train vlm` on backend `B`.
+pub fn vlm<B: burn::tensor::backend::AutodiffBackend>(
+    backend: crate::backend::BackendKind,
+    args: &TrainArgs,
+    device: &B::Device,
+) -> Result<()> {
+    use spear_train::run::Task;
+    let (config, out) = resolve(Kind::Vlm, args)?;
+    let r = &config.run;
+    println!(
+        "train vlm: {} ({:?}, {:?} model), {} steps × batch {} on {backend}; run folder {}",
+        r.name,
+        config.stage,
+        config.model.size,
+        r.steps,
+        r.batch_size,
+        out.display()
+    );
+    let mut progress = Progress::new();
+    let annotations = match config.data.vqa.as_deref() {
+        Some(dir) if dir == Path::new(EMBEDDED) => embedded_vqa(&config, &out, args.resume, &progress)?,
+        Some(dir) => dir.to_path_buf(),
+        None => anyhow::bail!("data.vqa is not set (an annotation folder from `spear annotate`)"),
+    };
+    let mut untrained = Vec::new();
+    let outcome = spear_train::vlm::run::<B>(
+        &config,
+        &annotations,
+        &out,
+        args.resume,
+        device,
+        &mut progress,
+        &mut |model, task| {
+            if !args.resume {
+                untrained = task.validate(model)?;
+            }
+            Ok(())
+        },
+    )?;
+    progress.finish();
+    let t = &outcome.trained;
+    println!("  data        {} training and {} validation examples", outcome.examples.0, outcome.examples.1);
+    println!("  trained     steps {}..{} in {}", t.resumed_from, t.steps, duration(t.seconds));
+    print!("{}", render_last(&t.last));
+    if !untrained.is_empty() {
+        println!("  untrained model (the same validation):");
+        print!("{}", render_last(&untrained));
+    }
+    if let Some(prior) = outcome.prior_3d_error_m {
+        println!(
+            "  prior (the training set's mean value per question family and slot): val_3d_error_m {}",
+            short(prior)
+        );
+    }
+    println!("  checkpoint  {}", t.checkpoint.display());
+    println!("  model       {}", outcome.export.display());
+    println!("next:");
+    println!("  spear plot {}", out.display());
+    println!(
+        "  spear vlm ask --weights {} --image IMAGE.png --prompt \"What is the 3D position of the red block?\"",
+        outcome.export.display()
+    );
+    Ok(())
+}
+
+/// The name that asks for generated data instead of a folder or file.
+const EMBEDDED: &str = "embedded";
+
+/// The embedded VLM data: `data.embedded.episodes` generated tabletop scenes at the model's image
+/// size (`spear_annotate::synthetic`), annotated by `spear annotate`'s pipeline into
+/// `RUN/data/vqa`. A resumed run reuses them.
+fn embedded_vqa(config: &TrainConfig, out: &Path, resume: bool, progress: &Progress) -> Result<PathBuf> {
+    use spear_annotate::pipeline::{AnnotateConfig, run};
+    use spear_annotate::synthetic::{SceneConfig, write_scenes};
+    let data = out.join("data");
+    let vqa = data.join("vqa");
+    if resume && vqa.join("manifest.json").is_file() {
+        return Ok(vqa);
+    }
+    let scenes = config.data.embedded.episodes;
+    let [height, width] = config.model.image_size.unwrap_or([112, 112]);
+    let scene_config = SceneConfig { width, height, ..SceneConfig::default() };
+    let started = Instant::now();
+    let inputs = write_scenes(&data.join("scenes"), &scene_config, config.run.seed, scenes)?;
+    // The rendered point maps are exact: no flying pixels at object borders to erode.
+    let mut annotate = AnnotateConfig { seed: config.run.seed, ..AnnotateConfig::default() };
+    annotate.geometry.erode_px = 0;
+    let manifest = run(&inputs, &vqa, &annotate, &|_, _| {})?;
+    progress.println(&format!(
+        "  data        {scenes} generated scenes ({width}×{height}) annotated into {} examples in {} ({})",
+        manifest.counts.examples,
+        duration(started.elapsed().as_secs_f64()),
+        vqa.display()
+    ));
+    Ok(vqa)
+}

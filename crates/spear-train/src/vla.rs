@@ -1,0 +1,430 @@
+//! SPEAR-1 training (paper §3.2, §4, appendix A.2): the policy — from random tiny weights, from a
+//! SPEAR-VLM checkpoint plus a fresh action expert (pre-training), or from a SPEAR-1 checkpoint
+//! (post-training) — trained with flow matching (translation and gripper linear, rotations on S³)
+//! on batches of the mixture loader, with the stage's parts frozen, and exported with its
+//! tokenizer and normalisers so that `spear policy act` takes raw states and returns actions in
+//! metres.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use spear_data::loader::{Batch, Loader, LoaderError, LoaderState, MixtureConfig, Normalization, Prefetch};
+use spear_data::oxe::STATE_DIM;
+use spear_data::resample::ACTION_DIM;
+use spear_models::checkpoint::Checkpoint;
+use spear_models::layout::{Layout, load};
+use spear_models::policy::Observation;
+use spear_models::store::{load_policy, save_policy};
+use spear_models::{RotationMode, SpearPolicy, SpearPolicyConfig};
+
+use crate::config::{ModelSize, Rotation, Stage, TrainConfig};
+use crate::model::{Prompts, images, load_tokenizer, vlm_config};
+use crate::optim::materialize;
+use crate::run::{Loss, Observer, Task, TrainError, Trained, train};
+
+/// The policy a run trains: SPEAR-1 (or its tiny version) with the run's VLM, rotation mode and
+/// rotation weight.
+pub fn policy_config(config: &TrainConfig, vlm: spear_models::SpearVlmConfig) -> SpearPolicyConfig {
+    let mut policy = match config.model.size {
+        ModelSize::Full => SpearPolicyConfig::spear1(),
+        ModelSize::Tiny => SpearPolicyConfig::tiny(),
+    };
+    policy.vlm = vlm;
+    policy.rotation = match config.loss.rotation {
+        Rotation::S3 => RotationMode::S3,
+        Rotation::Linear => RotationMode::Linear,
+    };
+    policy.flow.rotation_weight = config.loss.rotation_weight;
+    policy
+}
+
+/// Builds the policy a run starts from (see the module documentation), with every weight drawn
+/// or loaded and the stage's parts frozen.
+pub fn initial_policy<B: AutodiffBackend>(
+    config: &TrainConfig,
+    policy_config: &SpearPolicyConfig,
+    device: &B::Device,
+) -> Result<SpearPolicy<B>, TrainError> {
+    B::seed(device, config.run.seed);
+    let fail = |e: spear_models::ModelError| TrainError::task("model.init", e);
+    let policy = match (&config.model.init, config.stage) {
+        (None, _) => policy_config.init::<B>(device).map_err(fail)?,
+        (Some(dir), Stage::VlaPosttrain) => {
+            let loaded: SpearPolicy<B> = load_policy(dir, device).map_err(fail)?;
+            let mut want = policy_config.clone();
+            // The cameras' sizes may change between runs (the position tables are resized).
+            want.vlm.image_size = loaded.config().vlm.image_size;
+            want.vlm.wrist_image_size = loaded.config().vlm.wrist_image_size;
+            if loaded.config() != &want {
+                return Err(TrainError::Task(format!(
+                    "model.init: {} is a different policy from the run's (checkpoint {:?}, run {:?})",
+                    dir.display(),
+                    loaded.config(),
+                    want
+                )));
+            }
+            let mut policy = policy_config.init::<B>(device).map_err(fail)?;
+            (policy.vlm, policy.expert) = (loaded.vlm, loaded.expert);
+            policy
+        }
+        (Some(dir), _) => {
+            // SPEAR-VLM and a fresh action expert: the VLM's weights into the policy's VLM.
+            let mut policy = policy_config.init::<B>(device).map_err(fail)?;
+            let checkpoint = Checkpoint::open(dir).map_err(fail)?;
+            load(&mut policy.vlm, &checkpoint, Layout::Spear, &[], "SPEAR-VLM").map_err(fail)?;
+            policy
+        }
+    };
+    materialize(&policy);
+    Ok(policy.with_trainable(config.trainable.vlm(), config.trainable.action_expert))
+}
+
+/// The mixture a run reads, set up for the run: the run's seed, micro-batch, camera sizes and
+/// horizon, and the training side of the holdout (see [`validation_mixture`]).
+pub fn training_mixture(
+    mut mixture: MixtureConfig,
+    config: &TrainConfig,
+    policy: &SpearPolicyConfig,
+) -> MixtureConfig {
+    let l = &mut mixture.loader;
+    l.seed = config.run.seed;
+    l.batch_size = config.run.batch_size / config.run.grad_accum;
+    let ([h, w], [wh, ww]) = (policy.vlm.image_size, policy.vlm.wrist_image_size);
+    (l.external_size, l.wrist_size) = ([w, h], [ww, wh]);
+    l.horizon = policy.horizon;
+    l.holdout.fraction = config.data.val_fraction;
+    l.holdout.held_out = false;
+    mixture
+}
+
+/// The validation side of a training mixture: each dataset's `val` split when every dataset
+/// has one (then `train` is read whole), else the held-out episodes of `train`.
+pub fn validation_mixture(training: &mut MixtureConfig) -> Result<Option<MixtureConfig>, TrainError> {
+    let mut all_have_val = true;
+    for entry in &training.datasets {
+        let dir = training.dataset_dir(entry).map_err(|e| TrainError::task("data.mixture", e))?;
+        let dataset =
+            spear_data::rlds::RldsDataset::open(&dir).map_err(|e| TrainError::task("data.mixture", e))?;
+        all_have_val &= dataset.splits.iter().any(|s| s.name == "val");
+    }
+    let mut validation = training.clone();
+    validation.loader.augment = Default::default();
+    if all_have_val {
+        training.loader.holdout.fraction = 0.0;
+        validation.split = "val".into();
+        validation.loader.holdout.fraction = 0.0;
+    } else if training.loader.holdout.fraction > 0.0 {
+        validation.loader.holdout.held_out = true;
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(validation))
+}
+
+/// Samples from the validation stream held in memory, so every validation pass sees the same
+/// ones (at most this many).
+const VALIDATION_SAMPLES: usize = 256;
+/// Seed of validation's noise and flow times (fixed, so passes are comparable).
+const VALIDATION_SEED: u64 = 0x5EA1;
+
+/// A batch as the policy takes it.
+struct DeviceBatch<B: Backend> {
+    observation: Observation<B>,
+    actions: Tensor<B, 3>,
+    mask: Tensor<B, 2, Bool>,
+}
+
+/// The tensors of a loader batch.
+fn device_batch<B: Backend>(
+    batch: &Batch,
+    policy: &SpearPolicyConfig,
+    prompts: &mut Prompts,
+    device: &B::Device,
+) -> Result<DeviceBatch<B>, TrainError> {
+    let n = batch.size;
+    let horizon = policy.horizon;
+    let cameras = vec![
+        images::<B>(&batch.external, n, policy.vlm.image_size, device),
+        images::<B>(&batch.wrist, n, policy.vlm.wrist_image_size, device),
+    ];
+    let observation = Observation {
+        cameras,
+        camera_present: Some(vec![vec![true; n], batch.wrist_present.clone()]),
+        prompts: prompts.encode(&batch.instructions)?,
+        state: Tensor::from_data(TensorData::new(batch.state.clone(), [n, STATE_DIM]), device),
+    };
+    let actions = Tensor::from_data(TensorData::new(batch.actions.clone(), [n, horizon, ACTION_DIM]), device);
+    let mask = Tensor::from_data(TensorData::new(batch.mask.clone(), [n, horizon]), device);
+    Ok(DeviceBatch { observation, actions, mask })
+}
+
+/// The trainer's state in a checkpoint.
+#[derive(Serialize, Deserialize)]
+struct VlaState {
+    loader: LoaderState,
+    flow_rng: ChaCha8Rng,
+}
+
+/// SPEAR-1's training task.
+pub struct VlaTask<B: AutodiffBackend> {
+    mixture: MixtureConfig,
+    batches: Prefetch,
+    /// The loader's state after the last batch taken (what a checkpoint must resume from).
+    loader_state: LoaderState,
+    flow_rng: ChaCha8Rng,
+    prompts: Prompts,
+    policy: SpearPolicyConfig,
+    validation: Vec<Batch>,
+    normalization: Normalization,
+    datasets: Vec<(String, u64)>,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> VlaTask<B> {
+    /// Opens the training stream of `mixture` (see [`training_mixture`]) and reads the validation
+    /// samples.
+    pub fn new(
+        mixture: MixtureConfig,
+        validation: Option<MixtureConfig>,
+        config: &TrainConfig,
+        policy: SpearPolicyConfig,
+        prompts: Prompts,
+        device: B::Device,
+    ) -> Result<Self, TrainError> {
+        let fail = |e: LoaderError| TrainError::task("data.mixture", e);
+        let loader = Loader::open(&mixture).map_err(fail)?;
+        let normalization =
+            mixture.loader.normalization.build().map_err(|e| TrainError::task("data.mixture", e))?;
+        let loader_state = loader.state();
+        let datasets = loader.datasets().into_iter().map(|(n, e)| (n.to_string(), e)).collect();
+        let mut validation_batches = Vec::new();
+        if let Some(validation) = validation {
+            // A held-out part with no episode (a tiny dataset) means no validation, not an error.
+            let mut loader = match Loader::open(&validation) {
+                Err(LoaderError::Empty(_)) => None,
+                other => Some(other.map_err(fail)?),
+            };
+            let mut samples = 0;
+            while let Some(l) = loader.as_mut()
+                && samples < VALIDATION_SAMPLES
+            {
+                match l.next_batch() {
+                    Ok(batch) => {
+                        samples += batch.size;
+                        validation_batches.push(batch);
+                    }
+                    Err(LoaderError::Empty(_)) => loader = None,
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+        }
+        Ok(Self {
+            batches: loader.prefetch(),
+            mixture,
+            loader_state,
+            flow_rng: ChaCha8Rng::seed_from_u64(config.run.seed ^ 0xF10),
+            prompts,
+            policy,
+            validation: validation_batches,
+            normalization,
+            datasets,
+            device,
+        })
+    }
+
+    /// The normalisers the loader applies (exported with the policy).
+    pub fn normalization(&self) -> &Normalization {
+        &self.normalization
+    }
+
+    /// Samples in the validation set.
+    pub fn validation_samples(&self) -> usize {
+        self.validation.iter().map(|b| b.size).sum()
+    }
+}
+
+/// Mean geodesic angle (degrees) between the rotation parts of two `[n, H, 8]` chunks at the
+/// real steps, and the mean translation distance there (normalised units).
+fn chunk_errors(sampled: &[f32], target: &[f32], mask: &[bool]) -> (f64, f64) {
+    let (mut translation, mut rotation, mut count) = (0.0, 0.0, 0usize);
+    for ((s, t), &real) in sampled.chunks(ACTION_DIM).zip(target.chunks(ACTION_DIM)).zip(mask) {
+        if !real {
+            continue;
+        }
+        let d: f64 = (0..3).map(|i| f64::from(s[i] - t[i]).powi(2)).sum();
+        translation += d.sqrt();
+        let q = |a: &[f32]| {
+            nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(
+                f64::from(a[3]),
+                f64::from(a[4]),
+                f64::from(a[5]),
+                f64::from(a[6]),
+            ))
+        };
+        rotation += q(s).angle_to(&q(t)).to_degrees();
+        count += 1;
+    }
+    let n = count.max(1) as f64;
+    (translation / n, rotation / n)
+}
+
+impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
+    type Model = SpearPolicy<B>;
+    type Batch = Batch;
+
+    fn next_batch(&mut self) -> Result<Batch, TrainError> {
+        let batch = self
+            .batches
+            .next()
+            .ok_or_else(|| TrainError::Task("the loader stopped".into()))?
+            .map_err(|e| TrainError::task("data.mixture", e))?;
+        self.loader_state = batch.state_after.clone();
+        Ok(batch)
+    }
+
+    fn loss(&mut self, model: &SpearPolicy<B>, batch: Batch) -> Result<Loss<B>, TrainError> {
+        let b = device_batch::<B>(&batch, &self.policy, &mut self.prompts, &self.device)?;
+        let draws = model.draw(batch.size, &mut self.flow_rng, &self.device);
+        let loss = model
+            .loss(&b.observation, b.actions, Some(b.mask), &draws)
+            .map_err(|e| TrainError::task("policy loss", e))?;
+        let mut parts = Vec::new();
+        if let (Some(cosine), Some(geodesic)) = (loss.cosine, loss.geodesic) {
+            let mean = |t: Tensor<B, 2>| f64::from(t.mean().into_scalar().elem::<f32>());
+            parts.push(("rotation_cosine", mean(cosine)));
+            parts.push(("rotation_geodesic", mean(geodesic)));
+        }
+        Ok((loss.total, parts))
+    }
+
+    fn validate(&mut self, model: &SpearPolicy<B::InnerBackend>) -> Result<Vec<(String, f64)>, TrainError> {
+        if self.validation.is_empty() {
+            return Ok(Vec::new());
+        }
+        B::InnerBackend::seed(&self.device, VALIDATION_SEED);
+        let mut rng = ChaCha8Rng::seed_from_u64(VALIDATION_SEED);
+        let (mut total, mut samples) = (0.0, 0usize);
+        let (mut translation, mut rotation) = (0.0, 0.0);
+        for (i, batch) in self.validation.iter().enumerate() {
+            let b = device_batch::<B::InnerBackend>(batch, &self.policy, &mut self.prompts, &self.device)?;
+            let draws = model.draw(batch.size, &mut rng, &self.device);
+            let loss = model
+                .loss(&b.observation, b.actions, Some(b.mask), &draws)
+                .map_err(|e| TrainError::task("validation loss", e))?;
+            total += f64::from(loss.total.into_scalar().elem::<f32>()) * batch.size as f64;
+            samples += batch.size;
+            if i == 0 {
+                // How far sampled chunks are from the demonstrations (one batch: sampling runs
+                // the flow's N steps).
+                let noise = model.noise(batch.size, &self.device);
+                let sampled = model
+                    .sample(&b.observation, noise)
+                    .map_err(|e| TrainError::task("validation sampling", e))?;
+                let sampled: Vec<f32> = sampled.into_data().convert::<f32>().to_vec().expect("f32");
+                (translation, rotation) = chunk_errors(&sampled, &batch.actions, &batch.mask);
+            }
+        }
+        Ok(vec![
+            ("val_loss".into(), total / samples.max(1) as f64),
+            ("val_translation_error".into(), translation),
+            ("val_rotation_error_deg".into(), rotation),
+        ])
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::to_value(VlaState { loader: self.loader_state.clone(), flow_rng: self.flow_rng.clone() })
+            .expect("the state serialises")
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<(), TrainError> {
+        let state: VlaState = serde_json::from_value(state.clone())
+            .map_err(|e| TrainError::task("checkpoint state.json (task)", e))?;
+        let loader = Loader::resume(&self.mixture, state.loader.clone())
+            .map_err(|e| TrainError::task("resuming the loader", e))?;
+        // The old producer thread ends when its channel closes.
+        self.batches = loader.prefetch();
+        self.loader_state = state.loader;
+        self.flow_rng = state.flow_rng;
+        Ok(())
+    }
+}
+
+/// Writes a trained policy for `spear policy act`: weights and `config.json`, `tokenizer.json`
+/// and `normalization.json` (the loader's normalisers, which `policy act` applies to states and
+/// undoes on actions).
+pub fn export<B: Backend>(
+    policy: &SpearPolicy<B>,
+    tokenizer: &Path,
+    normalization: &Normalization,
+    dir: &Path,
+) -> Result<PathBuf, TrainError> {
+    save_policy(policy, dir).map_err(|e| TrainError::task(dir.display(), e))?;
+    let copy = dir.join("tokenizer.json");
+    std::fs::copy(tokenizer, &copy).map_err(|e| TrainError::task(copy.display(), e))?;
+    let path = dir.join("normalization.json");
+    let json = serde_json::to_string_pretty(normalization).expect("normalisers serialise");
+    std::fs::write(&path, json).map_err(|e| TrainError::task(path.display(), e))?;
+    Ok(dir.to_path_buf())
+}
+
+/// Opens the mixture a run names (`data.mixture`, a file).
+pub fn mixture_file(config: &TrainConfig) -> Result<MixtureConfig, TrainError> {
+    let path =
+        config.data.mixture.as_ref().ok_or_else(|| TrainError::Task("data.mixture is not set".into()))?;
+    MixtureConfig::from_file(path).map_err(|e| TrainError::task("data.mixture", e))
+}
+
+/// What a finished VLA run leaves.
+pub struct VlaOutcome<B: AutodiffBackend> {
+    /// The training's end state.
+    pub trained: Trained<B, SpearPolicy<B>>,
+    /// The exported policy (`RUN/final`).
+    pub export: PathBuf,
+    /// The datasets read, with their episodes.
+    pub datasets: Vec<(String, u64)>,
+    /// Validation samples (0: no validation data).
+    pub validation_samples: usize,
+}
+
+/// Runs a VLA training as `config` says, in `run_dir`, on `mixture` (a file's, or the embedded
+/// task's), and exports the result to `RUN/final`. `initial` receives the starting weights (for
+/// baselines) before training.
+pub fn run<B: AutodiffBackend>(
+    config: &TrainConfig,
+    mixture: MixtureConfig,
+    run_dir: &Path,
+    resume: bool,
+    device: &B::Device,
+    observer: &mut dyn Observer,
+    initial: &mut dyn FnMut(&SpearPolicy<B::InnerBackend>),
+) -> Result<VlaOutcome<B>, TrainError> {
+    let (tokenizer, tokenizer_file) = load_tokenizer(config)?;
+    let policy_config = policy_config(config, vlm_config(config, &tokenizer));
+    let mut training = training_mixture(mixture, config, &policy_config);
+    let validation = validation_mixture(&mut training)?;
+    let model = initial_policy::<B>(config, &policy_config, device)?;
+    initial(&model.valid());
+    let mut task = VlaTask::<B>::new(
+        training,
+        validation,
+        config,
+        policy_config,
+        Prompts::new(tokenizer),
+        device.clone(),
+    )?;
+    let datasets = task.datasets.clone();
+    let validation_samples = task.validation_samples();
+    if validation_samples == 0 {
+        observer.message(
+            "no validation data (no `val` split, and no episode held out by data.val_fraction): validation skipped",
+        );
+    }
+    let trained = train(config, &mut task, model, run_dir, resume, device, observer)?;
+    let export = export(&trained.weights(), &tokenizer_file, task.normalization(), &run_dir.join("final"))?;
+    Ok(VlaOutcome { trained, export, datasets, validation_samples })
+}
