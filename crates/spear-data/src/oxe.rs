@@ -535,6 +535,27 @@ pub fn registry() -> Vec<DatasetSpec> {
     ]
 }
 
+/// Datasets the project generates itself, readable by name like the mixture's but not part of the
+/// paper's Table 4 (so not in [`registry`]). `spear_reach_rotate` is spear-train's reach-and-rotate
+/// task (`spear_train::reach`): 5 Hz episodes whose state holds the end-effector pose as position and
+/// quaternion `(w, x, y, z)` followed by the gripper's closedness, and whose action holds the gripper
+/// command at index 7 (see `docs/datasets.md`).
+pub fn generated() -> Vec<DatasetSpec> {
+    vec![DatasetSpec {
+        name: "spear_reach_rotate",
+        mixture_name: "spear_reach_rotate",
+        weight: 1.0,
+        rate_hz: 5.0,
+        external: "observation/image",
+        wrist: Some("observation/wrist_image"),
+        language: LanguageSource::Text("language_instruction"),
+        pose: vector("observation/state", 0, Orientation::QuatWxyz(3)),
+        gripper_state: linear("observation/state", 7, 0.0, 1.0),
+        gripper_command: linear("action", 7, 0.0, 1.0),
+        excluded: None,
+    }]
+}
+
 impl DatasetSpec {
     /// The step fields [`standardize`] and the cameras read (a loader decodes only these).
     pub fn fields_read(&self) -> Vec<&'static str> {
@@ -565,17 +586,18 @@ impl DatasetSpec {
 /// `roboset`). Only for names written by people: a dataset's own `dataset_info.json` name goes
 /// through [`spec`], since the bucket's older `bridge` export is not `bridge_dataset`.
 pub fn spec_for_mixture(name: &str) -> Option<DatasetSpec> {
-    spec(name).or_else(|| registry().into_iter().find(|s| s.mixture_name == name))
+    spec(name).or_else(|| registry().into_iter().chain(generated()).find(|s| s.mixture_name == name))
 }
 
 /// Names some releases give themselves in `dataset_info.json`, and the entry they belong to:
 /// DROID 1.0.1's is reportedly `droid_101`.
 const ALIASES: [(&str, &str); 1] = [("droid_101", "droid")];
 
-/// The registry entry for an RLDS dataset name (or a known alias of one).
+/// The registry entry for an RLDS dataset name (or a known alias of one), among the mixture's
+/// datasets and the [`generated`] ones.
 pub fn spec(name: &str) -> Option<DatasetSpec> {
     let name = ALIASES.iter().find(|(alias, _)| *alias == name).map_or(name, |(_, real)| real);
-    registry().into_iter().find(|s| s.name == name)
+    registry().into_iter().chain(generated()).find(|s| s.name == name)
 }
 
 /// One episode in SPEAR-1's step schema, at the dataset's native rate.

@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod plan;
+pub mod reach;
 pub mod run;
 pub mod vla;
 pub mod vlm;
