@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use spear_data::loader::Normalization;
-use spear_data::stats::Normalizer;
 use spear_data::tokenizer::PaliGemmaTokenizer;
 use spear_models::policy::{Observation, ROTATION};
 use spear_models::store::load_policy;
@@ -26,7 +25,8 @@ pub struct Act {
     /// Wrist camera images, in the policy's camera order.
     pub wrist: Vec<PathBuf>,
     /// Proprioceptive state: raw when the checkpoint has `normalization.json` (its normalisers
-    /// are applied here), else already normalised as the policy was trained.
+    /// are applied here, and undone on the actions), else already normalised as the policy was
+    /// trained.
     pub state: Vec<f32>,
     /// Zero-pad a shorter state to the policy's width (π0 pads to 32 after normalising).
     pub pad_state: bool,
@@ -123,8 +123,8 @@ pub fn act<B: Backend>(request: &Act, device: &B::Device) -> Result<Chunk> {
         );
     }
     let normalization = read_normalization(&request.checkpoint)?;
-    if let Some(n) = normalization.as_ref().and_then(|n| n.state_position.as_ref()) {
-        normalize(n, &mut state[..3], false)?;
+    if let Some(n) = &normalization {
+        n.normalize_state(&mut state);
     }
     let obs = Observation {
         cameras,
@@ -138,10 +138,8 @@ pub fn act<B: Backend>(request: &Act, device: &B::Device) -> Result<Chunk> {
     let dim = policy.action_dim();
     let values: Vec<f32> = actions.into_data().convert::<f32>().to_vec().expect("f32 actions");
     let mut actions: Vec<Vec<f32>> = values.chunks(dim).map(<[f32]>::to_vec).collect();
-    if let Some(n) = normalization.as_ref().and_then(|n| n.action_translation.as_ref()) {
-        for action in &mut actions {
-            normalize(n, &mut action[..3], true)?;
-        }
+    if let Some(n) = &normalization {
+        actions.iter_mut().for_each(|a| n.denormalize_action(a));
     }
     Ok(Chunk { actions, rotation: policy.config().rotation, normalized: normalization.is_none() })
 }
@@ -155,16 +153,7 @@ fn read_normalization(checkpoint: &std::path::Path) -> Result<Option<Normalizati
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let normalization: Normalization =
         serde_json::from_str(&text).with_context(|| format!("{} is not a normalisation file", path.display()))?;
-    for n in [&normalization.state_position, &normalization.action_translation].into_iter().flatten() {
-        n.validate(3).with_context(|| format!("{}", path.display()))?;
-    }
+    normalization.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(Some(normalization))
 }
 
-/// Normalises (or, with `undo`, denormalises) three values in place.
-fn normalize(normalizer: &Normalizer, values: &mut [f32], undo: bool) -> Result<()> {
-    let mut v: Vec<f64> = values.iter().map(|&x| f64::from(x)).collect();
-    if undo { normalizer.denormalize(&mut v)? } else { normalizer.normalize(&mut v)? }
-    values.iter_mut().zip(v).for_each(|(x, y)| *x = y as f32);
-    Ok(())
-}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spear_train::config::TrainConfig;
+use spear_train::embedded;
 use spear_train::run::Observer;
 
 /// Which model a run trains.
@@ -191,8 +192,34 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
         out.display()
     );
     let mut progress = Progress::new();
-    let mixture = spear_train::vla::mixture_file(&config)?;
-    let outcome = spear_train::vla::run::<B>(&config, mixture, &out, args.resume, device, &mut progress, &mut |_| {})?;
+    let embedded = config.data.mixture.as_deref() == Some(Path::new(EMBEDDED));
+    let policy_config = spear_train::vla::configs(&config)?;
+    let reach = embedded::reach_config(&config, &policy_config);
+    let data_dir = out.join("data");
+    let mixture = if embedded {
+        let started = Instant::now();
+        let mixture = embedded::reach_mixture(&config, &reach, &data_dir, args.resume)?;
+        let e = &config.data.embedded;
+        progress.println(&format!(
+            "  data        the reach-and-rotate task: {} training and {} validation episodes, {}×{} main and \
+             {}×{} wrist cameras, written as RLDS in {} ({})",
+            e.episodes,
+            e.val_episodes,
+            reach.image_size[0],
+            reach.image_size[1],
+            reach.wrist_size[0],
+            reach.wrist_size[1],
+            duration(started.elapsed().as_secs_f64()),
+            embedded::dataset_dir(&data_dir).display()
+        ));
+        mixture
+    } else {
+        spear_train::vla::mixture_file(&config)?
+    };
+    let mut untrained = None;
+    let outcome = spear_train::vla::run::<B>(&config, mixture, &out, args.resume, device, &mut progress, &mut |p| {
+        untrained = Some(p.clone())
+    })?;
     progress.finish();
     let t = &outcome.trained;
     let datasets: Vec<String> = outcome.datasets.iter().map(|(n, e)| format!("{n} ({e} episodes)")).collect();
@@ -206,12 +233,49 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
     print!("{}", render_last(&t.last));
     println!("  checkpoint  {}", t.checkpoint.display());
     println!("  policy      {}", outcome.export.display());
-    println!("next:");
-    println!("  spear plot {}", out.display());
-    println!(
-        "  spear policy act --checkpoint {} --image MAIN.png --wrist WRIST.png --state \"x,y,z,qw,qx,qy,qz,gripper\" --prompt \"…\"",
+    let mut act = format!(
+        "spear policy act --checkpoint {} --image MAIN.png --wrist WRIST.png --state \"x,y,z,qw,qx,qy,qz,gripper\" --prompt \"…\"",
         outcome.export.display()
     );
+    if embedded {
+        let started = Instant::now();
+        let (tokenizer, _) = spear_train::model::load_tokenizer(&config)?;
+        let mut prompts = spear_train::model::Prompts::new(tokenizer);
+        let untrained = untrained.context("the untrained weights were not kept")?;
+        let evaluation = embedded::evaluate(
+            &config,
+            &reach,
+            &embedded::dataset_dir(&data_dir),
+            &t.weights(),
+            &untrained,
+            &mut prompts,
+            &outcome.normalization,
+            device,
+        )?;
+        println!(
+            "closed loop on {} held-out scenes, at most {} chunks each ({}; success: within {} cm and {}°):",
+            evaluation.scenes,
+            evaluation.chunks,
+            duration(started.elapsed().as_secs_f64()),
+            spear_train::reach::SUCCESS_DISTANCE_M * 100.0,
+            spear_train::reach::SUCCESS_ANGLE_DEG
+        );
+        print!("{}", evaluation.table());
+        let example_dir = out.join("example");
+        let example = spear_train::reach::write_example(&example_dir, &reach, config.run.seed)?;
+        let state: Vec<String> = example.state.iter().map(|v| format!("{v:.4}")).collect();
+        act = format!(
+            "spear policy act --checkpoint {} --image {} --wrist {} --state \"{}\" --prompt \"{}\"",
+            outcome.export.display(),
+            example_dir.join("main.png").display(),
+            example_dir.join("wrist.png").display(),
+            state.join(","),
+            example.instruction
+        );
+    }
+    println!("next:");
+    println!("  spear plot {}", out.display());
+    println!("  {act}");
     Ok(())
 }
 

@@ -31,7 +31,7 @@ use crate::images::{self, Augment, Fit, Image};
 use crate::oxe::{Camera, DatasetSpec, STATE_DIM, StandardEpisode, standardize};
 use crate::resample::{ACTION_DIM, ChunkConfig};
 use crate::rlds::{EpisodeSource, RldsDataset, RldsError};
-use crate::stats::Normalizer;
+use crate::stats::{AngleScale, Normalizer};
 use crate::tfrecord::{read_record_at, record_offsets};
 
 /// One dataset of a mixture.
@@ -132,7 +132,8 @@ pub enum NormalizerKind {
 }
 
 /// `[loader.normalization]`: which normaliser for action translations and for state positions,
-/// from the statistics file `spear data stats` writes (quantile, mean-std) or constant bounds.
+/// from the statistics file `spear data stats` writes (quantile, mean-std) or constant bounds,
+/// and whether action rotations are angle-scaled ([`crate::stats::AngleScale`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct NormalizationConfig {
@@ -146,6 +147,23 @@ pub struct NormalizationConfig {
     pub action_bounds: Option<[[f64; 3]; 2]>,
     /// `[low, high]` per dimension for `min_max_const` states.
     pub state_bounds: Option<[[f64; 3]; 2]>,
+    /// Action rotations: `none`, or `angle_quantile` (the 99th-percentile delta angle scaled to
+    /// `rotation_angle_deg`).
+    pub rotations: RotationNormalizerKind,
+    /// The angle, degrees, that `angle_quantile` maps the 99th-percentile rotation to.
+    pub rotation_angle_deg: Option<f64>,
+}
+
+/// How action rotations are normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationNormalizerKind {
+    /// Quaternions as they are (the paper).
+    #[default]
+    None,
+    /// Angles scaled about their axes so that the mixture's 99th percentile becomes
+    /// `rotation_angle_deg` ([`crate::stats::AngleScale`]).
+    AngleQuantile,
 }
 
 impl NormalizationConfig {
@@ -153,7 +171,8 @@ impl NormalizationConfig {
     pub fn build(&self) -> Result<Normalization, String> {
         let needs_stats = [self.actions, self.state]
             .iter()
-            .any(|k| matches!(k, NormalizerKind::Quantile | NormalizerKind::MeanStd));
+            .any(|k| matches!(k, NormalizerKind::Quantile | NormalizerKind::MeanStd))
+            || self.rotations == RotationNormalizerKind::AngleQuantile;
         let stats: Option<MixtureStats> = match (&self.stats, needs_stats) {
             (Some(path), true) => {
                 let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -161,7 +180,8 @@ impl NormalizationConfig {
             }
             (None, true) => {
                 return Err(
-                    "normalization: quantile and mean_std need `stats` (from `spear data stats`)".into()
+                    "normalization: quantile, mean_std and angle_quantile need `stats` (from `spear data stats`)"
+                        .into(),
                 );
             }
             _ => None,
@@ -185,13 +205,27 @@ impl NormalizationConfig {
                 }
             })
         };
+        let action_rotation = match self.rotations {
+            RotationNormalizerKind::None => None,
+            RotationNormalizerKind::AngleQuantile => {
+                let stats = stats.as_ref().expect("read above");
+                let angles = stats.action_rotation_angle.as_ref().ok_or_else(|| {
+                    format!(
+                        "normalization: {:?} has no rotation statistics (written by an older `spear data stats`: \
+                         run it again)",
+                        self.stats
+                    )
+                })?;
+                let target = self.rotation_angle_deg.unwrap_or(90.0);
+                Some(AngleScale::quantile(angles, target.to_radians()).map_err(|e| e.to_string())?)
+            }
+        };
         let normalization = Normalization {
             action_translation: make(self.actions, |s| &s.action_translation, self.action_bounds, "action")?,
             state_position: make(self.state, |s| &s.state_position, self.state_bounds, "state")?,
+            action_rotation,
         };
-        for n in [&normalization.action_translation, &normalization.state_position].into_iter().flatten() {
-            n.validate(3).map_err(|e| format!("normalization from {:?}: {e}", self.stats))?;
-        }
+        normalization.validate().map_err(|e| format!("normalization from {:?}: {e}", self.stats))?;
         Ok(normalization)
     }
 }
@@ -690,13 +724,65 @@ pub struct Batch {
     pub state_after: LoaderState,
 }
 
-/// Normalisers applied to the first three values (translation / position) of actions and states.
+/// Normalisers of states and actions: the translation / position (first three values) of each,
+/// and the rotation of actions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Normalization {
     /// For action translations.
     pub action_translation: Option<Normalizer>,
     /// For state positions.
     pub state_position: Option<Normalizer>,
+    /// For action rotations (absent in files written before it existed: none).
+    #[serde(default)]
+    pub action_rotation: Option<AngleScale>,
+}
+
+/// Applies `normalizer` (or its inverse) to the first three values.
+fn affine3(normalizer: &Option<Normalizer>, values: &mut [f32], undo: bool) {
+    if let Some(n) = normalizer {
+        let mut v: Vec<f64> = values[..3].iter().map(|&x| f64::from(x)).collect();
+        let done = if undo { n.denormalize(&mut v) } else { n.normalize(&mut v) };
+        done.expect("normalisers of 3 dimensions are checked when set");
+        values[..3].iter_mut().zip(v).for_each(|(x, y)| *x = y as f32);
+    }
+}
+
+impl Normalization {
+    /// Normalises a state `[x, y, z, qw, qx, qy, qz, gripper]` in place.
+    pub fn normalize_state(&self, state: &mut [f32]) {
+        affine3(&self.state_position, state, false);
+    }
+
+    /// Normalises an action `[x, y, z, qw, qx, qy, qz, gripper]` in place.
+    pub fn normalize_action(&self, action: &mut [f32]) {
+        affine3(&self.action_translation, action, false);
+        if let Some(scale) = &self.action_rotation {
+            let q: [f32; 4] = action[3..7].try_into().expect("an 8-value action");
+            action[3..7].copy_from_slice(&scale.normalize(q));
+        }
+    }
+
+    /// Undoes [`Normalization::normalize_action`]: metres and the real rotation.
+    pub fn denormalize_action(&self, action: &mut [f32]) {
+        affine3(&self.action_translation, action, true);
+        if let Some(scale) = &self.action_rotation {
+            let q: [f32; 4] = action[3..7].try_into().expect("an 8-value action");
+            action[3..7].copy_from_slice(&scale.denormalize(q));
+        }
+    }
+
+    /// Checks that each normaliser has three dimensions and each scale is positive.
+    pub fn validate(&self) -> Result<(), String> {
+        for n in [&self.action_translation, &self.state_position].into_iter().flatten() {
+            n.validate(3).map_err(|e| e.to_string())?;
+        }
+        if let Some(scale) = &self.action_rotation
+            && !(scale.factor.is_finite() && scale.factor > 0.0)
+        {
+            return Err(format!("rotation angle factor {} is not a positive number", scale.factor));
+        }
+        Ok(())
+    }
 }
 
 /// A sample decoded.
@@ -744,16 +830,9 @@ impl Decoder {
         let mut state = episode.state(frame);
         let chunk = episode.chunk(frame, &ChunkConfig { horizon: c.horizon, rate_hz: c.rate_hz });
         let mut actions = chunk.actions;
-        let apply = |normalizer: &Option<Normalizer>, values: &mut [f32]| {
-            if let Some(n) = normalizer {
-                let mut v: Vec<f64> = values[..3].iter().map(|&x| f64::from(x)).collect();
-                n.normalize(&mut v).expect("normalisers of 3 dimensions are checked when set");
-                values[..3].iter_mut().zip(v).for_each(|(x, y)| *x = y as f32);
-            }
-        };
-        apply(&self.normalization.state_position, &mut state);
+        self.normalization.normalize_state(&mut state);
         for action in actions.chunks_exact_mut(ACTION_DIM) {
-            apply(&self.normalization.action_translation, action);
+            self.normalization.normalize_action(action);
         }
         Ok(Decoded {
             wrist_present: wrist_image.is_some(),
@@ -911,12 +990,9 @@ impl Loader {
 
     /// Sets the normalisers (each over 3 dimensions), replacing those of `[loader.normalization]`.
     pub fn with_normalization(mut self, normalization: Normalization) -> Result<Self, LoaderError> {
-        for n in [&normalization.action_translation, &normalization.state_position].into_iter().flatten() {
-            n.validate(3).map_err(|e| LoaderError::Config {
-                path: PathBuf::from("normalization"),
-                problem: e.to_string(),
-            })?;
-        }
+        normalization
+            .validate()
+            .map_err(|problem| LoaderError::Config { path: PathBuf::from("normalization"), problem })?;
         self.decoder = Arc::new(Decoder { config: self.decoder.config.clone(), normalization });
         Ok(self)
     }
@@ -1039,6 +1115,10 @@ pub struct MixtureStats {
     pub action_translation: crate::stats::Stats,
     /// Of the state positions.
     pub state_position: crate::stats::Stats,
+    /// Of the rotation angles (radians) of the same actions (absent in files written before it
+    /// existed).
+    #[serde(default)]
+    pub action_rotation_angle: Option<crate::stats::Stats>,
     /// Per dataset, in the mixture's order.
     pub datasets: Vec<DatasetCount>,
 }
@@ -1086,11 +1166,13 @@ pub fn mixture_statistics(
         .map_err(|e| fail(e.to_string()))?;
     struct Part {
         actions: RunningStats,
+        angles: RunningStats,
         states: RunningStats,
         counts: Vec<DatasetCount>,
     }
     let empty = || Part {
         actions: RunningStats::new(3),
+        angles: RunningStats::new(1),
         states: RunningStats::new(3),
         counts: datasets
             .iter()
@@ -1106,6 +1188,7 @@ pub fn mixture_statistics(
     let skip = mixture.loader.skip_bad_episodes;
     let merge = |mut total: Part, part: Part| {
         total.actions.merge(&part.actions).expect("3 dimensions");
+        total.angles.merge(&part.angles).expect("1 dimension");
         total.states.merge(&part.states).expect("3 dimensions");
         for (t, p) in total.counts.iter_mut().zip(part.counts) {
             t.episodes += p.episodes;
@@ -1154,6 +1237,8 @@ pub fn mixture_statistics(
                     part.actions
                         .push(&c.actions[..3].iter().map(|&x| f64::from(x)).collect::<Vec<_>>())
                         .expect("finite");
+                    let q: [f32; 4] = c.actions[3..7].try_into().expect("8 values");
+                    part.angles.push(&[crate::stats::rotation_angle(q)]).expect("finite");
                 }
             }
         }
@@ -1179,6 +1264,7 @@ pub fn mixture_statistics(
     Ok(MixtureStats {
         action_translation: total.actions.summary(),
         state_position: total.states.summary(),
+        action_rotation_angle: Some(total.angles.summary()),
         datasets: total.counts,
     })
 }

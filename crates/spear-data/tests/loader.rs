@@ -177,7 +177,7 @@ fn mixture_statistics_match_the_scipy_reference_chunks() {
     .unwrap();
     assert_eq!(calls.into_inner(), 6, "one call per shard (fractal has two)");
     // The same numbers from the reference's chunks: action 0 of every frame where it is real.
-    let (mut actions, mut states) = (Vec::new(), Vec::new());
+    let (mut actions, mut states, mut angles) = (Vec::new(), Vec::new(), Vec::new());
     let fixtures = mixture_path().parent().unwrap().to_path_buf();
     for name in ["bridge_dataset", "droid", "fractal20220817_data", "language_table", "viola"] {
         let want: serde_json::Value = serde_json::from_str(
@@ -188,9 +188,10 @@ fn mixture_statistics_match_the_scipy_reference_chunks() {
             for (frame, state) in episode["states"].as_array().unwrap().iter().enumerate() {
                 states.push((0..3).map(|d| state[d].as_f64().unwrap()).collect::<Vec<_>>());
                 if episode["masks"][frame][0].as_bool().unwrap() {
-                    actions.push(
-                        (0..3).map(|d| episode["chunks"][frame][0][d].as_f64().unwrap()).collect::<Vec<_>>(),
-                    );
+                    let action = &episode["chunks"][frame][0];
+                    actions.push((0..3).map(|d| action[d].as_f64().unwrap()).collect::<Vec<_>>());
+                    let [w, x, y, z] = [3, 4, 5, 6].map(|d| action[d].as_f64().unwrap());
+                    angles.push(2.0 * (x * x + y * y + z * z).sqrt().atan2(w.abs()));
                 }
             }
         }
@@ -210,6 +211,12 @@ fn mixture_statistics_match_the_scipy_reference_chunks() {
             assert!(got.q01[d] >= min - tol && got.q99[d] <= max + tol && got.q01[d] <= got.q99[d]);
         }
     }
+    // The rotation angles of the same actions (the rotation normaliser's statistics).
+    let got = stats.action_rotation_angle.as_ref().unwrap();
+    assert_eq!(got.count, angles.len() as u64);
+    let mean = angles.iter().sum::<f64>() / angles.len() as f64;
+    let max = angles.iter().cloned().fold(0.0, f64::max);
+    assert!((got.mean[0] - mean).abs() < 1e-5 && (got.max[0] - max).abs() < 1e-5, "{got:?}");
     let frames: u64 = stats.datasets.iter().map(|d| d.frames).sum();
     assert_eq!(frames as usize, states.len());
     // Quantile normalisation from the saved file maps q99 to 1.
@@ -235,6 +242,7 @@ fn mixture_statistics_match_the_scipy_reference_chunks() {
     let n = Normalization {
         action_translation: Some(spear_data::stats::Normalizer::quantile(&stats.action_translation)),
         state_position: None,
+        action_rotation: None,
     };
     for (a, r) in batch.actions.chunks(ACTION_DIM).zip(raw.actions.chunks(ACTION_DIM)) {
         let mut expect: Vec<f64> = r[..3].iter().map(|&x| f64::from(x)).collect();
@@ -250,6 +258,93 @@ fn mixture_statistics_match_the_scipy_reference_chunks() {
     assert!(bad.build().unwrap_err().contains("action_bounds"));
     let bad = NormalizationConfig { state: NormalizerKind::Quantile, ..Default::default() };
     assert!(bad.build().unwrap_err().contains("stats"));
+
+    // Rotations angle-scaled: the 99th-percentile angle becomes 90°, each delta's angle grows by
+    // the same factor about the same axis, and undoing it gives the delta back.
+    use spear_data::loader::RotationNormalizerKind;
+    let rotations = NormalizationConfig {
+        stats: Some(file.clone()),
+        rotations: RotationNormalizerKind::AngleQuantile,
+        rotation_angle_deg: Some(90.0),
+        ..Default::default()
+    };
+    let normalization = rotations.build().unwrap();
+    let factor = normalization.action_rotation.unwrap().factor;
+    assert!((factor * stats.action_rotation_angle.as_ref().unwrap().q99[0] - 90f64.to_radians()).abs() < 1e-12);
+    let mut mixture = self::mixture();
+    mixture.loader.normalization = rotations;
+    let batch = Loader::open(&mixture).unwrap().next_batch().unwrap();
+    let angle = |a: &[f32]| spear_data::stats::rotation_angle([a[3], a[4], a[5], a[6]]);
+    for (a, r) in batch.actions.chunks(ACTION_DIM).zip(raw.actions.chunks(ACTION_DIM)) {
+        let want = (angle(r) * factor).min(std::f64::consts::PI);
+        assert!((angle(a) - want).abs() < 1e-4, "{} vs {want}", angle(a));
+        let axis = |q: &[f32]| {
+            let v = [q[4], q[5], q[6]];
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+            v.map(|x| x / n)
+        };
+        if angle(r) > 1e-3 {
+            let (p, q) = (axis(a), axis(r));
+            assert!((p[0] * q[0] + p[1] * q[1] + p[2] * q[2] - 1.0).abs() < 1e-4, "same axis");
+        }
+        assert_eq!(a[..3], r[..3], "translation untouched");
+        let mut back = a.to_vec();
+        normalization.denormalize_action(&mut back);
+        if angle(r) * factor < std::f64::consts::PI - 1e-3 {
+            for d in 3..7 {
+                assert!((back[d] - r[d]).abs() < 1e-4, "{back:?} vs {r:?}");
+            }
+        }
+    }
+    // Statistics files from before rotation statistics are refused with the remedy.
+    let mut old: serde_json::Value = serde_json::to_value(&stats).unwrap();
+    old.as_object_mut().unwrap().remove("action_rotation_angle");
+    std::fs::write(&file, old.to_string()).unwrap();
+    let refused = NormalizationConfig {
+        stats: Some(file.clone()),
+        rotations: RotationNormalizerKind::AngleQuantile,
+        ..Default::default()
+    };
+    assert!(refused.build().unwrap_err().contains("run it again"));
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn the_holdout_splits_each_dataset_by_episode_once_and_for_all() {
+    use spear_data::loader::Holdout;
+    // Across many indices the held-out share is the fraction, and the choice is stable.
+    let h = Holdout { fraction: 0.2, held_out: true };
+    let held = (0..10_000u64).filter(|&e| h.is_held_out("bridge_dataset", e)).count();
+    assert!((1800..2200).contains(&held), "{held}");
+    assert_ne!(
+        (0..64u64).map(|e| h.is_held_out("bridge_dataset", e)).collect::<Vec<_>>(),
+        (0..64u64).map(|e| h.is_held_out("droid", e)).collect::<Vec<_>>(),
+        "each dataset its own split"
+    );
+    // The training and validation loaders read disjoint episodes that together are all of them.
+    let mut train = mixture();
+    train.loader.holdout = Holdout { fraction: 0.5, held_out: false };
+    let mut held = train.clone();
+    held.loader.holdout.held_out = true;
+    let (a, b) = (Loader::open(&train).unwrap(), Loader::open(&held).unwrap());
+    let all = Loader::open(&mixture()).unwrap();
+    for ((name, total), ((_, x), (_, y))) in all.datasets().iter().zip(a.datasets().iter().zip(b.datasets())) {
+        assert_eq!(x + y, *total, "{name}");
+    }
+    let mut a = a;
+    let seen: std::collections::HashSet<(u32, u64)> = (0..8)
+        .flat_map(|_| {
+            let batch = a.next_batch().unwrap();
+            batch.dataset.iter().zip(&batch.source).map(|(&d, &(e, _))| (d, e)).collect::<Vec<_>>()
+        })
+        .collect();
+    let names = all.datasets();
+    for (d, e) in seen {
+        assert!(!Holdout { fraction: 0.5, held_out: true }.is_held_out(names[d as usize].0, e));
+    }
+    let mut bad = mixture();
+    bad.loader.holdout.fraction = 1.5;
+    assert!(Loader::open(&bad).err().unwrap().to_string().contains("holdout.fraction"));
 }
 
 #[test]

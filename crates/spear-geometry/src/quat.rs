@@ -36,6 +36,22 @@ pub fn sample_uniform<R: Rng + ?Sized>(rng: &mut R) -> UnitQuaternion<f64> {
     }
 }
 
+/// The rotation of `q` with its angle multiplied by `factor` about the same axis — `q^factor` for
+/// the canonical representative — the angle capped at π. For `factor > 1` it spreads small
+/// rotations over more of S³ (see `spear_data::stats::AngleScale`); `1 / factor` undoes it below
+/// the cap. The result is canonical (`w ≥ 0`).
+pub fn scale_angle(q: &UnitQuaternion<f64>, factor: f64) -> UnitQuaternion<f64> {
+    let q = canonicalize(q);
+    let v = q.imag();
+    let half = v.norm().atan2(q.w);
+    if v.norm() < 1e-12 {
+        return UnitQuaternion::identity();
+    }
+    let scaled = (half * factor).min(std::f64::consts::FRAC_PI_2);
+    let axis = v / v.norm();
+    canonicalize(&UnitQuaternion::new_unchecked(Quaternion::from_parts(scaled.cos(), axis * scaled.sin())))
+}
+
 /// Shortest-path spherical interpolation between two rotations: flips `b` into `a`'s hemisphere
 /// first, so the path is the shorter arc (angle ≤ π/2 on S³, ≤ π in rotation space).
 /// `t = 0` gives `a`, `t = 1` gives `b` (up to sign).

@@ -245,6 +245,9 @@ pub struct DataSection {
     /// The generated data of the embedded defaults (`"embedded"` above).
     #[serde(default)]
     pub embedded: EmbeddedSection,
+    /// VLA: the embedded reach-and-rotate task (its cameras take the model's sizes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<crate::reach::ReachConfig>,
 }
 
 /// `[data.embedded]`: how much data the embedded defaults generate, and how they are evaluated.
@@ -260,11 +263,15 @@ pub struct EmbeddedSection {
     pub eval_scenes: usize,
     /// VLA: action chunks per rollout.
     pub eval_chunks: usize,
+    /// VLA: scale the rotation deltas' angles so that their 99th percentile becomes this many
+    /// degrees (`spear_data::stats::AngleScale`; absent: rotations as they are, as in the paper).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_angle_deg: Option<f64>,
 }
 
 impl Default for EmbeddedSection {
     fn default() -> Self {
-        Self { episodes: 1000, val_episodes: 100, eval_scenes: 64, eval_chunks: 16 }
+        Self { episodes: 1000, val_episodes: 100, eval_scenes: 64, eval_chunks: 16, rotation_angle_deg: None }
     }
 }
 
@@ -478,6 +485,16 @@ impl TrainConfig {
         let e = &self.data.embedded;
         if e.episodes == 0 || e.eval_chunks == 0 {
             return fail("data.embedded", "episodes and eval_chunks must be at least 1".into());
+        }
+        if let Some(angle) = e.rotation_angle_deg
+            && !(angle > 0.0 && angle <= 180.0)
+        {
+            return fail("data.embedded.rotation_angle_deg", format!("must be in (0, 180] (got {angle})"));
+        }
+        if let Some(reach) = &self.data.reach
+            && let Err(crate::reach::ReachError::Config { field, problem }) = reach.validate()
+        {
+            return fail(&format!("data.reach.{field}"), problem);
         }
         let t = &self.trainable;
         if ![t.siglip, t.moge, t.projectors, t.llm, t.new_embeddings, t.action_expert].contains(&true) {

@@ -1,15 +1,15 @@
 //! A procedurally generated reach-and-rotate task, small enough to train a tiny SPEAR-1 on the CPU
 //! in minutes and to show by closed-loop rollouts that it learned.
 //!
-//! * **Scene** ([`Scene::sample`], seeded by `(seed, index)` alone): 1 to 4 coloured 5 cm blocks on a
+//! * **Scene** ([`Scene::sample`], seeded by `(seed, index)` alone): 1 to 4 coloured 9 × 3 cm blocks on a
 //!   table, each with a random yaw; the instruction names one of them; the end effector starts above
-//!   the table at a random height with a pure-yaw orientation, gripper open. The goal is the target
+//!   the table at a random height with a random yaw and a small tilt (`start_tilt_deg`), gripper open. The goal is the target
 //!   block's top centre (plus 2 cm) at the block's yaw. Block yaws lie in ±65° and start yaws in
-//!   ±20°, so the rotation left to do is always within ±85°: the block's bar marker looks the same
+//!   ±20°, so the rotation left to do is always within ±85°: an elongated block looks the same
 //!   after a half turn, and inside (−90°, 90°) the shorter way round is never in doubt.
 //! * **Cameras** (RGB, 2×2 supersampled): the main camera looks straight down on the workspace
-//!   (orthographic; image up = base +x, image right = base −y) and draws blocks as coloured squares
-//!   with a dark bar along their x axis, and the end effector as a white disc (larger when higher)
+//!   (orthographic; image up = base +x, image right = base −y) and draws blocks as coloured rectangles
+//!   with a darker stripe along their long (x) axis, and the end effector as a white disc (larger when higher)
 //!   with a black bar along its own x axis. The wrist camera looks down from the end effector over a
 //!   fixed 0.25 m and turns with it (image up = the end effector's x axis), so the target block
 //!   appears at its offset in the gripper's frame with its bar turned by exactly the yaw still to go:
@@ -59,8 +59,10 @@ pub const SUCCESS_ANGLE_DEG: f64 = 10.0;
 /// The wrist camera's field of view across the image width, metres on the table.
 pub const WRIST_FOV_M: f64 = 0.25;
 
-/// Block side, metres.
-const BLOCK_SIZE: f64 = 0.05;
+/// A block's length (along its x axis) and width, metres: elongated, so that its heading is the
+/// most visible thing about it even at 56 pixels.
+const BLOCK_LENGTH: f64 = 0.09;
+const BLOCK_WIDTH: f64 = 0.03;
 /// Block height, metres (the table is at z = 0).
 const BLOCK_HEIGHT: f64 = 0.04;
 /// The goal is this far above the target block's top.
@@ -99,12 +101,14 @@ const PALETTE: [(&str, [f64; 3]); 4] = [
 const TABLE: [f64; 3] = [165.0, 150.0, 130.0];
 /// Outside the workspace (the margins of the main camera, the wrist camera near the edges).
 const FLOOR: [f64; 3] = [70.0, 70.0, 75.0];
-const BLOCK_BAR: [f64; 3] = [25.0, 25.0, 25.0];
-const BAR_WIDTH: f64 = 0.012;
+/// A darker stripe along a block's long axis.
+const BLOCK_STRIPE: f64 = 0.55;
+const STRIPE_WIDTH: f64 = 0.01;
 const EE_DISC: [f64; 3] = [250.0, 250.0, 250.0];
 const EE_BAR: [f64; 3] = [0.0, 0.0, 0.0];
-const EE_BAR_LENGTH: f64 = 0.07;
-const EE_BAR_WIDTH: f64 = 0.009;
+/// The end effector's bar along its x axis, as long as a block, to line up with one.
+const EE_BAR_LENGTH: f64 = 0.09;
+const EE_BAR_WIDTH: f64 = 0.016;
 /// The end effector's disc radius at z = 0 and its growth per metre of height (a depth cue).
 const EE_RADIUS: f64 = 0.008;
 const EE_RADIUS_PER_M: f64 = 0.06;
@@ -167,6 +171,11 @@ pub struct ReachConfig {
     pub max_step: f64,
     /// Degrees the demonstrator turns per frame, at most.
     pub max_turn_deg: f64,
+    /// The end effector starts tilted (about a random horizontal axis of its own) by up to this
+    /// many degrees, which the demonstrator turns away with the yaw: demonstrations of
+    /// recovering from roll and pitch, which a policy's small rotation errors add up to in closed
+    /// loop (an upright-only dataset never shows how to undo them).
+    pub start_tilt_deg: f64,
     /// Main camera `[width, height]`.
     pub image_size: [usize; 2],
     /// Wrist camera `[width, height]`.
@@ -186,6 +195,7 @@ impl Default for ReachConfig {
             frames: 20,
             max_step: 0.03,
             max_turn_deg: 30.0,
+            start_tilt_deg: 15.0,
             image_size: [56, 56],
             wrist_size: [56, 56],
             workspace_min: [0.35, -0.15, 0.0],
@@ -206,6 +216,9 @@ impl ReachConfig {
         }
         if !(self.max_turn_deg.is_finite() && self.max_turn_deg > 0.0 && self.max_turn_deg <= 90.0) {
             return fail("max_turn_deg", format!("must be in (0, 90] degrees (got {})", self.max_turn_deg));
+        }
+        if !(0.0..=45.0).contains(&self.start_tilt_deg) {
+            return fail("start_tilt_deg", format!("must be in [0, 45] degrees (got {})", self.start_tilt_deg));
         }
         for (field, size) in [("image_size", self.image_size), ("wrist_size", self.wrist_size)] {
             if size.iter().any(|&s| s == 0 || s > MAX_IMAGE_SIDE) {
@@ -262,7 +275,7 @@ impl ReachConfig {
         let distance = Vector3::new(hi[0] - lo[0], hi[1] - lo[1], hi[2] - TARGET_Z).norm();
         let moves = (distance / self.max_step)
             .ceil()
-            .max((BLOCK_YAW_MAX_DEG + START_YAW_MAX_DEG) / self.max_turn_deg);
+            .max((BLOCK_YAW_MAX_DEG + START_YAW_MAX_DEG + self.start_tilt_deg) / self.max_turn_deg);
         moves.ceil() as usize + 1 + HOLD_FRAMES
     }
 
@@ -298,7 +311,8 @@ pub struct Scene {
     pub target: usize,
     /// The instruction naming the target block.
     pub instruction: String,
-    /// The end effector's start pose: above the table, pure yaw, canonical quaternion.
+    /// The end effector's start pose: above the table, a yaw and a small tilt, canonical
+    /// quaternion.
     pub start: Pose,
     /// The scene's brightness factor (applied to every colour of both cameras).
     pub light: f64,
@@ -362,7 +376,7 @@ impl Scene {
         colours.shuffle(&mut rng);
         let (lo, hi) = (config.workspace_min, config.workspace_max);
         // Rotated blocks stay on the table; centres far enough apart that blocks never touch.
-        let margin = BLOCK_SIZE / 2.0 * 2f64.sqrt();
+        let margin = (BLOCK_LENGTH / 2.0).hypot(BLOCK_WIDTH / 2.0);
         let spacing = 2.0 * margin + BLOCK_GAP;
         let mut centres: Vec<[f64; 2]> = Vec::with_capacity(config.blocks);
         let mut attempts = 0;
@@ -405,7 +419,14 @@ impl Scene {
         );
         let yaw = rng.random_range(-START_YAW_MAX_DEG..=START_YAW_MAX_DEG).to_radians();
         let light = rng.random_range(0.85..=1.15);
-        Ok(Self { blocks, target, instruction, start: Pose::new(position, yaw_rotation(yaw)), light })
+        let axis = rng.random_range(-PI..PI);
+        let tilt = rng.random_range(0.0..=config.start_tilt_deg).to_radians();
+        let tilt = UnitQuaternion::from_axis_angle(
+            &nalgebra::Unit::new_unchecked(Vector3::new(axis.cos(), axis.sin(), 0.0)),
+            tilt,
+        );
+        let start = Pose::new(position, canonicalize(&(yaw_rotation(yaw) * tilt)));
+        Ok(Self { blocks, target, instruction, start, light })
     }
 
     /// The goal: the target block's top centre plus 2 cm, at the block's yaw.
@@ -418,8 +439,9 @@ impl Scene {
     fn shade_table(&self, config: &ReachConfig, p: [f64; 2]) -> [f64; 3] {
         for block in &self.blocks {
             let [lx, ly] = local(p, block.centre, block.yaw);
-            if lx.abs() <= BLOCK_SIZE / 2.0 && ly.abs() <= BLOCK_SIZE / 2.0 {
-                return if ly.abs() <= BAR_WIDTH / 2.0 { BLOCK_BAR } else { block.rgb };
+            if lx.abs() <= BLOCK_LENGTH / 2.0 && ly.abs() <= BLOCK_WIDTH / 2.0 {
+                let stripe = if ly.abs() <= STRIPE_WIDTH / 2.0 { BLOCK_STRIPE } else { 1.0 };
+                return block.rgb.map(|c| c * stripe);
             }
         }
         if config.inside_table(p) { TABLE } else { FLOOR }

@@ -43,6 +43,13 @@ pub fn policy_config(config: &TrainConfig, vlm: spear_models::SpearVlmConfig) ->
     policy
 }
 
+/// The policy a run trains, from its config and tokenizer (which sets a tiny model's
+/// vocabulary).
+pub fn configs(config: &TrainConfig) -> Result<SpearPolicyConfig, TrainError> {
+    let (tokenizer, _) = load_tokenizer(config)?;
+    Ok(policy_config(config, vlm_config(config, &tokenizer)))
+}
+
 /// Builds the policy a run starts from (see the module documentation), with every weight drawn
 /// or loaded and the stage's parts frozen.
 pub fn initial_policy<B: AutodiffBackend>(
@@ -248,25 +255,25 @@ impl<B: AutodiffBackend> VlaTask<B> {
     }
 }
 
-/// Mean geodesic angle (degrees) between the rotation parts of two `[n, H, 8]` chunks at the
-/// real steps, and the mean translation distance there (normalised units).
-fn chunk_errors(sampled: &[f32], target: &[f32], mask: &[bool]) -> (f64, f64) {
+/// Mean distance (metres) between the translations and mean angle (degrees) between the
+/// rotations of two `[n, H, 8]` chunks in the policy's normalised units, at the real steps,
+/// measured after undoing the normalisation.
+fn chunk_errors(sampled: &[f32], target: &[f32], mask: &[bool], normalization: &Normalization) -> (f64, f64) {
     let (mut translation, mut rotation, mut count) = (0.0, 0.0, 0usize);
     for ((s, t), &real) in sampled.chunks(ACTION_DIM).zip(target.chunks(ACTION_DIM)).zip(mask) {
         if !real {
             continue;
         }
+        let (mut s, mut t) = (s.to_vec(), t.to_vec());
+        normalization.denormalize_action(&mut s);
+        normalization.denormalize_action(&mut t);
         let d: f64 = (0..3).map(|i| f64::from(s[i] - t[i]).powi(2)).sum();
         translation += d.sqrt();
         let q = |a: &[f32]| {
-            nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(
-                f64::from(a[3]),
-                f64::from(a[4]),
-                f64::from(a[5]),
-                f64::from(a[6]),
-            ))
+            let [w, x, y, z] = [a[3], a[4], a[5], a[6]].map(f64::from);
+            nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(w, x, y, z))
         };
-        rotation += q(s).angle_to(&q(t)).to_degrees();
+        rotation += q(&s).angle_to(&q(&t)).to_degrees();
         count += 1;
     }
     let n = count.max(1) as f64;
@@ -326,12 +333,12 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
                     .sample(&b.observation, noise)
                     .map_err(|e| TrainError::task("validation sampling", e))?;
                 let sampled: Vec<f32> = sampled.into_data().convert::<f32>().to_vec().expect("f32");
-                (translation, rotation) = chunk_errors(&sampled, &batch.actions, &batch.mask);
+                (translation, rotation) = chunk_errors(&sampled, &batch.actions, &batch.mask, &self.normalization);
             }
         }
         Ok(vec![
             ("val_loss".into(), total / samples.max(1) as f64),
-            ("val_translation_error".into(), translation),
+            ("val_translation_error_m".into(), translation),
             ("val_rotation_error_deg".into(), rotation),
         ])
     }
@@ -389,6 +396,8 @@ pub struct VlaOutcome<B: AutodiffBackend> {
     pub datasets: Vec<(String, u64)>,
     /// Validation samples (0: no validation data).
     pub validation_samples: usize,
+    /// The normalisers the policy was trained with (exported beside it).
+    pub normalization: Normalization,
 }
 
 /// Runs a VLA training as `config` says, in `run_dir`, on `mixture` (a file's, or the embedded
@@ -426,5 +435,6 @@ pub fn run<B: AutodiffBackend>(
     }
     let trained = train(config, &mut task, model, run_dir, resume, device, observer)?;
     let export = export(&trained.weights(), &tokenizer_file, task.normalization(), &run_dir.join("final"))?;
-    Ok(VlaOutcome { trained, export, datasets, validation_samples })
+    let normalization = task.normalization().clone();
+    Ok(VlaOutcome { trained, export, datasets, validation_samples, normalization })
 }

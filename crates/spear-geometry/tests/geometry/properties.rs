@@ -23,6 +23,23 @@ fn dist(a: &Quaternion<f64>, b: &Quaternion<f64>) -> f64 {
 
 proptest! {
     #[test]
+    fn scaling_an_angle_keeps_the_axis_and_is_undone_below_the_cap(
+        q in any_unit(), factor in 0.2f64..6.0,
+    ) {
+        let q = quat::canonicalize(&q);
+        let scaled = quat::scale_angle(&q, factor);
+        prop_assert!(scaled.w >= 0.0);
+        let want = (q.angle() * factor).min(PI);
+        prop_assert!((scaled.angle() - want).abs() < 1e-9, "{} vs {want}", scaled.angle());
+        if q.angle() > 1e-6 && want < PI - 1e-6 {
+            let (a, b) = (q.axis().unwrap(), scaled.axis().unwrap());
+            prop_assert!((a.dot(&b) - 1.0).abs() < 1e-9);
+            prop_assert!(quat::scale_angle(&scaled, 1.0 / factor).angle_to(&q) < 1e-9);
+        }
+        prop_assert!(quat::scale_angle(&UnitQuaternion::identity(), factor).angle() == 0.0);
+    }
+
+    #[test]
     fn interpolation_starts_at_noise_ends_at_data_and_stays_unit(
         noise in any_unit(), data in any_unit(), tau in 0.0f64..1.0,
     ) {

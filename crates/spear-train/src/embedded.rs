@@ -1,0 +1,184 @@
+//! The embedded VLA default (`data.mixture = "embedded"`): the generated reach-and-rotate task
+//! ([`crate::reach`]) written as an RLDS dataset and read through the real pipeline (standardise,
+//! 5 Hz chunks, quantile normalisers from its statistics, the mixture loader), and, after
+//! training, closed-loop rollouts of the trained policy beside the untrained one, the mean action
+//! and the demonstrator.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use spear_data::loader::{
+    LoaderConfig, MixtureConfig, MixtureEntry, Normalization, NormalizationConfig, NormalizerKind,
+    RotationNormalizerKind, mixture_statistics,
+};
+use spear_data::resample::{ACTION_DIM, ChunkConfig};
+use spear_models::SpearPolicy;
+use spear_models::policy::Observation;
+
+use crate::config::TrainConfig;
+use crate::model::{Prompts, images};
+use crate::reach::{
+    self, Chunk, DATASET_NAME, DATASET_VERSION, ReachConfig, ReachObservation, ReachReport, expert_policy,
+    mean_action_policy, mean_chunk,
+};
+use crate::run::TrainError;
+
+/// The run's reach task: `[data.reach]`, with the cameras at the model's sizes.
+pub fn reach_config(config: &TrainConfig, policy: &spear_models::SpearPolicyConfig) -> ReachConfig {
+    let mut reach = config.data.reach.clone().unwrap_or_default();
+    let ([h, w], [wh, ww]) = (policy.vlm.image_size, policy.vlm.wrist_image_size);
+    (reach.image_size, reach.wrist_size) = ([w, h], [ww, wh]);
+    reach
+}
+
+fn reach_error(e: reach::ReachError) -> TrainError {
+    TrainError::task("the embedded reach task", e)
+}
+
+/// Writes the task's dataset into `data_dir` (`data.embedded.episodes` training and
+/// `val_episodes` validation episodes; kept when resuming) and its statistics, and returns the
+/// one-dataset mixture over it, translations and positions quantile-normalised as the paper's
+/// runs are (and rotations angle-scaled when `data.embedded.rotation_angle_deg` is set).
+pub fn reach_mixture(
+    config: &TrainConfig,
+    reach: &ReachConfig,
+    data_dir: &Path,
+    resume: bool,
+) -> Result<MixtureConfig, TrainError> {
+    let dataset = data_dir.join(DATASET_NAME).join(DATASET_VERSION);
+    let stats = data_dir.join("stats.json");
+    let e = &config.data.embedded;
+    let mut mixture = MixtureConfig {
+        root: Some(data_dir.to_path_buf()),
+        split: "train".into(),
+        datasets: vec![MixtureEntry { name: DATASET_NAME.into(), weight: 1.0, path: Some(dataset.clone()) }],
+        loader: LoaderConfig { shuffle_buffer_mb: 64, ..LoaderConfig::default() },
+        file: None,
+    };
+    if !(resume && dataset.join("dataset_info.json").is_file() && stats.is_file()) {
+        reach::write_dataset(data_dir, reach, config.run.seed, e.episodes, e.val_episodes).map_err(reach_error)?;
+        let computed = mixture_statistics(&mixture, &|_, _, _| {})
+            .map_err(|e| TrainError::task("statistics of the embedded dataset", e))?;
+        let json = serde_json::to_string_pretty(&computed).expect("statistics serialise");
+        std::fs::write(&stats, json).map_err(|e| TrainError::task(stats.display(), e))?;
+    }
+    mixture.loader.normalization = NormalizationConfig {
+        stats: Some(stats),
+        actions: NormalizerKind::Quantile,
+        state: NormalizerKind::Quantile,
+        rotations: match e.rotation_angle_deg {
+            Some(_) => RotationNormalizerKind::AngleQuantile,
+            None => RotationNormalizerKind::None,
+        },
+        rotation_angle_deg: e.rotation_angle_deg,
+        ..NormalizationConfig::default()
+    };
+    Ok(mixture)
+}
+
+/// A policy as the rollouts call it: observations in, chunks in metres out (states normalised
+/// and translations denormalised with the run's normalisers; noise from the backend's current
+/// seed).
+pub fn reach_policy<'a, B: Backend>(
+    policy: &'a SpearPolicy<B>,
+    prompts: &'a mut Prompts,
+    normalization: &'a Normalization,
+    device: &'a B::Device,
+) -> impl FnMut(&[ReachObservation]) -> Vec<Chunk> + 'a {
+    move |observations| {
+        let n = observations.len();
+        let config = policy.config();
+        let main: Vec<u8> = observations.iter().flat_map(|o| o.main.pixels.iter().copied()).collect();
+        let wrist: Vec<u8> = observations.iter().flat_map(|o| o.wrist.pixels.iter().copied()).collect();
+        let mut state: Vec<f32> = Vec::with_capacity(n * 8);
+        for o in observations {
+            let mut s = o.state;
+            normalization.normalize_state(&mut s);
+            state.extend(s);
+        }
+        let instructions: Vec<String> = observations.iter().map(|o| o.instruction.clone()).collect();
+        let observation = Observation {
+            cameras: vec![
+                images::<B>(&main, n, config.vlm.image_size, device),
+                images::<B>(&wrist, n, config.vlm.wrist_image_size, device),
+            ],
+            camera_present: None,
+            prompts: prompts.encode(&instructions).expect("the task's instructions tokenise"),
+            state: Tensor::from_data(TensorData::new(state, [n, 8]), device),
+        };
+        let noise = policy.noise(n, device);
+        let sampled = policy.sample(&observation, noise).expect("observations built to the policy's shapes");
+        let values: Vec<f32> = sampled.into_data().convert::<f32>().to_vec().expect("f32 actions");
+        values
+            .chunks(config.horizon * ACTION_DIM)
+            .map(|chunk| {
+                chunk
+                    .chunks(ACTION_DIM)
+                    .map(|a| {
+                        let mut action: [f32; ACTION_DIM] = a.try_into().expect("8 values");
+                        normalization.denormalize_action(&mut action);
+                        action
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Closed-loop results of each policy, in the order printed.
+pub struct ReachEvaluation {
+    /// `(policy, report)`.
+    pub rows: Vec<(String, ReachReport)>,
+    /// Held-out scenes per policy.
+    pub scenes: usize,
+    /// Chunks per rollout at most.
+    pub chunks: usize,
+}
+
+impl ReachEvaluation {
+    /// A Markdown table.
+    pub fn table(&self) -> String {
+        let mut out = format!("{}\n", ReachReport::TABLE_HEADER);
+        for (name, report) in &self.rows {
+            out += &report.table_row(name);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Rolls out `trained`, `untrained`, the training set's mean chunk and the demonstrator on
+/// `data.embedded.eval_scenes` held-out scenes, the same scenes and noise for the two networks.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate<B: Backend>(
+    config: &TrainConfig,
+    reach: &ReachConfig,
+    dataset: &Path,
+    trained: &SpearPolicy<B>,
+    untrained: &SpearPolicy<B>,
+    prompts: &mut Prompts,
+    normalization: &Normalization,
+    device: &B::Device,
+) -> Result<ReachEvaluation, TrainError> {
+    let e = &config.data.embedded;
+    let (seed, scenes, chunks) = (config.run.seed, e.eval_scenes, e.eval_chunks);
+    let horizon = trained.horizon();
+    let mut rows = Vec::new();
+    for (name, policy) in [("trained", trained), ("untrained", untrained)] {
+        B::seed(device, seed);
+        let act = reach_policy(policy, prompts, normalization, device);
+        rows.push((name.to_string(), reach::evaluate(reach, seed, scenes, chunks, act).map_err(reach_error)?));
+    }
+    let chunking = ChunkConfig { horizon, rate_hz: 5.0 };
+    let mean = mean_chunk(dataset, "train", &chunking).map_err(reach_error)?;
+    let report = reach::evaluate(reach, seed, scenes, chunks, mean_action_policy(mean)).map_err(reach_error)?;
+    rows.push(("mean action".to_string(), report));
+    let report = reach::evaluate(reach, seed, scenes, chunks, expert_policy(reach, horizon)).map_err(reach_error)?;
+    rows.push(("demonstrator".to_string(), report));
+    Ok(ReachEvaluation { rows, scenes, chunks })
+}
+
+/// The dataset folder of a run's embedded data.
+pub fn dataset_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(DATASET_NAME).join(DATASET_VERSION)
+}
