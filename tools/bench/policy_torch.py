@@ -12,11 +12,11 @@ projector, the prompt's embeddings, the PaliGemma decoder over [cameras, prompt]
 is `PI0ForConditionalGeneration.sample_actions` of transformers 5.24.0 split in two so that the prefix can be timed
 alone; the warm-up round runs `sample_actions` itself and the timed rounds must reproduce its actions.
 
-transformers' PI0 has no MoGe encoder and only linear flow, and takes one square image size (SigLIP's native one) for
-every camera: other configurations are refused with the reason. CPU threads are set to `--threads` (spear passes the
+The model and the random inputs come from pi0_torch.py (shared with train_torch.py). transformers' PI0 has no MoGe
+encoder and only linear flow, and takes one square image size (SigLIP's native one) for every camera: other
+configurations are refused with the reason. CPU threads are set to `--threads` (spear passes the
 number its rayon pool uses), so both sides compute on the same cores.
 """
-import argparse
 import json
 import statistics
 import sys
@@ -24,77 +24,21 @@ import time
 
 import torch
 import transformers
-from transformers import PI0Config, PI0ForConditionalGeneration
 
-
-def gemma(c):
-    return dict(model_type="gemma", hidden_size=c["hidden_size"], intermediate_size=c["intermediate_size"],
-                num_hidden_layers=c["num_layers"], num_attention_heads=c["num_heads"],
-                num_key_value_heads=c["num_kv_heads"], head_dim=c["head_dim"], rms_norm_eps=c["rms_norm_eps"],
-                rope_theta=c["rope_theta"], hidden_activation="gelu_pytorch_tanh")
+from pi0_torch import build, inputs, setup
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--config", required=True)
-    p.add_argument("--prompt-tokens", type=int, required=True)
-    p.add_argument("--repeats", type=int, required=True)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, required=True)
-    a = p.parse_args()
-    cfg = json.load(open(a.config))
-    torch.set_num_threads(a.threads)
-    dev = torch.device(a.device)
-    torch.manual_seed(0)
+    a, cfg, dev = setup()
 
-    v, e = cfg["vlm"], cfg["expert"]
-    s, g = v["siglip"], v["gemma"]
-    side = s["position_grid"] * s["patch_size"]
-    cams, horizon, steps = cfg["cameras"], cfg["horizon"], cfg["flow"]["num_steps"]
-    sizes = [v["image_size"]] + [v["wrist_image_size"]] * (cams - 1)
-    problems = []
-    if v.get("moge"):
-        problems.append("it has no MoGe encoder")
-    if v.get("num_3d_tokens"):
-        problems.append("it has no 3D tokens")
-    if cfg["rotation"] != "linear":
-        problems.append(f"it has only linear flow, not {cfg['rotation']}")
-    if any(list(size) != [side, side] for size in sizes):
-        problems.append(f"every camera must be {side}x{side} (SigLIP's native size), got {sizes}")
-    if problems:
-        sys.exit("policy_torch.py: transformers' PI0 cannot run this configuration: " + "; ".join(problems))
-
-    vocab = g["vocab_size"]
-    config = PI0Config(
-        vlm_config=dict(
-            model_type="paligemma",
-            text_config=dict(gemma(g), vocab_size=vocab),
-            vision_config=dict(model_type="siglip_vision_model", hidden_size=s["hidden_size"],
-                               intermediate_size=s["intermediate_size"], num_hidden_layers=s["num_layers"],
-                               num_attention_heads=s["num_heads"], patch_size=s["patch_size"], image_size=side,
-                               layer_norm_eps=s["layer_norm_eps"], vision_use_head=False),
-            projection_dim=g["hidden_size"],
-            image_token_id=vocab,
-        ),
-        dit_config=gemma(e["gemma"]),
-        chunk_size=horizon,
-        max_state_dim=e["state_dim"],
-        max_action_dim=e["action_dim"],
-        num_inference_steps=steps,
-        min_period=e["min_period"],
-        max_period=e["max_period"],
-    )
-    model = PI0ForConditionalGeneration(config).to(dev).eval()
+    horizon, steps = cfg["horizon"], cfg["flow"]["num_steps"]
+    model = build(cfg, "policy_torch.py").to(dev).eval()
     attn = model.config.vlm_config.text_config._attn_implementation
 
-    tokens_per_image = (side // s["patch_size"]) ** 2
-    prompt = [v["bos_token_id"]] + [(i * 7919) % vocab for i in range(1, a.prompt_tokens)]  # as spear's
-    input_ids = torch.tensor([[vocab] * tokens_per_image * cams + prompt], device=dev)
-    attention_mask = torch.ones_like(input_ids)
-    images = torch.rand(1, cams, 3, side, side, device=dev)  # RGB in [0, 1], as spear's observation
-    pixel_attention_mask = torch.ones(1, cams, dtype=torch.bool, device=dev)
-    state = torch.randn(1, e["state_dim"], device=dev)
-    noise = torch.randn(1, horizon, e["action_dim"], device=dev)
+    batch = inputs(cfg, a.prompt_tokens, 1, dev)
+    input_ids, attention_mask, images = batch["input_ids"], batch["attention_mask"], batch["images"]
+    pixel_attention_mask, state = batch["pixel_attention_mask"], batch["state"]
+    noise = torch.randn(1, horizon, cfg["expert"]["action_dim"], device=dev)
 
     def sync():
         if dev.type == "cuda":

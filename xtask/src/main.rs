@@ -18,6 +18,8 @@ commands are `spear` subcommands, built in release with the chosen backend:
   bench vlm     SPEAR-VLM prefill and decode latency [--full] [--compare-torch PYTHON]
   bench policy  time per action chunk (prefix + 10 flow steps) beside transformers' PI0,
                 with the roofline bound [--full] [--compare-torch PYTHON]
+  bench train   time of one training step (forward, loss, backward, clip, AdamW) at batch 8
+                beside transformers' PI0 [--full] [--batch N] [--compare-torch PYTHON]
   bench data    training-data throughput and memory beside tf.data [--compare-tf PYTHON]
   bench annotate
                 outlier removal then oriented box per object cloud (1k, 10k, 100k points)

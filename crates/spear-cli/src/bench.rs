@@ -2,12 +2,14 @@
 //! the same forward in PyTorch (`tools/bench/vlm_torch.py`) when a Python with torch is given.
 //!
 //! `spear bench policy` lives in [`policy`], its FLOP/byte model and the machine's measured peaks
-//! in [`roofline`]; `spear bench data` in [`data`]; `spear bench annotate` in [`annotate`].
+//! in [`roofline`]; `spear bench train` in [`train`]; `spear bench data` in [`data`];
+//! `spear bench annotate` in [`annotate`].
 
 pub mod annotate;
 pub mod data;
 pub mod policy;
 pub mod roofline;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,6 +47,24 @@ pub struct Latency {
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Peak resident memory of this process, MB (`VmHWM`), since it started or since the last
+/// [`reset_peak_rss`].
+pub(crate) fn peak_rss_mb() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")?;
+    Ok(kb / 1024.0)
+}
+
+/// Restarts [`peak_rss_mb`] from the current resident memory (Linux ≥ 4.0: writing 5 to
+/// `/proc/self/clear_refs`), so that one process can report the peak of each of several runs.
+pub(crate) fn reset_peak_rss() -> Result<()> {
+    std::fs::write("/proc/self/clear_refs", "5").context("resetting VmHWM through /proc/self/clear_refs")
 }
 
 /// Runs the benchmark on backend `B` with random weights.

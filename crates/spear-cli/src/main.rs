@@ -315,6 +315,9 @@ enum BenchCommand {
     /// Time per action chunk (prefix once + N flow steps): π0's shape beside transformers' PI0,
     /// SPEAR-1's on spear alone, each with its roofline bound from FLOPs, bytes and measured peaks.
     Policy(BenchPolicyArgs),
+    /// Time of one training step (flow draws, forward and loss, backward, global-norm clipping,
+    /// AdamW) at batch B: π0's shape beside transformers' PI0, SPEAR-1's on spear alone.
+    Train(BenchTrainArgs),
     /// Training-data throughput and peak memory of the whole per-step pipeline (read, parse,
     /// standardise, 5 Hz chunks, decode, resize) beside tf.data reading and decoding the same files.
     Data(BenchDataArgs),
@@ -371,7 +374,7 @@ struct BenchDataArgs {
     bench_data: Vec<usize>,
 }
 
-/// The policy shapes `bench policy` times.
+/// The policy shapes `bench policy` and `bench train` time.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum PolicyShape {
     /// π0's (no MoGe, linear flow, square cameras), the one compared with PyTorch.
@@ -380,28 +383,78 @@ enum PolicyShape {
     Spear1,
 }
 
+/// What `bench policy` and `bench train` share: which shapes, at which size, beside PyTorch or not.
 #[derive(Args)]
-struct BenchPolicyArgs {
+struct PolicyShapeArgs {
     /// Full size (PaliGemma 3B + Gemma-300M expert: π0 with 3 cameras 224×224 and 50 actions of 32,
     /// and SPEAR-1) instead of tiny.
     #[arg(long)]
     full: bool,
-    /// A Python with torch and transformers 5.24: also time `tools/bench/policy_torch.py` on the
-    /// π0-shaped configuration and print ratios.
+    /// A Python with torch and transformers 5.24: also time the PyTorch twin
+    /// (`tools/bench/policy_torch.py`, `train_torch.py`) on the π0-shaped configuration and print
+    /// ratios.
     #[arg(long)]
     compare_torch: Option<PathBuf>,
     /// Device for the PyTorch run (`cpu`, `cuda`).
     #[arg(long, default_value = "cpu")]
     torch_device: String,
+    /// Time only this shape (default: both).
+    #[arg(long, value_enum)]
+    only: Option<PolicyShape>,
+}
+
+impl PolicyShapeArgs {
+    /// The shapes to time, in order, less those `--only` leaves out: each with its configuration
+    /// (full size or tiny) and its name in the report.
+    fn selected(&self) -> Vec<(PolicyShape, spear_models::SpearPolicyConfig, String)> {
+        use spear_models::SpearPolicyConfig;
+        let (size, pi0, spear1) = if self.full {
+            ("full-size", SpearPolicyConfig::pi0(), SpearPolicyConfig::spear1())
+        } else {
+            ("tiny", bench::policy::tiny_pi0(), SpearPolicyConfig::tiny())
+        };
+        [
+            (PolicyShape::Pi0, pi0, "π0-shaped (no MoGe, no 3D tokens, linear flow)"),
+            (PolicyShape::Spear1, spear1, "SPEAR-1 (MoGe + S³)"),
+        ]
+        .into_iter()
+        .filter(|(shape, ..)| self.only.is_none_or(|only| only == *shape))
+        .map(|(shape, config, name)| (shape, config, format!("{name} {size}")))
+        .collect()
+    }
+
+    /// The PyTorch side of `shape`'s comparison, when `--compare-torch` named a Python:
+    /// `run(python, torch_device)` for π0's shape; for SPEAR-1's, which transformers' PI0 cannot
+    /// run, a line saying so and nothing.
+    fn torch<T>(
+        &self,
+        shape: PolicyShape,
+        run: impl FnOnce(&std::path::Path, &str) -> Result<T>,
+    ) -> Result<Option<T>> {
+        match (&self.compare_torch, shape) {
+            (Some(python), PolicyShape::Pi0) => run(python, &self.torch_device).map(Some),
+            (Some(_), PolicyShape::Spear1) => {
+                println!(
+                    "  (spear alone: transformers' PI0 has no MoGe encoder and no S³ flow, and its \
+                     SigLIP takes one square size for every camera)"
+                );
+                Ok(None)
+            }
+            (None, _) => Ok(None),
+        }
+    }
+}
+
+#[derive(Args)]
+struct BenchPolicyArgs {
+    #[command(flatten)]
+    shapes: PolicyShapeArgs,
     /// Prompt tokens.
     #[arg(long, default_value_t = 48)]
     prompt_tokens: usize,
     /// Timed rounds after one warm-up.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
-    /// Time only this shape (default: both).
-    #[arg(long, value_enum)]
-    only: Option<PolicyShape>,
 }
 
 struct BenchPolicy(BenchPolicyArgs);
@@ -426,21 +479,9 @@ impl BackendJob for BenchPolicy {
                 t.prefix_ms, t.step_ms, t.chunk_ms
             )
         };
-        let (size, pi0, spear1) = if args.full {
-            ("full-size", spear_models::SpearPolicyConfig::pi0(), spear_models::SpearPolicyConfig::spear1())
-        } else {
-            ("tiny", bench::policy::tiny_pi0(), spear_models::SpearPolicyConfig::tiny())
-        };
-        let shapes = [
-            (PolicyShape::Pi0, pi0, "π0-shaped (no MoGe, no 3D tokens, linear flow)"),
-            (PolicyShape::Spear1, spear1, "SPEAR-1 (MoGe + S³)"),
-        ];
-        for (shape, config, name) in shapes {
-            if args.only.is_some_and(|only| only != shape) {
-                continue;
-            }
+        for (shape, config, name) in args.shapes.selected() {
             println!(
-                "{name} {size}: {}, {} actions × {}, {} flow steps",
+                "{name}: {}, {} actions × {}, {} flow steps",
                 describe_cameras(&config),
                 config.horizon,
                 config.expert.action_dim,
@@ -454,19 +495,9 @@ impl BackendJob for BenchPolicy {
             let spec = PolicyBench { config, prompt_tokens: args.prompt_tokens, repeats };
             // PyTorch first: its process has exited, its memory returned, before spear allocates
             // (full size in f32 is ~14 GB on each side).
-            let torch = match (&args.compare_torch, shape) {
-                (Some(python), PolicyShape::Pi0) => {
-                    Some(bench::policy::run_torch(&spec, python, &args.torch_device, threads)?)
-                }
-                (Some(_), PolicyShape::Spear1) => {
-                    println!(
-                        "  (spear alone: transformers' PI0 has no MoGe encoder and no S³ flow, and its \
-                         SigLIP takes one square size for every camera)"
-                    );
-                    None
-                }
-                (None, _) => None,
-            };
+            let torch = args
+                .shapes
+                .torch(shape, |python, device| bench::policy::run_torch(&spec, python, device, threads))?;
             let ours = bench::policy::run::<B::InnerBackend>(&spec, &device)?;
             println!("{}", row(&format!("spear ({kind})"), &ours));
             if let Some((torch, about)) = &torch {
@@ -495,6 +526,97 @@ impl BackendJob for BenchPolicy {
                 over += &format!("   torch {:.1}x", torch.chunk_ms / bound.chunk_ms);
             }
             println!("{over}   (per chunk)");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+struct BenchTrainArgs {
+    #[command(flatten)]
+    shapes: PolicyShapeArgs,
+    /// Samples per step.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Prompt tokens.
+    #[arg(long, default_value_t = 16)]
+    prompt_tokens: usize,
+    /// Timed steps after one warm-up step.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+impl BackendJob for BenchTrainArgs {
+    type Output = anyhow::Result<()>;
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
+        use bench::train::{StepTime, TrainBench};
+        let args = self;
+        let threads = bench::policy::cpu_threads();
+        let (batch, prompt_tokens, repeats) =
+            (args.batch.max(1), args.prompt_tokens.max(1), args.repeats.max(1));
+        println!(
+            "bench train: one optimiser step (flow draws, forward and loss, backward, global-norm clip, AdamW; \
+             all but MoGe trains, as in the paper's VLA stage) at batch {batch}, {prompt_tokens} prompt tokens, \
+             median over {repeats} timed step(s) after one warm-up, on {kind} ({threads} CPU threads)"
+        );
+        for (shape, config, name) in args.shapes.selected() {
+            let spec = TrainBench { config, batch, prompt_tokens, repeats };
+            let tokens = spec.tokens_per_sample();
+            println!(
+                "{name}: {}, {} actions × {}, {tokens} tokens per sample ({} prefix + {} suffix)",
+                describe_cameras(&spec.config),
+                spec.config.horizon,
+                spec.config.expert.action_dim,
+                tokens - spec.config.horizon - 1,
+                spec.config.horizon + 1
+            );
+            let row = |who: &str, t: &StepTime, memory: String| {
+                format!(
+                    "  {who:<12} {:10.2} ms/step {:9.3} steps/s {:10.2} samples/s {:12.0} tokens/s   {memory}",
+                    t.step_ms,
+                    t.per_second(1.0),
+                    t.per_second(batch as f64),
+                    t.per_second((batch * tokens) as f64)
+                )
+            };
+            let parts = |who: &str, t: &StepTime| {
+                format!(
+                    "  {who:<12} forward {:10.2} ms   backward {:10.2} ms   update {:9.2} ms   loss {:.4}",
+                    t.forward_ms, t.backward_ms, t.update_ms, t.loss
+                )
+            };
+            // PyTorch first: its process has exited, its memory returned, before spear allocates.
+            let torch =
+                args.shapes.torch(shape, |python, device| bench::train::run_torch(&spec, python, device))?;
+            let ours = bench::train::run::<B>(&spec, &device)?;
+            let memory = match kind {
+                BackendKind::Cpu => format!("peak memory {:.0} MB (process RSS)", ours.peak_rss_mb),
+                _ => format!(
+                    "peak host RSS {:.0} MB (device memory: burn 0.21 exposes no statistics)",
+                    ours.peak_rss_mb
+                ),
+            };
+            let who = format!("spear ({kind})");
+            println!("{}", row(&who, &ours, memory));
+            if let Some((torch, about)) = &torch {
+                let memory = match torch.peak_device_mb {
+                    Some(device_mb) => format!("peak device memory {device_mb:.0} MB (max_memory_allocated)"),
+                    None => format!("peak memory {:.0} MB (process RSS)", torch.peak_rss_mb),
+                };
+                println!("{}   ({about})", row("torch", torch, memory));
+            }
+            println!("{}", parts(&who, &ours));
+            if let Some((torch, _)) = &torch {
+                println!("{}", parts("torch", torch));
+                println!(
+                    "  ratio spear/torch   step {:.2}x   forward {:.2}x   backward {:.2}x   update {:.2}x   \
+                     (below 1 = spear faster)",
+                    ours.step_ms / torch.step_ms,
+                    ours.forward_ms / torch.forward_ms,
+                    ours.backward_ms / torch.backward_ms,
+                    ours.update_ms / torch.update_ms
+                );
+            }
         }
         Ok(())
     }
@@ -826,6 +948,7 @@ fn main() -> Result<()> {
         Command::Policy(PolicyCommand::Act(args)) => run_on(kind, Act(args))??,
         Command::Bench(BenchCommand::Vlm(args)) => run_on(kind, BenchVlm(args))??,
         Command::Bench(BenchCommand::Policy(args)) => run_on(kind, BenchPolicy(args))??,
+        Command::Bench(BenchCommand::Train(args)) => run_on(kind, args)??,
         Command::Bench(BenchCommand::Data(args)) => bench_data(args)?,
         Command::Bench(BenchCommand::Annotate(args)) => {
             let spec = bench::annotate::AnnotateBench {

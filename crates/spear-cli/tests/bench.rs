@@ -1,15 +1,25 @@
-//! `spear bench policy` through the binary at tiny size on the CPU: the report's format, not its
-//! timings.
+//! `spear bench policy` and `spear bench train` through the binary at tiny size on the CPU: the
+//! report's format, not its timings.
 
 mod common;
 use common::run_spear as spear;
+
+/// The words of `line` that parse as numbers, in order.
+fn numbers(line: &str) -> Vec<f64> {
+    line.split_whitespace().filter_map(|w| w.parse().ok()).collect()
+}
+
+/// The numbers of each line of `out` that starts with `who` (after indentation) and holds `word`.
+fn rows_with(out: &str, who: &str, word: &str) -> Vec<Vec<f64>> {
+    out.lines().filter(|l| l.trim_start().starts_with(who) && l.contains(word)).map(numbers).collect()
+}
 
 /// The three numbers of a `  who  prefix X ms   step Y ms   chunk Z ms` row.
 fn row(out: &str, who: &str) -> Vec<[f64; 3]> {
     out.lines()
         .filter(|l| l.trim_start().starts_with(who))
         .map(|l| {
-            let numbers: Vec<f64> = l.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+            let numbers = numbers(l);
             assert!(numbers.len() >= 3 && l.contains("prefix") && l.contains("chunk"), "{l}");
             [numbers[0], numbers[1], numbers[2]]
         })
@@ -57,20 +67,57 @@ fn bench_policy_can_time_one_shape() {
     assert!(out.contains("π0-shaped") && !out.contains("SPEAR-1"), "{out}");
 }
 
+/// `spear bench COMMAND … --compare-torch /nonexistent/python` fails, naming the Python and the
+/// PyTorch twin `script`.
+fn fails_naming_a_python_that_cannot_run(command: &str, script: &str) {
+    let line =
+        format!("bench {command} --backend cpu --repeats 1 --only pi0 --compare-torch /nonexistent/python");
+    let (ok, _, err) = spear(&line.split(' ').collect::<Vec<_>>());
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/python") && err.contains(script), "{err}");
+}
+
 #[test]
 fn bench_policy_reports_a_python_that_cannot_run() {
-    let (ok, _, err) = spear(&[
-        "bench",
-        "policy",
-        "--backend",
-        "cpu",
-        "--repeats",
-        "1",
-        "--only",
-        "pi0",
-        "--compare-torch",
-        "/nonexistent/python",
-    ]);
-    assert!(!ok);
-    assert!(err.contains("/nonexistent/python") && err.contains("policy_torch.py"), "{err}");
+    fails_naming_a_python_that_cannot_run("policy", "policy_torch.py");
+}
+
+#[test]
+fn bench_train_reports_a_python_that_cannot_run() {
+    fails_naming_a_python_that_cannot_run("train", "train_torch.py");
+}
+
+#[test]
+fn bench_train_reports_both_shapes_per_step_sample_and_token() {
+    let line = "bench train --backend cpu --repeats 1 --batch 2 --prompt-tokens 4";
+    let (ok, out, err) = spear(&line.split(' ').collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    assert!(out.starts_with("bench train: one optimiser step"), "{out}");
+    assert!(out.contains("at batch 2, 4 prompt tokens, median over 1 timed step(s)"), "{out}");
+    // 2·256 + 4 and 300 + 64 + 4 prefix tokens; the state and 5 actions.
+    assert!(
+        out.contains(
+            "π0-shaped (no MoGe, no 3D tokens, linear flow) tiny: 2 cameras 224×224, 5 actions × 8, \
+             522 tokens per sample (516 prefix + 6 suffix)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("tiny: main 280×210 + wrist 112×112, 5 actions × 8, 374 tokens per sample"),
+        "{out}"
+    );
+    let steps = rows_with(&out, "spear (cpu)", "ms/step");
+    assert_eq!(steps.len(), 2, "{out}");
+    for (n, tokens) in steps.iter().zip([522.0, 374.0]) {
+        // ms/step, steps/s, samples/s, tokens/s, peak memory MB
+        assert!(n.len() == 5 && n.iter().all(|&x| x > 0.0), "{out}");
+        assert!((n[2] / n[1] - 2.0).abs() < 1e-2 && (n[3] / n[2] / tokens - 1.0).abs() < 1e-2, "{out}");
+    }
+    let parts = rows_with(&out, "spear (cpu)", "forward");
+    assert_eq!(parts.len(), 2, "{out}");
+    for n in parts {
+        // forward, backward and update ms, then the loss
+        assert!(n.len() == 4 && n.iter().all(|&x| x > 0.0), "{out}");
+    }
+    assert!(!out.contains("torch"), "no PyTorch row without --compare-torch: {out}");
 }

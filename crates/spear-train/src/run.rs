@@ -173,6 +173,42 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The first half of a training step on one micro-batch: its loss read back (failing as
+/// [`TrainError::Diverged`] at optimiser step `step`, 1-based, when it is not finite) and the
+/// gradients of `model`'s parameters. [`train`] accumulates these over `run.grad_accum`
+/// micro-batches; `spear bench train` times this and [`update`] as the step.
+pub fn gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    loss: Tensor<B, 1>,
+    step: u64,
+) -> Result<(f64, GradientsParams), TrainError> {
+    // Read before the backward pass, so that a diverged loss stops the run without one.
+    let value = f64::from(loss.clone().into_scalar().elem::<f32>());
+    if !value.is_finite() {
+        return Err(TrainError::Diverged { step, value });
+    }
+    Ok((value, GradientsParams::from_grads(loss.backward(), model)))
+}
+
+/// The second half of a training step: `grads` clipped to the global norm `clip_norm` (0: not
+/// clipped), then one step of `optimizer` at learning rate `lr`. Returns the updated model and the
+/// gradients' norm before clipping.
+pub fn update<B, M, O>(
+    optimizer: &mut O,
+    model: M,
+    grads: GradientsParams,
+    lr: f64,
+    clip_norm: f64,
+) -> (M, f64)
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let (grads, norm) = clip_global_norm(&model, grads, clip_norm);
+    (optimizer.step(lr, model, grads), norm)
+}
+
 /// The checkpoint folders of a run (`step-NNNNNNNNN`), oldest first.
 fn checkpoints(run_dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(run_dir)
@@ -277,11 +313,7 @@ where
         for _ in 0..r.grad_accum {
             let batch = task.next_batch()?;
             let (loss, parts) = task.loss(&model, batch)?;
-            let value = f64::from(loss.clone().into_scalar().elem::<f32>());
-            if !value.is_finite() {
-                return Err(TrainError::Diverged { step: step + 1, value });
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let (value, grads) = gradients(&model, loss, step + 1)?;
             accumulated.accumulate(&model, grads);
             let share = 1.0 / r.grad_accum as f64;
             for (name, v) in std::iter::once(("loss", value)).chain(parts) {
@@ -295,8 +327,8 @@ where
         if r.grad_accum > 1 {
             grads = scale_grads(&model, grads, 1.0 / r.grad_accum as f64);
         }
-        let (grads, norm) = clip_global_norm(&model, grads, config.optim.clip_norm);
-        model = optimizer.step(lr, model, grads);
+        let (updated, norm) = update(&mut optimizer, model, grads, lr, config.optim.clip_norm);
+        model = updated;
         if let Some(ema) = &mut ema {
             ema.update(&model);
         }

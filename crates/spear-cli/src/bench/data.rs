@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use spear_data::loader::{Loader, MixtureConfig, MixtureEntry};
 
-use super::run_script;
+use super::{peak_rss_mb, run_script};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -52,17 +52,6 @@ fn clock_ticks() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
-}
-
-/// Peak resident memory of this process, MB (`VmHWM`).
-fn peak_rss_mb() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")?;
-    Ok(kb / 1024.0)
 }
 
 /// Times the loader: one warm-up batch, then `samples` samples through the prefetching iterator.

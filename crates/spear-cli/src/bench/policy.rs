@@ -59,24 +59,25 @@ fn prompt(config: &SpearPolicyConfig, tokens: usize) -> Vec<u32> {
     std::iter::once(config.vlm.bos_token_id).chain((1..tokens as u32).map(|i| (i * 7919) % vocab)).collect()
 }
 
-/// One observation of random images (main camera at `vlm.image_size`, the others at
-/// `vlm.wrist_image_size`) and state, with [`prompt`].
-fn observation<B: Backend>(
+/// `batch` observations of random images (main camera at `vlm.image_size`, the others at
+/// `vlm.wrist_image_size`) and states, each with [`prompt`].
+pub(crate) fn observation<B: Backend>(
     config: &SpearPolicyConfig,
     prompt_tokens: usize,
+    batch: usize,
     device: &B::Device,
 ) -> Observation<B> {
     let cameras = (0..config.cameras)
         .map(|c| {
             let [h, w] = if c == 0 { config.vlm.image_size } else { config.vlm.wrist_image_size };
-            Tensor::random([1, 3, h, w], Distribution::Uniform(0.0, 1.0), device)
+            Tensor::random([batch, 3, h, w], Distribution::Uniform(0.0, 1.0), device)
         })
         .collect();
     Observation {
         cameras,
         camera_present: None,
-        prompts: vec![prompt(config, prompt_tokens)],
-        state: Tensor::random([1, config.expert.state_dim], Distribution::Normal(0.0, 1.0), device),
+        prompts: vec![prompt(config, prompt_tokens); batch],
+        state: Tensor::random([batch, config.expert.state_dim], Distribution::Normal(0.0, 1.0), device),
     }
 }
 
@@ -86,7 +87,7 @@ fn observation<B: Backend>(
 pub fn run<B: Backend>(bench: &PolicyBench, device: &B::Device) -> Result<ChunkLatency> {
     B::seed(device, 0);
     let policy = bench.config.init::<B>(device)?;
-    let obs = observation::<B>(&bench.config, bench.prompt_tokens.max(1), device);
+    let obs = observation::<B>(&bench.config, bench.prompt_tokens.max(1), 1, device);
     let noise = policy.noise(1, device);
     let steps = bench.config.flow.num_steps;
     let (mut prefix, mut step, mut chunk) = (Vec::new(), Vec::new(), Vec::new());

@@ -1,0 +1,192 @@
+//! `spear bench train`: the time of one optimiser step of the policy — flow draws, the joint
+//! training forward and loss, backward, clipping by the global norm, AdamW — beside the same step
+//! of transformers' PI0 in PyTorch (`tools/bench/train_torch.py`) when a Python with torch is given.
+//!
+//! The step is the one `spear_train::run::train` takes, through the same functions
+//! ([`gradients`], [`update`]), with openpi's optimiser settings at a fixed learning rate; the
+//! loop's EMA update, accumulation and metrics are not part of it. As for `spear bench policy`,
+//! the shape compared with PyTorch is π0's ([`tiny_pi0`](super::policy::tiny_pi0) or
+//! [`SpearPolicyConfig::pi0`]) and SPEAR-1's own shape is timed on spear alone.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::tensor::backend::AutodiffBackend;
+use rand::{SeedableRng, rngs::StdRng};
+use spear_models::vlm::Trainable;
+use spear_models::{SpearPolicy, SpearPolicyConfig};
+use spear_train::config::OptimSection;
+use spear_train::optim::adamw;
+use spear_train::run::{gradients, update};
+
+use super::policy::{cpu_threads, observation};
+use super::roofline::chunk_work;
+use super::{median, peak_rss_mb, reset_peak_rss, run_script};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct TrainBench {
+    /// The policy's shape.
+    pub config: SpearPolicyConfig,
+    /// Samples per step.
+    pub batch: usize,
+    /// Prompt tokens (`[BOS]` first) after the cameras' tokens.
+    pub prompt_tokens: usize,
+    /// Timed steps (after one warm-up step).
+    pub repeats: usize,
+}
+
+impl TrainBench {
+    /// Tokens one sample puts through the network per step: the prefix (every camera's tokens and
+    /// the prompt) and the suffix (the state token and the chunk's actions).
+    pub fn tokens_per_sample(&self) -> usize {
+        chunk_work(&self.config, self.prompt_tokens.max(1)).prefix_tokens + 1 + self.config.horizon
+    }
+}
+
+/// One side's step, medians over the timed steps in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepTime {
+    /// The whole optimiser step.
+    pub step_ms: f64,
+    /// Draws and the training forward up to the loss.
+    pub forward_ms: f64,
+    /// The loss read back, backward, the gradients collected.
+    pub backward_ms: f64,
+    /// Clipping by the global norm and the AdamW update, the device synchronised.
+    pub update_ms: f64,
+    /// The last step's loss (finite, or the step fails).
+    pub loss: f64,
+    /// Peak resident memory of the process while it built the model and stepped, MB (an upper
+    /// bound when memory freed by an earlier shape is still resident).
+    pub peak_rss_mb: f64,
+    /// Peak device memory, MB, where the side can read it (PyTorch on CUDA; burn 0.21's backend
+    /// API exposes no memory statistics).
+    pub peak_device_mb: Option<f64>,
+}
+
+impl StepTime {
+    /// How many of something a step handles per second, at `per_step` per step (1 for steps/s,
+    /// the batch for samples/s).
+    pub fn per_second(&self, per_step: f64) -> f64 {
+        per_step * 1e3 / self.step_ms
+    }
+}
+
+/// openpi's optimiser (AdamW β = (0.9, 0.95), ε = 1e-8, weight decay 1e-10, global-norm clip 1)
+/// at the constant learning rate 2.5e-5 (its peak): `configs/vla/pretrain_oxe.toml`'s section
+/// without the schedule, whose value does not change the work.
+pub fn openpi_optim() -> OptimSection {
+    OptimSection {
+        peak_lr: 2.5e-5,
+        warmup_steps: 0,
+        decay_steps: 0,
+        decay_lr: 2.5e-5,
+        b1: 0.9,
+        b2: 0.95,
+        eps: 1e-8,
+        weight_decay: 1e-10,
+        clip_norm: 1.0,
+    }
+}
+
+/// Runs the benchmark on backend `B` with random weights, training what the paper's VLA stage
+/// trains ([`Trainable::VLA`]: all but MoGe) on one fixed batch of random cameras, state, prompt
+/// and target chunks. Each step draws its noise and flow times ([`spear_models::SpearPolicy::draw`]),
+/// takes the loss with every chunk step valid ([`spear_models::SpearPolicy::loss`]), then
+/// [`gradients`] (the loss read back, backward) and [`update`] (clip, AdamW), and synchronises the
+/// device.
+pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result<StepTime> {
+    reset_peak_rss()?;
+    B::seed(device, 0);
+    let mut policy = bench.config.init::<B>(device)?.with_trainable(Trainable::VLA, true);
+    let optim = openpi_optim();
+    let mut optimizer = adamw(&optim).init::<B, SpearPolicy<B>>();
+    let batch = bench.batch.max(1);
+    let obs = observation::<B>(&bench.config, bench.prompt_tokens.max(1), batch, device);
+    // Targets in the policy's action layout: its noise is one (S³: unit, canonical quaternions).
+    let actions = policy.noise(batch, device);
+    let mut rng = StdRng::seed_from_u64(0);
+    let (mut step_ms, mut forward_ms, mut backward_ms, mut update_ms) = (vec![], vec![], vec![], vec![]);
+    let mut loss = f64::NAN;
+    for step in 0..=bench.repeats {
+        let start = Instant::now();
+        let draws = policy.draw(batch, &mut rng, device);
+        let total = policy.loss(&obs, actions.clone(), None, &draws).context("the training loss")?.total;
+        B::sync(device)?;
+        let forward = Instant::now();
+        let (value, grads) = gradients(&policy, total, step as u64 + 1)?;
+        let backward = Instant::now();
+        (policy, _) = update(&mut optimizer, policy, grads, optim.peak_lr, optim.clip_norm);
+        B::sync(device)?;
+        let end = Instant::now();
+        loss = value;
+        if step > 0 {
+            let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1e3;
+            step_ms.push(ms(start, end));
+            forward_ms.push(ms(start, forward));
+            backward_ms.push(ms(forward, backward));
+            update_ms.push(ms(backward, end));
+        }
+    }
+    Ok(StepTime {
+        step_ms: median(step_ms),
+        forward_ms: median(forward_ms),
+        backward_ms: median(backward_ms),
+        update_ms: median(update_ms),
+        loss,
+        peak_rss_mb: peak_rss_mb()?,
+        peak_device_mb: None,
+    })
+}
+
+/// Runs `tools/bench/train_torch.py` with `python` on the same configuration (which must be
+/// π0-shaped: the script says what it cannot run), batch and learning rate, on torch device
+/// `device` with as many CPU threads as spear computes with ([`cpu_threads`]).
+pub fn run_torch(bench: &TrainBench, python: &Path, device: &str) -> Result<(StepTime, String)> {
+    let args = [
+        ("--batch", bench.batch.max(1).to_string()),
+        ("--lr", openpi_optim().peak_lr.to_string()),
+        ("--prompt-tokens", bench.prompt_tokens.max(1).to_string()),
+        ("--repeats", bench.repeats.to_string()),
+        ("--device", device.to_string()),
+        ("--threads", cpu_threads().to_string()),
+    ];
+    let (json, about) = run_script(python, "train_torch.py", serde_json::to_value(&bench.config)?, &args)?;
+    let get = |key: &str| json[key].as_f64().with_context(|| format!("no {key} in {json}"));
+    let time = StepTime {
+        step_ms: get("step_ms")?,
+        forward_ms: get("forward_ms")?,
+        backward_ms: get("backward_ms")?,
+        update_ms: get("update_ms")?,
+        loss: get("loss")?,
+        peak_rss_mb: get("peak_rss_mb")?,
+        peak_device_mb: json["peak_device_mb"].as_f64(),
+    };
+    Ok((time, about))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type B = burn::backend::Autodiff<burn::backend::Flex>;
+
+    #[test]
+    fn counts_prefix_and_suffix_tokens() {
+        let bench =
+            TrainBench { config: super::super::policy::tiny_pi0(), batch: 2, prompt_tokens: 16, repeats: 1 };
+        // 2 cameras × 256 SigLIP tokens + 16 prompt tokens; state + 5 actions.
+        assert_eq!(bench.tokens_per_sample(), 2 * 256 + 16 + 1 + 5);
+    }
+
+    #[test]
+    fn times_every_part_of_a_step() {
+        let bench = TrainBench { config: SpearPolicyConfig::tiny(), batch: 2, prompt_tokens: 4, repeats: 1 };
+        let t = run::<B>(&bench, &Default::default()).unwrap();
+        assert!(t.loss.is_finite() && t.loss > 0.0, "{t:?}");
+        assert!(t.forward_ms > 0.0 && t.backward_ms > 0.0 && t.update_ms > 0.0, "{t:?}");
+        assert!(t.step_ms >= t.forward_ms && t.peak_rss_mb > 0.0 && t.per_second(2.0) > 0.0, "{t:?}");
+    }
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""PyTorch twin of `spear bench train`: one optimiser step of transformers' PI0 on the same π0-shaped configuration.
+
+Called by `spear bench train --compare-torch PYTHON` (never by CI) with the spear policy config (serde of
+SpearPolicyConfig) as JSON; prints one JSON line {"step_ms": ..., "forward_ms": ..., "backward_ms": ...,
+"update_ms": ..., "loss": ..., "peak_rss_mb": ..., ...} (medians over the timed steps, after one warm-up step).
+Weights are random: the time does not depend on their values. Pinned versions: tools/reference/requirements-pi0.txt
+(torch 2.9.1, transformers 5.24.0); the model and the random batch come from pi0_torch.py.
+
+Work per step, the same as spear's (`SpearPolicy::draw`, `SpearPolicy::loss`, then spear_train's `gradients` and
+`update`), which is openpi's train step: draw the noise `[B, H, action_dim]` and one flow time per sample
+(`Beta(1.5, 1) * 0.999 + 0.001`, PI0's own distribution) and pass both to `model(..., actions=...)` so that the model
+draws nothing itself; its per-element flow-matching loss (`loss_reduction="none"`) → `.mean()` → backward →
+`clip_grad_norm_(…, 1.0)` → AdamW (β = (0.9, 0.95), ε = 1e-8, weight decay 1e-10, a fixed learning rate). The
+loss is read back each step (`.item()`), as spear reads it before its backward pass. Every parameter trains (spear
+freezes only MoGe, which this shape has not).
+
+CPU threads are set to `--threads` (spear passes the number its rayon pool uses), so both sides compute on the same
+cores. `peak_rss_mb` is the process's peak resident memory (ru_maxrss); on CUDA `peak_device_mb` is
+`torch.cuda.max_memory_allocated`.
+"""
+import json
+import resource
+import statistics
+import time
+
+import torch
+import transformers
+
+from pi0_torch import build, inputs, setup
+
+
+def main():
+    a, cfg, dev = setup(batch=int, lr=float)
+
+    model = build(cfg, "train_torch.py", loss_reduction="none").to(dev).train()
+    attn = model.config.vlm_config.text_config._attn_implementation
+    optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=1e-10)
+    flow = cfg["flow"]
+    beta = torch.distributions.Beta(torch.tensor(flow["time_alpha"]), torch.tensor(flow["time_beta"]))
+
+    batch = inputs(cfg, a.prompt_tokens, a.batch, dev)
+    # Target chunks of the shape spear uses (its own noise layout; values do not change the time).
+    actions = torch.randn(a.batch, cfg["horizon"], cfg["expert"]["action_dim"], device=dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def step():
+        """One optimiser step; returns the loss and the times after the forward, the backward and the update."""
+        noise = torch.randn_like(actions)
+        timestep = (beta.sample((a.batch,)) * flow["time_scale"] + flow["time_offset"]).float().to(dev)
+        out = model(state=batch["state"], noise=noise, timestep=timestep, input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"], pixel_values=batch["images"] * 2 - 1,
+                    pixel_attention_mask=batch["pixel_attention_mask"], actions=actions)
+        loss = out.loss.mean()
+        value = loss.item()
+        forward = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        sync()
+        backward = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        sync()
+        return value, forward, backward, time.perf_counter()
+
+    step()  # warm-up: allocations, AdamW's moments
+    times = {"step_ms": [], "forward_ms": [], "backward_ms": [], "update_ms": []}
+    for _ in range(a.repeats):
+        sync()
+        t0 = time.perf_counter()
+        loss, t1, t2, t3 = step()
+        for key, ms in zip(times, [t3 - t0, t1 - t0, t2 - t1, t3 - t2]):
+            times[key].append(ms * 1e3)
+    result = {key: statistics.median_high(v) for key, v in times.items()}
+    result.update(loss=loss, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  peak_device_mb=torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+                  attention=attn, torch=torch.__version__, transformers=transformers.__version__,
+                  threads=torch.get_num_threads(), device=str(dev))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
