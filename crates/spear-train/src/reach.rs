@@ -1,22 +1,23 @@
 //! A procedurally generated reach-and-rotate task, small enough to train a tiny SPEAR-1 on the CPU
 //! in minutes and to show by closed-loop rollouts that it learned.
 //!
-//! * **Scene** ([`Scene::sample`], seeded by `(seed, index)` alone): 1 to 4 coloured 9 × 3 cm blocks on a
+//! * **Scene** ([`Scene::sample`], seeded by `(seed, index)` alone): 1 or 2 coloured 15 × 3 cm blocks on a
 //!   table, each with a random yaw; the instruction names one of them; the end effector starts above
 //!   the table at a random height with a random yaw and a small tilt (`start_tilt_deg`), gripper open. The goal is the target
 //!   block's top centre (plus 2 cm) at the block's yaw. Block yaws lie in ±65° and start yaws in
-//!   ±20°, so the rotation left to do is always within ±85°: an elongated block looks the same
+//!   ±20°, so the rotation left to do is always within ±85°: a long block looks the same
 //!   after a half turn, and inside (−90°, 90°) the shorter way round is never in doubt.
 //! * **Cameras** (RGB, 2×2 supersampled): the main camera looks straight down on the workspace
-//!   (orthographic; image up = base +x, image right = base −y) and draws blocks as coloured rectangles
-//!   with a darker stripe along their long (x) axis, and the end effector as a white disc (larger when higher)
+//!   (orthographic; image up = base +x, image right = base −y) and draws blocks as long coloured bars
+//!   with a darker stripe along their x axis, and the end effector as a white disc (larger when higher)
 //!   with a black bar along its own x axis. The wrist camera looks down from the end effector over a
 //!   fixed 0.25 m and turns with it (image up = the end effector's x axis), so the target block
 //!   appears at its offset in the gripper's frame with its bar turned by exactly the yaw still to go:
 //!   the remaining rotation is visible, not only the goal's. Each scene has its own brightness.
 //! * **Demonstrator** ([`Demonstration::record`]): at 5 Hz, moves straight toward the goal by at most
-//!   `max_step` and turns toward it by at most `max_turn_deg` (about its own axis: the rotation delta
-//!   is in the end-effector frame); within 1 cm and 5° it closes the gripper with its last small
+//!   `max_step` and turns toward it by the same share of the remaining turn, at most `max_turn_deg`
+//!   (about its own axis: the rotation delta is in the end-effector frame), so that position and
+//!   orientation arrive together; within 1 cm and 5° it closes the gripper with its last small
 //!   move, which ends exactly on the goal, holds two frames, and the episode ends.
 //! * **Dataset** ([`write_dataset`]): an RLDS dataset `spear_reach_rotate` 1.0.0 in tensorflow-datasets'
 //!   layout, read back like any Open X-Embodiment dataset (its registry entry is
@@ -59,9 +60,11 @@ pub const SUCCESS_ANGLE_DEG: f64 = 10.0;
 /// The wrist camera's field of view across the image width, metres on the table.
 pub const WRIST_FOV_M: f64 = 0.25;
 
-/// A block's length (along its x axis) and width, metres: elongated, so that its heading is the
-/// most visible thing about it even at 56 pixels.
-const BLOCK_LENGTH: f64 = 0.09;
+/// A block's length (along its x axis) and width, metres. Long, so that its heading is a large
+/// feature of both images: a tiny vision tower trained for minutes reads the angle of a bar half
+/// the image long but not of a 5 cm square's stripe (a probe: 5° against no better than chance
+/// after 900 steps).
+const BLOCK_LENGTH: f64 = 0.15;
 const BLOCK_WIDTH: f64 = 0.03;
 /// Block height, metres (the table is at z = 0).
 const BLOCK_HEIGHT: f64 = 0.04;
@@ -101,14 +104,14 @@ const PALETTE: [(&str, [f64; 3]); 4] = [
 const TABLE: [f64; 3] = [165.0, 150.0, 130.0];
 /// Outside the workspace (the margins of the main camera, the wrist camera near the edges).
 const FLOOR: [f64; 3] = [70.0, 70.0, 75.0];
-/// A darker stripe along a block's long axis.
-const BLOCK_STRIPE: f64 = 0.55;
+/// A darker stripe along a block's long axis (its colour times this).
+const BLOCK_STRIPE: f64 = 0.5;
 const STRIPE_WIDTH: f64 = 0.01;
 const EE_DISC: [f64; 3] = [250.0, 250.0, 250.0];
 const EE_BAR: [f64; 3] = [0.0, 0.0, 0.0];
-/// The end effector's bar along its x axis, as long as a block, to line up with one.
-const EE_BAR_LENGTH: f64 = 0.09;
-const EE_BAR_WIDTH: f64 = 0.016;
+/// The end effector's bar along its x axis, to line up with a block's.
+const EE_BAR_LENGTH: f64 = 0.1;
+const EE_BAR_WIDTH: f64 = 0.012;
 /// The end effector's disc radius at z = 0 and its growth per metre of height (a depth cue).
 const EE_RADIUS: f64 = 0.008;
 const EE_RADIUS_PER_M: f64 = 0.06;
@@ -254,6 +257,16 @@ impl ReachConfig {
                 format!("z = {} m leaves no room to start above the goal (needs ≥ {lowest_top} m)", hi[2]),
             );
         }
+        let fits = self.block_capacity();
+        if self.blocks > fits {
+            return fail(
+                "blocks",
+                format!(
+                    "{} blocks of {} m do not fit in this workspace (at most {fits}; widen workspace_min/max)",
+                    self.blocks, BLOCK_LENGTH
+                ),
+            );
+        }
         let needed = self.worst_case_frames();
         if self.frames < needed {
             return fail(
@@ -266,6 +279,19 @@ impl ReachConfig {
             );
         }
         Ok(())
+    }
+
+    /// How many blocks certainly fit without touching: a grid of block-spacing cells over the
+    /// region their centres may take, or two on its diagonal.
+    fn block_capacity(&self) -> usize {
+        let (margin, spacing) = block_spacing();
+        let (lo, hi) = (self.workspace_min, self.workspace_max);
+        let (rx, ry) = (hi[0] - lo[0] - 2.0 * margin, hi[1] - lo[1] - 2.0 * margin);
+        if rx < 0.0 || ry < 0.0 {
+            return 0;
+        }
+        let grid = ((rx / spacing).floor() as usize + 1) * ((ry / spacing).floor() as usize + 1);
+        grid.max(if rx.hypot(ry) >= spacing { 2 } else { 1 })
     }
 
     /// The most frames a demonstration can take: the longest move or turn, then the close
@@ -316,6 +342,13 @@ pub struct Scene {
     pub start: Pose,
     /// The scene's brightness factor (applied to every colour of both cameras).
     pub light: f64,
+}
+
+/// How far a block's centre stays from the workspace's edges (its circumscribed radius, so that a
+/// turned block stays inside), and from another block's centre.
+fn block_spacing() -> (f64, f64) {
+    let margin = (BLOCK_LENGTH / 2.0).hypot(BLOCK_WIDTH / 2.0);
+    (margin, 2.0 * margin + BLOCK_GAP)
 }
 
 /// A quaternion of pure yaw about the base z axis (canonical for |yaw| < π).
@@ -376,8 +409,7 @@ impl Scene {
         colours.shuffle(&mut rng);
         let (lo, hi) = (config.workspace_min, config.workspace_max);
         // Rotated blocks stay on the table; centres far enough apart that blocks never touch.
-        let margin = (BLOCK_LENGTH / 2.0).hypot(BLOCK_WIDTH / 2.0);
-        let spacing = 2.0 * margin + BLOCK_GAP;
+        let (margin, spacing) = block_spacing();
         let mut centres: Vec<[f64; 2]> = Vec::with_capacity(config.blocks);
         let mut attempts = 0;
         while centres.len() < config.blocks {
@@ -553,10 +585,14 @@ fn expert_step(config: &ReachConfig, pose: &Pose, target: &Pose) -> (Pose, bool)
     let max_turn = config.max_turn_deg.to_radians();
     let close = distance <= CLOSE_DISTANCE.min(config.max_step)
         && angle <= CLOSE_ANGLE_DEG.to_radians().min(max_turn);
-    // At the goal the ratio is infinite and the step zero.
-    let translation = offset * (config.max_step / distance).min(1.0);
-    let rotation =
-        if angle <= max_turn { turn } else { slerp(&UnitQuaternion::identity(), &turn, max_turn / angle) };
+    // The same share of the way in position and in rotation, so that both arrive together and
+    // every moving frame turns (an episode that turned only at its start would show the turning
+    // while the block is still out of the wrist camera's view); the turn capped at `max_turn`.
+    // At the goal the ratio is infinite and the share 1.
+    let share = (config.max_step / distance).min(1.0);
+    let translation = offset * share;
+    let turn_share = if angle * share <= max_turn { share } else { max_turn / angle };
+    let rotation = slerp(&UnitQuaternion::identity(), &turn, turn_share);
     (Pose::new(translation, rotation), close)
 }
 

@@ -255,11 +255,29 @@ impl<B: AutodiffBackend> VlaTask<B> {
     }
 }
 
-/// Mean distance (metres) between the translations and mean angle (degrees) between the
-/// rotations of two `[n, H, 8]` chunks in the policy's normalised units, at the real steps,
-/// measured after undoing the normalisation.
-fn chunk_errors(sampled: &[f32], target: &[f32], mask: &[bool], normalization: &Normalization) -> (f64, f64) {
-    let (mut translation, mut rotation, mut count) = (0.0, 0.0, 0usize);
+/// How far sampled chunks are from the demonstrations', at the real steps, after undoing the
+/// normalisation.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct ChunkErrors {
+    /// Mean translation distance, metres.
+    translation_m: f64,
+    /// Mean rotation angle between sampled and demonstrated deltas, degrees.
+    rotation_deg: f64,
+    /// The same over the steps that turn (more than 1°): whether the policy turns as shown.
+    turn_deg: f64,
+    /// Share of steps whose gripper command (≥ 0.5: close) matches.
+    gripper: f64,
+}
+
+/// Minimum rotation of a demonstrated step that counts as turning, degrees.
+const TURNING_DEG: f64 = 1.0;
+
+fn chunk_errors(sampled: &[f32], target: &[f32], mask: &[bool], normalization: &Normalization) -> ChunkErrors {
+    let q = |a: &[f32]| {
+        let [w, x, y, z] = [a[3], a[4], a[5], a[6]].map(f64::from);
+        nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(w, x, y, z))
+    };
+    let (mut sums, mut count, mut turning) = (ChunkErrors::default(), 0usize, 0usize);
     for ((s, t), &real) in sampled.chunks(ACTION_DIM).zip(target.chunks(ACTION_DIM)).zip(mask) {
         if !real {
             continue;
@@ -267,17 +285,23 @@ fn chunk_errors(sampled: &[f32], target: &[f32], mask: &[bool], normalization: &
         let (mut s, mut t) = (s.to_vec(), t.to_vec());
         normalization.denormalize_action(&mut s);
         normalization.denormalize_action(&mut t);
-        let d: f64 = (0..3).map(|i| f64::from(s[i] - t[i]).powi(2)).sum();
-        translation += d.sqrt();
-        let q = |a: &[f32]| {
-            let [w, x, y, z] = [a[3], a[4], a[5], a[6]].map(f64::from);
-            nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(w, x, y, z))
-        };
-        rotation += q(&s).angle_to(&q(&t)).to_degrees();
+        sums.translation_m += (0..3).map(|i| f64::from(s[i] - t[i]).powi(2)).sum::<f64>().sqrt();
+        let angle = q(&s).angle_to(&q(&t)).to_degrees();
+        sums.rotation_deg += angle;
+        if q(&t).angle().to_degrees() > TURNING_DEG {
+            sums.turn_deg += angle;
+            turning += 1;
+        }
+        sums.gripper += f64::from(u8::from((s[7] >= 0.5) == (t[7] >= 0.5)));
         count += 1;
     }
-    let n = count.max(1) as f64;
-    (translation / n, rotation / n)
+    let (n, m) = (count.max(1) as f64, turning.max(1) as f64);
+    ChunkErrors {
+        translation_m: sums.translation_m / n,
+        rotation_deg: sums.rotation_deg / n,
+        turn_deg: sums.turn_deg / m,
+        gripper: sums.gripper / n,
+    }
 }
 
 impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
@@ -316,7 +340,7 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
         B::InnerBackend::seed(&self.device, VALIDATION_SEED);
         let mut rng = ChaCha8Rng::seed_from_u64(VALIDATION_SEED);
         let (mut total, mut samples) = (0.0, 0usize);
-        let (mut translation, mut rotation) = (0.0, 0.0);
+        let mut errors = ChunkErrors::default();
         for (i, batch) in self.validation.iter().enumerate() {
             let b = device_batch::<B::InnerBackend>(batch, &self.policy, &mut self.prompts, &self.device)?;
             let draws = model.draw(batch.size, &mut rng, &self.device);
@@ -333,13 +357,15 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
                     .sample(&b.observation, noise)
                     .map_err(|e| TrainError::task("validation sampling", e))?;
                 let sampled: Vec<f32> = sampled.into_data().convert::<f32>().to_vec().expect("f32");
-                (translation, rotation) = chunk_errors(&sampled, &batch.actions, &batch.mask, &self.normalization);
+                errors = chunk_errors(&sampled, &batch.actions, &batch.mask, &self.normalization);
             }
         }
         Ok(vec![
             ("val_loss".into(), total / samples.max(1) as f64),
-            ("val_translation_error_m".into(), translation),
-            ("val_rotation_error_deg".into(), rotation),
+            ("val_translation_error_m".into(), errors.translation_m),
+            ("val_rotation_error_deg".into(), errors.rotation_deg),
+            ("val_turn_error_deg".into(), errors.turn_deg),
+            ("val_gripper_accuracy".into(), errors.gripper),
         ])
     }
 

@@ -83,6 +83,15 @@ fn overrides_apply_last_and_are_checked() {
     let error = set(&["run.grad_accum=3"]).unwrap_err().to_string();
     assert!(error.contains("run.grad_accum") && error.contains("multiple"), "{error}");
     assert!(matches!(set(&["optim.peak_lr"]), Err(ConfigError::Override(_))));
+    // The embedded defaults' sections are checked as strictly.
+    let error = set(&["data.reach.max_turn_deg=120"]).unwrap_err().to_string();
+    assert!(error.contains("data.reach.max_turn_deg") && error.contains("(0, 90]"), "{error}");
+    let error = set(&["data.reach.colour=\"red\""]).unwrap_err().to_string();
+    assert!(error.contains("data.reach") && error.contains("unknown field"), "{error}");
+    let error = set(&["model.image_size=[50, 56]"]).unwrap_err().to_string();
+    assert!(error.contains("model.image_size") && error.contains("14-pixel"), "{error}");
+    let error = set(&["data.embedded.rotation_angle_deg=0"]).unwrap_err().to_string();
+    assert!(error.contains("data.embedded.rotation_angle_deg"), "{error}");
     let error = set(&["trainable.action_expert=false", "stage=\"vlm_stage2\"", "data.vqa=\"\""])
         .unwrap_err()
         .to_string();

@@ -47,30 +47,30 @@ fn yaw_of(q: &UnitQuaternion<f64>) -> f64 {
 
 #[test]
 fn scenes_are_seeded_valid_and_keep_the_rotation_unambiguous() {
-    let config = ReachConfig { blocks: 4, ..ReachConfig::default() };
+    let config = ReachConfig { blocks: 2, ..ReachConfig::default() };
     let a = Scene::sample(&config, 7, 3).unwrap();
     assert_eq!(a, Scene::sample(&config, 7, 3).unwrap());
     assert_ne!(a, Scene::sample(&config, 7, 4).unwrap());
     assert_ne!(a, Scene::sample(&config, 8, 3).unwrap());
     for index in 0..200 {
         let scene = Scene::sample(&config, 1, index).unwrap();
-        assert_eq!(scene.blocks.len(), 4);
+        assert_eq!(scene.blocks.len(), 2);
         let mut colours: Vec<_> = scene.blocks.iter().map(|b| b.colour).collect();
         colours.sort_unstable();
         colours.dedup();
-        assert_eq!(colours.len(), 4, "distinct colours");
+        assert_eq!(colours.len(), 2, "distinct colours");
         assert!(scene.instruction.contains(&format!(" {} block", scene.blocks[scene.target].colour)));
         for (i, a) in scene.blocks.iter().enumerate() {
             assert!(a.yaw.to_degrees().abs() <= 65.0);
             for b in &scene.blocks[i + 1..] {
-                // Circumscribed circles (5 cm blocks) never touch.
-                assert!((a.centre[0] - b.centre[0]).hypot(a.centre[1] - b.centre[1]) > 0.05 * 2f64.sqrt());
+                // Circumscribed circles (15 × 3 cm blocks) never touch.
+                assert!((a.centre[0] - b.centre[0]).hypot(a.centre[1] - b.centre[1]) > 0.15f64.hypot(0.03));
             }
         }
         let start = scene.start;
         assert!(start.rotation.w >= 0.0);
-        let tilt = (start.rotation * Vector3::z()).z;
-        assert!((tilt - 1.0).abs() < 1e-12, "pure yaw");
+        let tilt = (start.rotation * Vector3::z()).z.clamp(-1.0, 1.0).acos().to_degrees();
+        assert!(tilt <= config.start_tilt_deg + 1e-9, "tilted {tilt}°");
         let target = scene.target_pose();
         let remaining = (yaw_of(&target.rotation) - yaw_of(&start.rotation)).to_degrees();
         assert!(remaining.abs() < 90.0, "remaining yaw {remaining}° is ambiguous for a bar");
@@ -210,7 +210,7 @@ fn turn(axis: Vector3<f64>, angle_deg: f64) -> [f32; 8] {
 
 #[test]
 fn the_expert_succeeds_and_standing_still_fails_with_its_initial_errors() {
-    let config = ReachConfig { blocks: 3, ..ReachConfig::default() };
+    let config = ReachConfig { blocks: 2, ..ReachConfig::default() };
     let started = std::time::Instant::now();
     let expert = evaluate(&config, 5, 40, 6, expert_policy(&config, 5)).unwrap();
     eprintln!("40 expert rollouts in {:.2} s", started.elapsed().as_secs_f64());
@@ -279,16 +279,16 @@ fn rotation_deltas_compose_in_the_end_effector_frame() {
         assert!((o.rotation_error_deg - 180.0).abs() < 1e-3, "{}", o.rotation_error_deg);
         assert!((o.position_error_m - o.initial_position_error_m).abs() < 1e-12);
     }
-    // A yaw of +20° per action for 5 actions and nothing else: the error is |start + 100° − goal|.
+    // A yaw of +20° per action for 5 actions about the end effector's own z axis and nothing else:
+    // the error is the angle between start ∘ (100° about z) and the goal.
     let report = evaluate(&config, 9, 10, 1, |obs: &[ReachObservation]| {
         vec![vec![turn(Vector3::z(), 20.0); 5]; obs.len()]
     })
     .unwrap();
     for (i, o) in report.outcomes.iter().enumerate() {
         let scene = Scene::sample(&config, 9, HELD_OUT + i as u64).unwrap();
-        let want = (yaw_of(&scene.start.rotation).to_degrees() + 100.0
-            - scene.blocks[scene.target].yaw.to_degrees())
-        .abs();
+        let turned = scene.start.rotation * UnitQuaternion::from_axis_angle(&Vector3::z_axis(), 100f64.to_radians());
+        let want = turned.angle_to(&scene.target_pose().rotation).to_degrees();
         assert!((o.rotation_error_deg - want).abs() < 1e-3, "{} vs {want}", o.rotation_error_deg);
     }
 }
@@ -331,7 +331,7 @@ fn red_centroid(image: &Image) -> (f64, f64) {
 
 #[test]
 fn the_wrist_view_turns_with_the_end_effector() {
-    let config = ReachConfig { blocks: 4, ..ReachConfig::default() };
+    let config = ReachConfig { blocks: 2, ..ReachConfig::default() };
     let (scene, red) = (0..)
         .map(|i| Scene::sample(&config, 2, i).unwrap())
         .find_map(|s| {
@@ -414,6 +414,9 @@ fn bad_configs_and_policies_are_errors_naming_the_problem() {
     ok.validate().unwrap();
     bad(ReachConfig { blocks: 0, ..ok.clone() }, "blocks");
     bad(ReachConfig { blocks: 5, ..ok.clone() }, "blocks");
+    let error = ReachConfig { blocks: 3, ..ok.clone() }.validate().unwrap_err().to_string();
+    assert!(error.contains("do not fit") && error.contains("at most 2"), "{error}");
+    ReachConfig { blocks: 3, workspace_max: [0.85, 0.15, 0.25], frames: 40, ..ok.clone() }.validate().unwrap();
     bad(ReachConfig { max_step: f64::NAN, ..ok.clone() }, "max_step");
     bad(ReachConfig { max_turn_deg: 0.0, ..ok.clone() }, "max_turn_deg");
     bad(ReachConfig { image_size: [0, 56], ..ok.clone() }, "image_size");

@@ -85,6 +85,44 @@ fn training_forward_with_causal_suffix_matches() {
     assert_close(logits, &read(EXPECTED, "train_logits"), 1e-4, "training logits (prefix-LM)");
 }
 
+/// Rows of different lengths in one padded batch: each row's logits are the ones it gets alone
+/// (the longer one equal to transformers' prefix-LM training logits), padding invisible.
+#[test]
+fn padded_rows_compute_what_each_row_computes_alone() {
+    let device = Default::default();
+    let model = load_tiny::<Cpu>(&device);
+    let (rgb, _, image_tokens) = image_and_prefix(&model, &device);
+    let all = read(EXPECTED, "train_input_ids");
+    let types: Vec<f32> = read(EXPECTED, "train_token_type_ids").convert::<f32>().to_vec().unwrap();
+    let prefix_len = types.iter().filter(|&&t| t == 0.0).count() - image_tokens;
+    let text: Vec<u32> =
+        all.convert::<f32>().to_vec::<f32>().unwrap()[image_tokens..].iter().map(|&x| x as u32).collect();
+    let short = &text[..text.len() - 3];
+    let images = Tensor::cat(vec![rgb.clone(), rgb.clone()], 0);
+    let logits = model.forward_rows(&[images], &[(&text, prefix_len), (short, prefix_len)]).unwrap();
+    let [_, longest, vocab] = logits.dims();
+    assert_eq!(longest, text.len());
+    let long_row = logits.clone().narrow(0, 0, 1);
+    let want = read(EXPECTED, "train_logits");
+    let want_text: Vec<f32> = want.convert::<f32>().to_vec::<f32>().unwrap()[image_tokens * vocab..].to_vec();
+    assert_close(long_row, &TensorData::new(want_text, [1, longest, vocab]), 1e-4, "long row vs transformers");
+    let alone = |tokens: &[u32]| {
+        let t = |v: &[u32]| TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), [1, v.len()]);
+        let out = model
+            .forward(&[rgb.clone()], ids(&t(&tokens[..prefix_len]), &device), Some(ids(&t(&tokens[prefix_len..]), &device)))
+            .unwrap();
+        out.narrow(1, image_tokens, tokens.len())
+    };
+    let short_row = logits.narrow(0, 1, 1).narrow(1, 0, short.len());
+    assert_close(short_row, &alone(short).into_data(), 1e-5, "short row vs alone");
+    // Rows that cannot be laid out are refused.
+    let bad = model.forward_rows(&[rgb.clone()], &[(&text, text.len() + 1)]).unwrap_err().to_string();
+    assert!(bad.contains("prefix"), "{bad}");
+    let out_of_vocab = [2u32, u32::MAX];
+    let bad = model.forward_rows(&[rgb], &[(&out_of_vocab, 1)]).unwrap_err().to_string();
+    assert!(bad.contains("outside the vocabulary"), "{bad}");
+}
+
 fn check_greedy<B: Backend>(device: &B::Device, what: &str) {
     let model = load_tiny::<B>(device);
     let (rgb, prefix, _) = image_and_prefix(&model, device);

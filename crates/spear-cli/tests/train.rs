@@ -1,0 +1,172 @@
+//! `spear train vla` and `spear train vlm` through the binary, on the embedded defaults shrunk to
+//! seconds: generated data through the real pipelines, training, export, the closed-loop table,
+//! the exported models answering `spear policy act` / `spear vlm ask`, and a run stopped at a
+//! checkpoint and resumed writing the uninterrupted run's metrics byte for byte.
+
+use std::path::{Path, PathBuf};
+
+mod common;
+use common::run_spear as spear;
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("spear-cli-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `spear train MODEL --out DIR --set …` with the shrunk settings plus `extra`.
+fn train(model: &str, dir: &Path, settings: &[&str], extra: &[&str]) -> (bool, String, String) {
+    let dir = dir.display().to_string();
+    let mut args = vec!["train", model, "--out", dir.as_str()];
+    for s in settings {
+        args.extend(["--set", s]);
+    }
+    args.extend_from_slice(extra);
+    spear(&args)
+}
+
+fn metrics(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap()
+}
+
+const VLA: [&str; 11] = [
+    "run.batch_size=4",
+    "run.log_every=2",
+    "run.eval_every=2",
+    "run.checkpoint_every=2",
+    "optim.warmup_steps=2",
+    "data.embedded.episodes=12",
+    "data.embedded.val_episodes=4",
+    "data.embedded.eval_scenes=2",
+    "data.embedded.eval_chunks=2",
+    "data.embedded.rotation_angle_deg=90",
+    "data.reach.frames=20",
+];
+
+#[test]
+fn the_embedded_vla_default_trains_evaluates_exports_and_resumes_exactly() {
+    let straight = temp("vla-straight");
+    let mut settings = VLA.to_vec();
+    settings.push("run.steps=4");
+    let (ok, out, err) = train("vla", &straight, &settings, &[]);
+    assert!(ok, "{out}\n{err}");
+    for row in ["| trained |", "| untrained |", "| mean action |", "| demonstrator |"] {
+        assert!(out.contains(row), "{row} missing:\n{out}");
+    }
+    assert!(out.contains("closed loop on 2 held-out scenes"), "{out}");
+    let final_dir = straight.join("final");
+    for file in ["model.safetensors", "config.json", "tokenizer.json", "normalization.json"] {
+        assert!(final_dir.join(file).is_file(), "{file}");
+    }
+    let lines = metrics(&straight);
+    assert_eq!(lines.lines().count(), 2);
+    assert!(lines.contains("\"val_loss\"") && lines.contains("\"val_turn_error_deg\""), "{lines}");
+
+    // The exported policy acts on the written example, taking the raw state and answering in metres.
+    let example = straight.join("example");
+    let observation: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(example.join("observation.json")).unwrap()).unwrap();
+    let state: Vec<String> =
+        observation["state"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap().to_string()).collect();
+    let (image, wrist) = (example.join("main.png"), example.join("wrist.png"));
+    let (ok, out, err) = spear(&[
+        "policy",
+        "act",
+        "--checkpoint",
+        final_dir.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--wrist",
+        wrist.to_str().unwrap(),
+        "--state",
+        &state.join(","),
+        "--prompt",
+        observation["instruction"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let chunk: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(chunk["translation"], "metres");
+    assert_eq!(chunk["actions"].as_array().unwrap().len(), 5);
+
+    // Two steps, then resumed to four: the same metrics, byte for byte.
+    let resumed = temp("vla-resumed");
+    let mut first = VLA.to_vec();
+    first.push("run.steps=2");
+    let (ok, out, err) = train("vla", &resumed, &first, &[]);
+    assert!(ok, "{out}\n{err}");
+    // A new run refuses the folder; --resume continues it, longer.
+    let (ok, _, err) = train("vla", &resumed, &settings, &[]);
+    assert!(!ok && err.contains("--resume"), "{err}");
+    let (ok, out, err) = train("vla", &resumed, &settings, &["--resume"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(err.contains("resuming from") || out.contains("steps 2..4"), "{out}\n{err}");
+    assert_eq!(metrics(&resumed), lines, "resumed metrics equal the uninterrupted run's");
+    // A change that is not the length or the cadence is refused, naming the field.
+    let (ok, _, err) = train("vla", &resumed, &[&settings[..], &["optim.peak_lr=0.01"]].concat(), &["--resume"]);
+    assert!(!ok && err.contains("optim.peak_lr"), "{err}");
+    for dir in [straight, resumed] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+const VLM: [&str; 8] = [
+    "run.batch_size=4",
+    "run.log_every=1",
+    "run.eval_every=1",
+    "run.checkpoint_every=1",
+    "optim.warmup_steps=1",
+    "data.embedded.episodes=24",
+    "data.val_fraction=0.25",
+    "model.image_size=[56, 56]",
+];
+
+#[test]
+fn the_embedded_vlm_default_trains_exports_answers_and_resumes_exactly() {
+    let straight = temp("vlm-straight");
+    let mut settings = VLM.to_vec();
+    settings.push("run.steps=2");
+    let (ok, out, err) = train("vlm", &straight, &settings, &[]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("untrained model") && out.contains("prior"), "{out}");
+    let final_dir = straight.join("final");
+    for file in ["model.safetensors", "config.json", "tokenizer.json", "coord_tokens.json"] {
+        assert!(final_dir.join(file).is_file(), "{file}");
+    }
+    let lines = metrics(&straight);
+    assert!(lines.contains("\"val_3d_error_m\""), "{lines}");
+    // The exported model answers.
+    let image = straight.join("data/scenes/images/scene-000000.png");
+    let (ok, out, err) = spear(&[
+        "vlm",
+        "ask",
+        "--weights",
+        final_dir.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        "Where is the red block?",
+        "--max-new-tokens",
+        "4",
+    ]);
+    assert!(ok, "{out}\n{err}");
+
+    let resumed = temp("vlm-resumed");
+    let mut first = VLM.to_vec();
+    first.push("run.steps=1");
+    let (ok, out, err) = train("vlm", &resumed, &first, &[]);
+    assert!(ok, "{out}\n{err}");
+    let (ok, out, err) = train("vlm", &resumed, &settings, &["--resume"]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(metrics(&resumed), lines, "resumed metrics equal the uninterrupted run's");
+    for dir in [straight, resumed] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn a_vla_config_is_refused_by_train_vlm_with_the_reason() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/vla/tiny.toml");
+    let (ok, _, err) = spear(&["train", "vlm", "--config", config.to_str().unwrap(), "--out", "/nonexistent"]);
+    assert!(!ok && err.contains("spear train vla"), "{err}");
+}
