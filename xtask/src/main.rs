@@ -225,7 +225,10 @@ mod tests {
         assert_eq!((a.command.as_str(), a.backend.as_str()), ("bench", "cpu"));
         assert_eq!(a.forwarded, ["policy", "--repeats", "1"]);
         let a = args("train-vla --set run.steps=5").unwrap();
-        assert_eq!((a.command.as_str(), a.forwarded.as_slice()), ("train-vla", &["--set".to_string(), "run.steps=5".into()][..]));
+        assert_eq!(
+            (a.command.as_str(), a.forwarded.as_slice()),
+            ("train-vla", &["--set".to_string(), "run.steps=5".into()][..])
+        );
         let a = args("bench annotate --backend cpu -- --compare-open3d python3").unwrap();
         assert_eq!((a.command.as_str(), a.backend.as_str()), ("bench", "cpu"));
         assert_eq!(a.forwarded, ["annotate", "--compare-open3d", "python3"]);

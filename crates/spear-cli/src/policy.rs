@@ -151,9 +151,8 @@ fn read_normalization(checkpoint: &std::path::Path) -> Result<Option<Normalizati
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let normalization: Normalization =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a normalisation file", path.display()))?;
+    let normalization: Normalization = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a normalisation file", path.display()))?;
     normalization.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(Some(normalization))
 }
-

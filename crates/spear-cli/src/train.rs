@@ -169,6 +169,36 @@ pub fn duration(seconds: f64) -> String {
     if s >= 60 { format!("{} min {} s", s / 60, s % 60) } else { format!("{seconds:.1} s") }
 }
 
+/// Resolves the run's config and folder and prints what it is about to do.
+fn start(
+    kind: Kind,
+    args: &TrainArgs,
+    backend: crate::backend::BackendKind,
+) -> Result<(TrainConfig, PathBuf)> {
+    let (config, out) = resolve(kind, args)?;
+    let r = &config.run;
+    println!(
+        "train {}: {} ({:?}, {:?} model), {} steps × batch {} on {backend}; run folder {}",
+        kind.folder(),
+        r.name,
+        config.stage,
+        config.model.size,
+        r.steps,
+        r.batch_size,
+        out.display()
+    );
+    Ok((config, out))
+}
+
+/// The end of a run: the steps taken, the last metrics, the checkpoint.
+fn print_trained<B: burn::tensor::backend::AutodiffBackend, M: burn::module::AutodiffModule<B>>(
+    t: &spear_train::run::Trained<B, M>,
+) {
+    println!("  trained     steps {}..{} in {}", t.resumed_from, t.steps, duration(t.seconds));
+    print!("{}", render_last(&t.last));
+    println!("  checkpoint  {}", t.checkpoint.display());
+}
+
 /// The metrics of the run's end, one per line.
 pub fn render_last(last: &[(String, f64)]) -> String {
     last.iter().map(|(n, v)| format!("    {n:<24} {}\n", short(*v))).collect()
@@ -180,17 +210,7 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
     args: &TrainArgs,
     device: &B::Device,
 ) -> Result<()> {
-    let (config, out) = resolve(Kind::Vla, args)?;
-    let r = &config.run;
-    println!(
-        "train vla: {} ({:?}, {:?} model), {} steps × batch {} on {backend}; run folder {}",
-        r.name,
-        config.stage,
-        config.model.size,
-        r.steps,
-        r.batch_size,
-        out.display()
-    );
+    let (config, out) = start(Kind::Vla, args, backend)?;
     let mut progress = Progress::new();
     let embedded = config.data.mixture.as_deref() == Some(Path::new(EMBEDDED));
     let policy_config = spear_train::vla::configs(&config)?;
@@ -217,21 +237,15 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
         spear_train::vla::mixture_file(&config)?
     };
     let mut untrained = None;
-    let outcome = spear_train::vla::run::<B>(&config, mixture, &out, args.resume, device, &mut progress, &mut |p| {
-        untrained = Some(p.clone())
-    })?;
+    let outcome =
+        spear_train::vla::run::<B>(&config, mixture, &out, args.resume, device, &mut progress, &mut |p| {
+            untrained = Some(p.clone())
+        })?;
     progress.finish();
     let t = &outcome.trained;
     let datasets: Vec<String> = outcome.datasets.iter().map(|(n, e)| format!("{n} ({e} episodes)")).collect();
     println!("  data        {}", datasets.join(", "));
-    println!(
-        "  trained     steps {}..{} in {}",
-        t.resumed_from,
-        t.steps,
-        duration(t.seconds)
-    );
-    print!("{}", render_last(&t.last));
-    println!("  checkpoint  {}", t.checkpoint.display());
+    print_trained(t);
     println!("  policy      {}", outcome.export.display());
     let mut act = format!(
         "spear policy act --checkpoint {} --image MAIN.png --wrist WRIST.png --state \"x,y,z,qw,qx,qy,qz,gripper\" --prompt \"…\"",
@@ -286,17 +300,7 @@ pub fn vlm<B: burn::tensor::backend::AutodiffBackend>(
     device: &B::Device,
 ) -> Result<()> {
     use spear_train::run::Task;
-    let (config, out) = resolve(Kind::Vlm, args)?;
-    let r = &config.run;
-    println!(
-        "train vlm: {} ({:?}, {:?} model), {} steps × batch {} on {backend}; run folder {}",
-        r.name,
-        config.stage,
-        config.model.size,
-        r.steps,
-        r.batch_size,
-        out.display()
-    );
+    let (config, out) = start(Kind::Vlm, args, backend)?;
     let mut progress = Progress::new();
     let annotations = match config.data.vqa.as_deref() {
         Some(dir) if dir == Path::new(EMBEDDED) => embedded_vqa(&config, &out, args.resume, &progress)?,
@@ -321,8 +325,7 @@ pub fn vlm<B: burn::tensor::backend::AutodiffBackend>(
     progress.finish();
     let t = &outcome.trained;
     println!("  data        {} training and {} validation examples", outcome.examples.0, outcome.examples.1);
-    println!("  trained     steps {}..{} in {}", t.resumed_from, t.steps, duration(t.seconds));
-    print!("{}", render_last(&t.last));
+    print_trained(t);
     if !untrained.is_empty() {
         println!("  untrained model (the same validation):");
         print!("{}", render_last(&untrained));
@@ -333,7 +336,6 @@ pub fn vlm<B: burn::tensor::backend::AutodiffBackend>(
             short(prior)
         );
     }
-    println!("  checkpoint  {}", t.checkpoint.display());
     println!("  model       {}", outcome.export.display());
     println!("next:");
     println!("  spear plot {}", out.display());

@@ -103,7 +103,8 @@ fn the_embedded_vla_default_trains_evaluates_exports_and_resumes_exactly() {
     assert!(err.contains("resuming from") || out.contains("steps 2..4"), "{out}\n{err}");
     assert_eq!(metrics(&resumed), lines, "resumed metrics equal the uninterrupted run's");
     // A change that is not the length or the cadence is refused, naming the field.
-    let (ok, _, err) = train("vla", &resumed, &[&settings[..], &["optim.peak_lr=0.01"]].concat(), &["--resume"]);
+    let (ok, _, err) =
+        train("vla", &resumed, &[&settings[..], &["optim.peak_lr=0.01"]].concat(), &["--resume"]);
     assert!(!ok && err.contains("optim.peak_lr"), "{err}");
     for dir in [straight, resumed] {
         let _ = std::fs::remove_dir_all(dir);
@@ -167,6 +168,7 @@ fn the_embedded_vlm_default_trains_exports_answers_and_resumes_exactly() {
 #[test]
 fn a_vla_config_is_refused_by_train_vlm_with_the_reason() {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/vla/tiny.toml");
-    let (ok, _, err) = spear(&["train", "vlm", "--config", config.to_str().unwrap(), "--out", "/nonexistent"]);
+    let (ok, _, err) =
+        spear(&["train", "vlm", "--config", config.to_str().unwrap(), "--out", "/nonexistent"]);
     assert!(!ok && err.contains("spear train vla"), "{err}");
 }

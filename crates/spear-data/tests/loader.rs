@@ -270,7 +270,9 @@ fn mixture_statistics_match_the_scipy_reference_chunks() {
     };
     let normalization = rotations.build().unwrap();
     let factor = normalization.action_rotation.unwrap().factor;
-    assert!((factor * stats.action_rotation_angle.as_ref().unwrap().q99[0] - 90f64.to_radians()).abs() < 1e-12);
+    assert!(
+        (factor * stats.action_rotation_angle.as_ref().unwrap().q99[0] - 90f64.to_radians()).abs() < 1e-12
+    );
     let mut mixture = self::mixture();
     mixture.loader.normalization = rotations;
     let batch = Loader::open(&mixture).unwrap().next_batch().unwrap();
@@ -328,7 +330,8 @@ fn the_holdout_splits_each_dataset_by_episode_once_and_for_all() {
     held.loader.holdout.held_out = true;
     let (a, b) = (Loader::open(&train).unwrap(), Loader::open(&held).unwrap());
     let all = Loader::open(&mixture()).unwrap();
-    for ((name, total), ((_, x), (_, y))) in all.datasets().iter().zip(a.datasets().iter().zip(b.datasets())) {
+    for ((name, total), ((_, x), (_, y))) in all.datasets().iter().zip(a.datasets().iter().zip(b.datasets()))
+    {
         assert_eq!(x + y, *total, "{name}");
     }
     let mut a = a;

@@ -56,7 +56,8 @@ pub fn reach_mixture(
         file: None,
     };
     if !(resume && dataset.join("dataset_info.json").is_file() && stats.is_file()) {
-        reach::write_dataset(data_dir, reach, config.run.seed, e.episodes, e.val_episodes).map_err(reach_error)?;
+        reach::write_dataset(data_dir, reach, config.run.seed, e.episodes, e.val_episodes)
+            .map_err(reach_error)?;
         let computed = mixture_statistics(&mixture, &|_, _, _| {})
             .map_err(|e| TrainError::task("statistics of the embedded dataset", e))?;
         let json = serde_json::to_string_pretty(&computed).expect("statistics serialise");
@@ -167,13 +168,18 @@ pub fn evaluate<B: Backend>(
     for (name, policy) in [("trained", trained), ("untrained", untrained)] {
         B::seed(device, seed);
         let act = reach_policy(policy, prompts, normalization, device);
-        rows.push((name.to_string(), reach::evaluate(reach, seed, scenes, chunks, act).map_err(reach_error)?));
+        rows.push((
+            name.to_string(),
+            reach::evaluate(reach, seed, scenes, chunks, act).map_err(reach_error)?,
+        ));
     }
     let chunking = ChunkConfig { horizon, rate_hz: 5.0 };
     let mean = mean_chunk(dataset, "train", &chunking).map_err(reach_error)?;
-    let report = reach::evaluate(reach, seed, scenes, chunks, mean_action_policy(mean)).map_err(reach_error)?;
+    let report =
+        reach::evaluate(reach, seed, scenes, chunks, mean_action_policy(mean)).map_err(reach_error)?;
     rows.push(("mean action".to_string(), report));
-    let report = reach::evaluate(reach, seed, scenes, chunks, expert_policy(reach, horizon)).map_err(reach_error)?;
+    let report =
+        reach::evaluate(reach, seed, scenes, chunks, expert_policy(reach, horizon)).map_err(reach_error)?;
     rows.push(("demonstrator".to_string(), report));
     Ok(ReachEvaluation { rows, scenes, chunks })
 }

@@ -221,7 +221,10 @@ impl ReachConfig {
             return fail("max_turn_deg", format!("must be in (0, 90] degrees (got {})", self.max_turn_deg));
         }
         if !(0.0..=45.0).contains(&self.start_tilt_deg) {
-            return fail("start_tilt_deg", format!("must be in [0, 45] degrees (got {})", self.start_tilt_deg));
+            return fail(
+                "start_tilt_deg",
+                format!("must be in [0, 45] degrees (got {})", self.start_tilt_deg),
+            );
         }
         for (field, size) in [("image_size", self.image_size), ("wrist_size", self.wrist_size)] {
             if size.iter().any(|&s| s == 0 || s > MAX_IMAGE_SIDE) {

@@ -272,7 +272,12 @@ struct ChunkErrors {
 /// Minimum rotation of a demonstrated step that counts as turning, degrees.
 const TURNING_DEG: f64 = 1.0;
 
-fn chunk_errors(sampled: &[f32], target: &[f32], mask: &[bool], normalization: &Normalization) -> ChunkErrors {
+fn chunk_errors(
+    sampled: &[f32],
+    target: &[f32],
+    mask: &[bool],
+    normalization: &Normalization,
+) -> ChunkErrors {
     let q = |a: &[f32]| {
         let [w, x, y, z] = [a[3], a[4], a[5], a[6]].map(f64::from);
         nalgebra::UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(w, x, y, z))

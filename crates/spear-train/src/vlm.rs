@@ -50,9 +50,13 @@ pub struct VqaRow {
     pub values: Vec<f32>,
 }
 
-/// Whether an image is held out: a fixed share by a hash of its path (the loader's holdout hash).
-fn held_out(image: &Path, fraction: f64) -> bool {
-    Holdout { fraction, held_out: true }.is_held_out(&image.to_string_lossy(), 0)
+/// Whether an image is held out: a fixed share by a hash (the loader's holdout hash) of its path
+/// below the folder it shares with the annotations — not of its absolute path, so that the split
+/// does not change when the data moves.
+fn held_out(image: &Path, annotations: &Path, fraction: f64) -> bool {
+    let common = image.components().zip(annotations.components()).take_while(|(a, b)| a == b).count();
+    let key: PathBuf = image.components().skip(common).collect();
+    Holdout { fraction, held_out: true }.is_held_out(&key.to_string_lossy(), 0)
 }
 
 /// Every example of an annotation folder (`*.jsonl` shards, in name order).
@@ -395,7 +399,7 @@ pub fn run<B: AutodiffBackend>(
     let examples = read_annotations(annotations)?;
     let fraction = config.data.val_fraction;
     let (validation, train_examples): (Vec<VqaExample>, Vec<VqaExample>) =
-        examples.into_iter().partition(|e| held_out(&e.image, fraction));
+        examples.into_iter().partition(|e| held_out(&e.image, annotations, fraction));
     if train_examples.is_empty() {
         return Err(TrainError::Task(format!(
             "data.vqa {}: every example is held out",

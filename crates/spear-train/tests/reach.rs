@@ -210,7 +210,8 @@ fn turn(axis: Vector3<f64>, angle_deg: f64) -> [f32; 8] {
 
 #[test]
 fn the_expert_succeeds_and_standing_still_fails_with_its_initial_errors() {
-    let config = ReachConfig { blocks: 2, ..ReachConfig::default() };
+    // Upright starts: the initial rotation errors are then the yaw differences, by hand.
+    let config = ReachConfig { blocks: 2, start_tilt_deg: 0.0, ..ReachConfig::default() };
     let started = std::time::Instant::now();
     let expert = evaluate(&config, 5, 40, 6, expert_policy(&config, 5)).unwrap();
     eprintln!("40 expert rollouts in {:.2} s", started.elapsed().as_secs_f64());
@@ -251,7 +252,7 @@ fn the_expert_succeeds_and_standing_still_fails_with_its_initial_errors() {
 
 #[test]
 fn rotation_deltas_compose_in_the_end_effector_frame() {
-    let config = ReachConfig::default();
+    let config = ReachConfig { start_tilt_deg: 0.0, ..ReachConfig::default() };
     // From the observed state, turn by the yaw still to go plus 90° about z, then 90° about the
     // end effector's x, then 90° about its y, and close. In the end-effector frame the final
     // orientation is R_goal·Rz(90°)·Rx(90°)·Ry(90°), whose error Rz(90°)·Rx(90°)·Ry(90°) maps
@@ -287,7 +288,8 @@ fn rotation_deltas_compose_in_the_end_effector_frame() {
     .unwrap();
     for (i, o) in report.outcomes.iter().enumerate() {
         let scene = Scene::sample(&config, 9, HELD_OUT + i as u64).unwrap();
-        let turned = scene.start.rotation * UnitQuaternion::from_axis_angle(&Vector3::z_axis(), 100f64.to_radians());
+        let turned =
+            scene.start.rotation * UnitQuaternion::from_axis_angle(&Vector3::z_axis(), 100f64.to_radians());
         let want = turned.angle_to(&scene.target_pose().rotation).to_degrees();
         assert!((o.rotation_error_deg - want).abs() < 1e-3, "{} vs {want}", o.rotation_error_deg);
     }
@@ -416,7 +418,9 @@ fn bad_configs_and_policies_are_errors_naming_the_problem() {
     bad(ReachConfig { blocks: 5, ..ok.clone() }, "blocks");
     let error = ReachConfig { blocks: 3, ..ok.clone() }.validate().unwrap_err().to_string();
     assert!(error.contains("do not fit") && error.contains("at most 2"), "{error}");
-    ReachConfig { blocks: 3, workspace_max: [0.85, 0.15, 0.25], frames: 40, ..ok.clone() }.validate().unwrap();
+    ReachConfig { blocks: 3, workspace_max: [0.85, 0.15, 0.25], frames: 40, ..ok.clone() }
+        .validate()
+        .unwrap();
     bad(ReachConfig { max_step: f64::NAN, ..ok.clone() }, "max_step");
     bad(ReachConfig { max_turn_deg: 0.0, ..ok.clone() }, "max_turn_deg");
     bad(ReachConfig { image_size: [0, 56], ..ok.clone() }, "image_size");

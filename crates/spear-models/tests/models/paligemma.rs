@@ -70,15 +70,21 @@ fn prefill_logits_match() {
     assert_close(logits, &read(EXPECTED, "prefill_logits"), 1e-4, "prefill logits");
 }
 
+/// The fixture's training sequence after the image tokens, and its prefix length.
+fn training_text(image_tokens: usize) -> (Vec<u32>, usize) {
+    let all: Vec<f32> = read(EXPECTED, "train_input_ids").convert::<f32>().to_vec().unwrap();
+    let types: Vec<f32> = read(EXPECTED, "train_token_type_ids").convert::<f32>().to_vec().unwrap();
+    let prefix_len = types.iter().filter(|&&t| t == 0.0).count() - image_tokens;
+    (all[image_tokens..].iter().map(|&x| x as u32).collect(), prefix_len)
+}
+
 #[test]
 fn training_forward_with_causal_suffix_matches() {
     let device = Default::default();
     let model = load_tiny::<Cpu>(&device);
     let (rgb, _, image_tokens) = image_and_prefix(&model, &device);
-    let all = read(EXPECTED, "train_input_ids");
-    let types: Vec<f32> = read(EXPECTED, "train_token_type_ids").convert::<f32>().to_vec().unwrap();
-    let prefix_len = types.iter().filter(|&&t| t == 0.0).count() - image_tokens;
-    let text: Vec<f32> = all.convert::<f32>().to_vec::<f32>().unwrap()[image_tokens..].to_vec();
+    let (text, prefix_len) = training_text(image_tokens);
+    let text: Vec<f32> = text.iter().map(|&x| x as f32).collect();
     let prefix = TensorData::new(text[..prefix_len].to_vec(), [1, prefix_len]);
     let suffix = TensorData::new(text[prefix_len..].to_vec(), [1, text.len() - prefix_len]);
     let logits = model.forward(&[rgb], ids(&prefix, &device), Some(ids(&suffix, &device))).unwrap();
@@ -92,11 +98,7 @@ fn padded_rows_compute_what_each_row_computes_alone() {
     let device = Default::default();
     let model = load_tiny::<Cpu>(&device);
     let (rgb, _, image_tokens) = image_and_prefix(&model, &device);
-    let all = read(EXPECTED, "train_input_ids");
-    let types: Vec<f32> = read(EXPECTED, "train_token_type_ids").convert::<f32>().to_vec().unwrap();
-    let prefix_len = types.iter().filter(|&&t| t == 0.0).count() - image_tokens;
-    let text: Vec<u32> =
-        all.convert::<f32>().to_vec::<f32>().unwrap()[image_tokens..].iter().map(|&x| x as u32).collect();
+    let (text, prefix_len) = training_text(image_tokens);
     let short = &text[..text.len() - 3];
     let images = Tensor::cat(vec![rgb.clone(), rgb.clone()], 0);
     let logits = model.forward_rows(&[images], &[(&text, prefix_len), (short, prefix_len)]).unwrap();
@@ -105,18 +107,28 @@ fn padded_rows_compute_what_each_row_computes_alone() {
     let long_row = logits.clone().narrow(0, 0, 1);
     let want = read(EXPECTED, "train_logits");
     let want_text: Vec<f32> = want.convert::<f32>().to_vec::<f32>().unwrap()[image_tokens * vocab..].to_vec();
-    assert_close(long_row, &TensorData::new(want_text, [1, longest, vocab]), 1e-4, "long row vs transformers");
+    assert_close(
+        long_row,
+        &TensorData::new(want_text, [1, longest, vocab]),
+        1e-4,
+        "long row vs transformers",
+    );
     let alone = |tokens: &[u32]| {
         let t = |v: &[u32]| TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), [1, v.len()]);
         let out = model
-            .forward(&[rgb.clone()], ids(&t(&tokens[..prefix_len]), &device), Some(ids(&t(&tokens[prefix_len..]), &device)))
+            .forward(
+                std::slice::from_ref(&rgb),
+                ids(&t(&tokens[..prefix_len]), &device),
+                Some(ids(&t(&tokens[prefix_len..]), &device)),
+            )
             .unwrap();
         out.narrow(1, image_tokens, tokens.len())
     };
     let short_row = logits.narrow(0, 1, 1).narrow(1, 0, short.len());
     assert_close(short_row, &alone(short).into_data(), 1e-5, "short row vs alone");
     // Rows that cannot be laid out are refused.
-    let bad = model.forward_rows(&[rgb.clone()], &[(&text, text.len() + 1)]).unwrap_err().to_string();
+    let bad =
+        model.forward_rows(std::slice::from_ref(&rgb), &[(&text, text.len() + 1)]).unwrap_err().to_string();
     assert!(bad.contains("prefix"), "{bad}");
     let out_of_vocab = [2u32, u32::MAX];
     let bad = model.forward_rows(&[rgb], &[(&out_of_vocab, 1)]).unwrap_err().to_string();
