@@ -7,7 +7,9 @@
 //! so the noise a step draws does not depend on what ran before it; everything else random (the
 //! loader's stream, flow times) lives in the task's state, which each checkpoint carries. A run
 //! killed at any point and resumed with `--resume` from its last checkpoint therefore writes the
-//! same metrics, bit for bit, as a run that was never interrupted (on the CPU backend; tested).
+//! same metrics, bit for bit, as a run that was never interrupted (on the CPU backend with one
+//! thread; tested — with several, burn-flex's parallel sums of large tensors associate as work
+//! stealing falls, and any two runs can differ in the last bits).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -8,7 +8,16 @@ pub fn fixtures() -> std::path::PathBuf {
 
 /// Runs `spear args…`: (success, stdout, stderr).
 pub fn run_spear(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spear")).args(args).output().expect("run spear");
+    run_spear_with(args, &[])
+}
+
+/// [`run_spear`] with extra environment variables.
+pub fn run_spear_with(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spear"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run spear");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into(),

@@ -312,7 +312,7 @@ fn tiny_spear1_learns_a_fixed_batch() {
     };
     let before = evaluate(&policy);
     let mut optimizer = AdamConfig::new().init();
-    let steps = 500;
+    let steps = 800;
     for step in 0..steps {
         let draws = policy.draw(batch, &mut rng, &device);
         let loss = policy.loss(&obs, actions.clone(), None, &draws).unwrap().total;
