@@ -339,9 +339,13 @@ pub fn vlm<B: burn::tensor::backend::AutodiffBackend>(
     println!("  model       {}", outcome.export.display());
     println!("next:");
     println!("  spear plot {}", out.display());
+    let (image, question) = outcome.example.clone().unwrap_or_else(|| {
+        (PathBuf::from("IMAGE.png"), "What is the 3D position of the red block?".to_string())
+    });
     println!(
-        "  spear vlm ask --weights {} --image IMAGE.png --prompt \"What is the 3D position of the red block?\"",
-        outcome.export.display()
+        "  spear vlm ask --weights {} --image {} --prompt {question:?}",
+        outcome.export.display(),
+        image.display()
     );
     Ok(())
 }

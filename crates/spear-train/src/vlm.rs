@@ -380,6 +380,8 @@ pub struct VlmOutcome<B: AutodiffBackend> {
     pub examples: (usize, usize),
     /// The validation error of the image-blind prior ([`prior_error`]).
     pub prior_3d_error_m: Option<f64>,
+    /// A held-out image and its first question, to try the export on.
+    pub example: Option<(PathBuf, String)>,
 }
 
 /// Runs a VLM training on the annotation folder `annotations`, in `run_dir`, and exports the
@@ -425,6 +427,7 @@ pub fn run<B: AutodiffBackend>(
     let mut validation = validation;
     validation.truncate(VALIDATION_ROWS);
     let prior_3d_error_m = prior_error(&train_examples, &validation);
+    let example = validation.first().map(|e| (e.image.clone(), e.pairs[0].question.clone()));
     let validation = rows(&validation, &tokenizer, &quantizer, base)?;
     let train_rows = rows(&train_examples, &tokenizer, &quantizer, base)?;
     let model = initial_vlm::<B>(config, &vlm_config, device)?;
@@ -450,5 +453,5 @@ pub fn run<B: AutodiffBackend>(
     std::fs::copy(&tokenizer_file, &copy).map_err(|e| TrainError::task(copy.display(), e))?;
     let path = export.join("coord_tokens.json");
     task.quantizer.to_json_file(&path).map_err(|e| TrainError::task(path.display(), e))?;
-    Ok(VlmOutcome { trained, export, examples, prior_3d_error_m })
+    Ok(VlmOutcome { trained, export, examples, prior_3d_error_m, example })
 }
