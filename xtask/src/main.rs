@@ -17,6 +17,7 @@ commands are `spear` subcommands, built in release with the chosen backend:
   train-vla     train SPEAR-1 (`spear train vla`); with no --config the embedded default: a tiny
                 SPEAR-1 on a generated reach-and-rotate task, on the CPU, in minutes, then
                 closed-loop rollouts against baselines [--config F] [--set k=v] [--out DIR] [--resume]
+                [--dry-run: check the config, print its parameters per part, allocate nothing]
   train-vlm     train SPEAR-VLM (`spear train vlm`); with no --config the embedded default: a tiny
                 SPEAR-VLM on generated scenes annotated by the real pipeline [same options]
   doctor        check that the backend computes correctly on this machine
@@ -32,8 +33,6 @@ commands are `spear` subcommands, built in release with the chosen backend:
   vlm ask       answer a prompt about an image (see `spear vlm ask --help`)
   weights       inspect a checkpoint (`weights inspect PATH`)
   policy act    sample an action chunk (see `spear policy act --help`)
-  train plan    check a run's config and print its parameters per part, trainable and
-                frozen (--config configs/vla/pretrain_oxe.toml [--set k=v]) without allocating
   plot          draw RUN_DIR/metrics.jsonl into a PNG, one panel per series
   annotate      3D question-answer data: --images DIR --points DIR --masks DIR [--labels F]
                 --out DIR [--config configs/annotate/default.toml]; `annotate preview KEY

@@ -58,20 +58,6 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TrainCommand {
-    /// Load and check a run's config (`extends`, `--set` overrides) and print what it would train:
-    /// stage, data, schedule, and the parameters per part, trainable and frozen — without
-    /// allocating any weight, so it works for the full-size runs on any machine.
-    Plan {
-        /// The run's config (e.g. configs/vla/pretrain_oxe.toml).
-        #[arg(long)]
-        config: PathBuf,
-        /// Override a field: `section.key=value` (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// Also print the fully resolved config (TOML).
-        #[arg(long)]
-        resolved: bool,
-    },
     /// Train SPEAR-1 (VLA pre- or post-training). Without --config: the embedded default, a tiny
     /// SPEAR-1 on a generated reach-and-rotate task, evaluated in closed loop at the end.
     Vla(TrainRunArgs),
@@ -94,6 +80,14 @@ struct TrainRunArgs {
     /// Continue the run in the folder from its last checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Load and check the config, then print what the run would train — stage, schedule, and the
+    /// parameters per part, trainable and frozen — without allocating any weight or touching the
+    /// run folder (so it works for the full-size runs on any machine).
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: also print the fully resolved config (TOML).
+    #[arg(long, requires = "dry_run")]
+    resolved: bool,
 }
 
 impl TrainRunArgs {
@@ -104,6 +98,16 @@ impl TrainRunArgs {
             out: self.out,
             resume: self.resume,
         }
+    }
+}
+
+/// `spear train vla|vlm --dry-run`.
+struct TrainDryRun(spear_cli::train::Kind, spear_cli::train::TrainArgs, bool);
+
+impl BackendJob for TrainDryRun {
+    type Output = anyhow::Result<String>;
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> anyhow::Result<String> {
+        spear_cli::train::dry_run::<B>(self.0, &self.1, self.2, &device)
     }
 }
 
@@ -812,15 +816,6 @@ struct InitArgs {
 }
 
 /// Parameter counts of a run on the chosen backend (built lazily: nothing is allocated).
-struct PlanCounts(spear_train::config::TrainConfig);
-
-impl BackendJob for PlanCounts {
-    type Output = String;
-    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> String {
-        spear_train::plan::render(&spear_train::plan::parameter_counts::<B>(&self.0, &device))
-    }
-}
-
 struct Init(InitArgs);
 
 impl BackendJob for Init {
@@ -1020,32 +1015,21 @@ fn main() -> Result<()> {
             let names = spear_cli::plot::plot(&run_dir, &out)?;
             println!("wrote {}: {}", out.display(), names.join(", "));
         }
-        Command::Train(TrainCommand::Plan { config, overrides, resolved }) => {
-            let run = spear_train::config::TrainConfig::load(&config, &overrides)?;
-            let (r, o) = (&run.run, &run.optim);
-            println!(
-                "{}: {:?}, {:?} model, {} steps × batch {} (accumulation {}), seed {}",
-                run.run.name, run.stage, run.model.size, r.steps, r.batch_size, r.grad_accum, r.seed
-            );
-            println!(
-                "  AdamW lr {:e} (warmup {}, cosine to {:e} at {}), β ({}, {}), wd {:e}, clip {}, EMA {}",
-                o.peak_lr,
-                o.warmup_steps,
-                o.decay_lr,
-                o.decay_steps,
-                o.b1,
-                o.b2,
-                o.weight_decay,
-                o.clip_norm,
-                run.ema.decay
-            );
-            print!("{}", run_on(kind, PlanCounts(run.clone()))?);
-            if resolved {
-                print!("{}", run.to_toml());
+        Command::Train(command) => {
+            let (model, args) = match command {
+                TrainCommand::Vla(args) => (spear_cli::train::Kind::Vla, args),
+                TrainCommand::Vlm(args) => (spear_cli::train::Kind::Vlm, args),
+            };
+            let (dry_run, resolved) = (args.dry_run, args.resolved);
+            let args = args.into_args();
+            if dry_run {
+                print!("{}", run_on(kind, TrainDryRun(model, args, resolved))??);
+            } else if model == spear_cli::train::Kind::Vla {
+                run_on(kind, TrainVla(args))??
+            } else {
+                run_on(kind, TrainVlm(args))??
             }
         }
-        Command::Train(TrainCommand::Vla(args)) => run_on(kind, TrainVla(args.into_args()))??,
-        Command::Train(TrainCommand::Vlm(args)) => run_on(kind, TrainVlm(args.into_args()))??,
         Command::Data(DataCommand::Preview { dir, out, episode, frames }) => {
             let drawn = data::preview(&dir, episode, frames, &out)?;
             println!("wrote {}: frames {drawn:?} of episode {episode}", out.display());

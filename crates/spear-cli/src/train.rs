@@ -73,6 +73,45 @@ pub fn resolve(kind: Kind, args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
     Ok((config, out))
 }
 
+/// What `--dry-run` prints: the checked config's run, schedule, run folder and parameters per
+/// part (trainable and frozen), counted without allocating a weight; `resolved` appends the fully
+/// resolved config.
+pub fn dry_run<B: burn::tensor::backend::Backend>(
+    kind: Kind,
+    args: &TrainArgs,
+    resolved: bool,
+    device: &B::Device,
+) -> Result<String> {
+    let (config, out) = resolve(kind, args)?;
+    let (r, o) = (&config.run, &config.optim);
+    let mut text = format!(
+        "{}: {:?}, {:?} model, {} steps × batch {} (accumulation {}), seed {}\n",
+        r.name, config.stage, config.model.size, r.steps, r.batch_size, r.grad_accum, r.seed
+    );
+    text += &format!(
+        "  AdamW lr {:e} (warmup {}, cosine to {:e} at {}), β ({}, {}), wd {:e}, clip {}, EMA {}\n",
+        o.peak_lr,
+        o.warmup_steps,
+        o.decay_lr,
+        o.decay_steps,
+        o.b1,
+        o.b2,
+        o.weight_decay,
+        o.clip_norm,
+        config.ema.decay
+    );
+    text += &format!(
+        "  run folder {}{}\n",
+        out.display(),
+        if args.resume { " (resuming from its last checkpoint)" } else { "" }
+    );
+    text += &spear_train::plan::render(&spear_train::plan::parameter_counts::<B>(&config, device));
+    if resolved {
+        text += &config.to_toml();
+    }
+    Ok(text)
+}
+
 /// The progress bar of a run on a terminal (step, loss, learning rate, steps/s, ETA; messages
 /// printed above it), or a plain line per metrics line elsewhere (logs, CI).
 pub struct Progress {

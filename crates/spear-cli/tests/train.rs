@@ -175,3 +175,23 @@ fn a_vla_config_is_refused_by_train_vlm_with_the_reason() {
         spear(&["train", "vlm", "--config", config.to_str().unwrap(), "--out", "/nonexistent"]);
     assert!(!ok && err.contains("spear train vla"), "{err}");
 }
+
+#[test]
+fn dry_run_counts_the_paper_run_without_touching_its_folder() {
+    let out = temp("dry-run");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/vla/pretrain_oxe.toml");
+    let (config, dir) = (config.display().to_string(), out.display().to_string());
+    let base = ["train", "vla", "--config", config.as_str(), "--out", dir.as_str(), "--dry-run"];
+    let (ok, text, err) = spear(&[&base[..], &["--set", "run.batch_size=512", "--resolved"]].concat());
+    assert!(ok, "{err}");
+    assert!(text.contains("300000 steps × batch 512"), "{text}");
+    assert!(text.contains("action expert                     314.6 M      314.6 M        0.0 M"), "{text}");
+    assert!(text.contains("MoGe encoder (DINOv2)             304.4 M        0.0 M      304.4 M"), "{text}");
+    assert!(text.contains("batch_size = 512"), "the resolved config: {text}");
+    assert!(!out.exists(), "a dry run wrote {}", out.display());
+    // The model command must match the config's stage; a mistyped field is named.
+    let (ok, _, err) = spear(&["train", "vlm", "--config", config.as_str(), "--dry-run"]);
+    assert!(!ok && err.contains("stage VlaPretrain is not a vlm run"), "{err}");
+    let (ok, _, err) = spear(&[&base[..], &["--set", "run.batch_sze=4"]].concat());
+    assert!(!ok && err.contains("run.batch_sze") && err.contains("unknown field"), "{err}");
+}

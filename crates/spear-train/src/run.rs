@@ -297,6 +297,7 @@ where
         let extra = &restored.state.extra;
         task.restore(&extra["task"])?;
         window = serde_json::from_value(extra["window"].clone()).unwrap_or_default();
+        tracing::info!(checkpoint = %dir.display(), step, "resuming");
         observer.message(&format!("resuming from {} (step {step})", dir.display()));
     }
     let start = step;
@@ -306,6 +307,7 @@ where
     let mut metrics = MetricsWriter::open(run_dir, from.as_ref().map(|_| step))?;
     let mut last: Vec<(String, f64)> = Vec::new();
     let mut last_checkpoint = from.clone();
+    tracing::info!(run_dir = %run_dir.display(), from = step, steps = r.steps, "training");
     observer.start(step, r.steps);
     while step < r.steps {
         B::seed(device, step_seed(r.seed, step));
@@ -352,6 +354,11 @@ where
         if !line.is_empty() {
             let refs: Vec<(&str, f64)> = line.iter().map(|(n, v)| (n.as_str(), *v)).collect();
             metrics.write(step, &refs)?;
+            tracing::info!(
+                step,
+                "{}",
+                line.iter().map(|(n, v)| format!("{n}={v:.6}")).collect::<Vec<_>>().join(" ")
+            );
             observer.metrics(step, &line);
             for (name, value) in line {
                 match last.iter_mut().find(|(n, _)| *n == name) {
@@ -364,6 +371,7 @@ where
             let extra = serde_json::json!({ "task": task.state(), "window": window });
             let dir = checkpoint::save(run_dir, step, config, &model, &optimizer, ema.as_ref(), &extra)?;
             prune(run_dir, r.keep_checkpoints, &dir)?;
+            tracing::info!(checkpoint = %dir.display(), step, "checkpoint written");
             observer.message(&format!("checkpoint {}", dir.display()));
             last_checkpoint = Some(dir);
         }

@@ -460,6 +460,7 @@ pub fn run<B: AutodiffBackend>(
     let datasets = task.datasets.clone();
     let validation_samples = task.validation_samples();
     if validation_samples == 0 {
+        tracing::warn!("no validation data: validation skipped");
         observer.message(
             "no validation data (no `val` split, and no episode held out by data.val_fraction): validation skipped",
         );
