@@ -16,15 +16,27 @@ fn temp(name: &str) -> PathBuf {
 
 /// `spear train MODEL --out DIR --set …` with the shrunk settings plus `extra`.
 fn train(model: &str, dir: &Path, settings: &[&str], extra: &[&str]) -> (bool, String, String) {
+    train_on("cpu", model, dir, settings, extra)
+}
+
+/// [`train`] on `backend`.
+fn train_on(
+    backend: &str,
+    model: &str,
+    dir: &Path,
+    settings: &[&str],
+    extra: &[&str],
+) -> (bool, String, String) {
     let dir = dir.display().to_string();
-    let mut args = vec!["train", model, "--out", dir.as_str()];
+    let mut args = vec!["--backend", backend, "train", model, "--out", dir.as_str()];
     for s in settings {
         args.extend(["--set", s]);
     }
     args.extend_from_slice(extra);
-    // One thread: burn-flex sums large tensors in parallel chunks whose association rayon's work
-    // stealing decides, which can change a metric's last bit between two runs; the byte-for-byte
-    // comparisons below are about resuming, not about that.
+    // The CPU backend on one thread: burn-flex sums tensors over 64K elements in parallel chunks
+    // whose partial sums rayon's adaptive splitting associates, which can change a metric's last
+    // bit between two runs; the byte-for-byte comparisons below are about resuming, not about that.
+    // (WGPU's reductions are not bit-reproducible either; it has its own test below.)
     run_spear_with(&args, &[("RAYON_NUM_THREADS", "1")])
 }
 
@@ -194,4 +206,23 @@ fn dry_run_counts_the_paper_run_without_touching_its_folder() {
     assert!(!ok && err.contains("stage VlaPretrain is not a vlm run"), "{err}");
     let (ok, _, err) = spear(&[&base[..], &["--set", "run.batch_sze=4"]].concat());
     assert!(!ok && err.contains("run.batch_sze") && err.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn the_embedded_vla_default_trains_on_wgpu() {
+    // Lavapipe in CI: the WGPU kernels of the whole step (forward, backward, AdamW) and of the
+    // closed-loop sampling; the values are the backend's own (its generator initialises the
+    // weights), so what is checked is that the run completes with finite, logged metrics.
+    let dir = temp("vla-wgpu");
+    let mut settings = VLA.to_vec();
+    settings.push("run.steps=2");
+    let (ok, out, err) = train_on("wgpu", "vla", &dir, &settings, &[]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("on wgpu") && out.contains("| trained |"), "{out}");
+    let line: serde_json::Value = serde_json::from_str(metrics(&dir).lines().last().unwrap()).unwrap();
+    for key in ["loss", "grad_norm", "val_loss", "val_rotation_error_deg"] {
+        let value = line[key].as_f64().unwrap_or(f64::NAN);
+        assert!(value.is_finite() && value > 0.0, "{key} = {value}: {line}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

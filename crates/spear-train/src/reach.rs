@@ -80,7 +80,8 @@ const START_YAW_MAX_DEG: f64 = 20.0;
 const START_ABOVE_TARGET: f64 = 0.06;
 /// Space between blocks beyond their circumscribed circles.
 const BLOCK_GAP: f64 = 0.01;
-/// The narrowest workspace side that fits four blocks comfortably.
+/// The narrowest workspace side accepted (a block is 15 cm long); how many blocks fit is checked
+/// separately.
 const MIN_WORKSPACE_SIDE: f64 = 0.2;
 /// The demonstrator closes within this distance (m) and angle (degrees) of the goal.
 const CLOSE_DISTANCE: f64 = 0.01;
@@ -166,7 +167,8 @@ pub enum ReachError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReachConfig {
-    /// Blocks on the table, 1 to 4, each a different colour.
+    /// Blocks on the table, 1 to 4 and no more than the workspace holds without touching (two in
+    /// the default one), each a different colour.
     pub blocks: usize,
     /// Most frames an episode may have; must cover the demonstrator's worst case.
     pub frames: usize,
