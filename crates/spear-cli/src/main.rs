@@ -914,7 +914,27 @@ fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// `spear … | head` closes stdout before the output ends, and Rust's print macros panic on the
+/// broken pipe (the runtime ignores SIGPIPE, and resetting it needs `unsafe`). End as a process
+/// killed by SIGPIPE would, quietly with status 141, instead of printing a panic.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
 fn main() -> Result<()> {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging();
     let kind = match cli.backend {

@@ -226,3 +226,20 @@ fn the_embedded_vla_default_trains_on_wgpu() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    // `spear … | head`: the reader is gone before the output is written (closed before the
+    // start, so that no scheduling lets the write land first).
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/vla/pretrain_oxe.toml");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spear"))
+        .args(["train", "vla", "--dry-run", "--config", config.to_str().unwrap()])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
