@@ -286,10 +286,13 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
     println!("  data        {}", datasets.join(", "));
     print_trained(t);
     println!("  policy      {}", outcome.export.display());
-    let mut act = format!(
-        "spear policy act --checkpoint {} --image MAIN.png --wrist WRIST.png --state \"x,y,z,qw,qx,qy,qz,gripper\" --prompt \"…\"",
-        outcome.export.display()
-    );
+    let act = |image: &str, wrist: &str, state: &str, prompt: &str| {
+        format!(
+            "spear policy act --checkpoint {} --image {image} --wrist {wrist} --state \"{state}\" --prompt \"{prompt}\"",
+            outcome.export.display()
+        )
+    };
+    let mut next = act("MAIN.png", "WRIST.png", "x,y,z,qw,qx,qy,qz,gripper", "…");
     if embedded {
         let started = Instant::now();
         let (tokenizer, _) = spear_train::model::load_tokenizer(&config)?;
@@ -317,18 +320,16 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
         let example_dir = out.join("example");
         let example = spear_train::reach::write_example(&example_dir, &reach, config.run.seed)?;
         let state: Vec<String> = example.state.iter().map(|v| format!("{v:.4}")).collect();
-        act = format!(
-            "spear policy act --checkpoint {} --image {} --wrist {} --state \"{}\" --prompt \"{}\"",
-            outcome.export.display(),
-            example_dir.join("main.png").display(),
-            example_dir.join("wrist.png").display(),
-            state.join(","),
-            example.instruction
+        next = act(
+            &example_dir.join("main.png").display().to_string(),
+            &example_dir.join("wrist.png").display().to_string(),
+            &state.join(","),
+            &example.instruction,
         );
     }
     println!("next:");
     println!("  spear plot {}", out.display());
-    println!("  {act}");
+    println!("  {next}");
     Ok(())
 }
 
@@ -404,7 +405,9 @@ fn embedded_vqa(config: &TrainConfig, out: &Path, resume: bool, progress: &Progr
         return Ok(vqa);
     }
     let scenes = config.data.embedded.episodes;
-    let [height, width] = config.model.image_size.unwrap_or([112, 112]);
+    // Rendered at the model's input size, so that no resizing blurs them.
+    let (tokenizer, _) = spear_train::model::load_tokenizer(config)?;
+    let [height, width] = spear_train::model::vlm_config(config, &tokenizer).image_size;
     let scene_config = SceneConfig { width, height, ..SceneConfig::default() };
     let started = Instant::now();
     let inputs = write_scenes(&data.join("scenes"), &scene_config, config.run.seed, scenes)?;

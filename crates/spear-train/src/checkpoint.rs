@@ -171,6 +171,32 @@ where
     Ok(done)
 }
 
+/// The checkpoint folders of a run (`step-NNNNNNNNN`), oldest first.
+fn checkpoints(run_dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(run_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Deletes the oldest checkpoints of `run_dir` beyond `keep` (never `newest`).
+pub fn prune(run_dir: &Path, keep: usize, newest: &Path) -> Result<(), CheckpointError> {
+    let all = checkpoints(run_dir);
+    let excess = all.len().saturating_sub(keep.max(1));
+    for old in all.iter().take(excess).filter(|p| p.as_path() != newest) {
+        std::fs::remove_dir_all(old)
+            .map_err(|e| file_error(old, format!("removing an old checkpoint: {e}")))?;
+    }
+    Ok(())
+}
+
 /// The checkpoint `RUN/latest` names, if any.
 pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, CheckpointError> {
     let latest = run_dir.join("latest");

@@ -2,11 +2,13 @@
 //! a run's `[model]` section describes, images as tensors, and prompts as token ids.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use spear_data::tokenizer::PaliGemmaTokenizer;
-use spear_models::SpearVlmConfig;
+use spear_models::checkpoint::Checkpoint;
+use spear_models::layout::{Layout, load};
+use spear_models::{SpearVlm, SpearVlmConfig};
 
 use crate::config::{ModelSize, TrainConfig};
 use crate::run::TrainError;
@@ -33,6 +35,22 @@ pub fn load_tokenizer(config: &TrainConfig) -> Result<(PaliGemmaTokenizer, PathB
     let tokenizer =
         PaliGemmaTokenizer::from_file(&path).map_err(|e| TrainError::task("model.tokenizer", e))?;
     Ok((tokenizer, path))
+}
+
+/// Copies the run's tokenizer into an export folder, where `spear policy act` and `spear vlm ask`
+/// look for it.
+pub fn export_tokenizer(tokenizer: &Path, dir: &Path) -> Result<(), TrainError> {
+    let copy = dir.join("tokenizer.json");
+    std::fs::copy(tokenizer, &copy).map_err(|e| TrainError::task(copy.display(), e))?;
+    Ok(())
+}
+
+/// Loads a SPEAR-VLM export (`model.init` of a VLM stage or of VLA pre-training) into `vlm`.
+pub fn load_spear_vlm<B: Backend>(vlm: &mut SpearVlm<B>, dir: &Path) -> Result<(), TrainError> {
+    let fail = |e: spear_models::ModelError| TrainError::task("model.init", e);
+    let checkpoint = Checkpoint::open(dir).map_err(fail)?;
+    load(vlm, &checkpoint, Layout::Spear, &[], "SPEAR-VLM").map_err(fail)?;
+    Ok(())
 }
 
 /// The VLM a run builds: the full or tiny preset with the run's 3D tokens and camera sizes. A

@@ -120,14 +120,23 @@ struct Window {
     sums: Vec<(String, f64)>,
 }
 
+/// The value named `name` in a list of named values, appended as 0 when absent.
+fn named<'v, 'l, K: AsRef<str> + From<&'l str>>(list: &'v mut Vec<(K, f64)>, name: &'l str) -> &'v mut f64 {
+    let at = match list.iter().position(|(n, _)| n.as_ref() == name) {
+        Some(at) => at,
+        None => {
+            list.push((K::from(name), 0.0));
+            list.len() - 1
+        }
+    };
+    &mut list[at].1
+}
+
 impl Window {
     fn add(&mut self, values: &[(&str, f64)]) {
         self.steps += 1;
         for (name, value) in values {
-            match self.sums.iter_mut().find(|(n, _)| n == name) {
-                Some((_, sum)) => *sum += value,
-                None => self.sums.push((name.to_string(), *value)),
-            }
+            *named(&mut self.sums, name) += value;
         }
     }
 
@@ -161,8 +170,23 @@ pub struct Trained<B: AutodiffBackend, M: AutodiffModule<B>> {
 impl<B: AutodiffBackend, M: AutodiffModule<B>> Trained<B, M> {
     /// The weights to export and evaluate: the EMA's when kept, else the model's.
     pub fn weights(&self) -> M::InnerModule {
-        self.ema.as_ref().map_or_else(|| self.model.valid(), |e| e.model.clone())
+        weights(&self.model, self.ema.as_ref())
     }
+}
+
+/// The weights validation, export and evaluation use: the EMA's when the run keeps one.
+fn weights<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    ema: Option<&Ema<M::InnerModule>>,
+) -> M::InnerModule {
+    ema.map_or_else(|| model.valid(), |e| e.model.clone())
+}
+
+/// Tells `observer` and the log (`tracing`, for runs whose output is not a terminal) the same
+/// thing.
+pub fn notify(observer: &mut dyn Observer, text: &str) {
+    tracing::info!("{text}");
+    observer.message(text);
 }
 
 /// The backend seed of optimiser step `step` (0-based): a function of the run's seed and the
@@ -211,21 +235,6 @@ where
     (optimizer.step(lr, model, grads), norm)
 }
 
-/// The checkpoint folders of a run (`step-NNNNNNNNN`), oldest first.
-fn checkpoints(run_dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(run_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-"))
-        })
-        .collect();
-    found.sort();
-    found
-}
-
 /// Makes `run_dir` ready: a new run refuses a folder that already holds checkpoints (pass
 /// `resume`); a resumed run needs one. Writes the resolved config as `config.toml`. Returns the
 /// checkpoint to resume from.
@@ -251,19 +260,6 @@ pub fn prepare_run_dir(
     let path = run_dir.join("config.toml");
     std::fs::write(&path, config.to_toml()).map_err(|e| fail(format!("{}: {e}", path.display())))?;
     Ok(from)
-}
-
-/// Deletes the oldest checkpoints beyond `keep` (never `newest`).
-fn prune(run_dir: &Path, keep: usize, newest: &Path) -> Result<(), TrainError> {
-    let all = checkpoints(run_dir);
-    let excess = all.len().saturating_sub(keep.max(1));
-    for old in all.iter().take(excess).filter(|p| p.as_path() != newest) {
-        std::fs::remove_dir_all(old).map_err(|e| TrainError::RunDir {
-            path: old.clone(),
-            problem: format!("removing an old checkpoint: {e}"),
-        })?;
-    }
-    Ok(())
 }
 
 /// Trains `model` on `task` as `config` says, in `run_dir` (see [`prepare_run_dir`]), resuming
@@ -297,12 +293,11 @@ where
         let extra = &restored.state.extra;
         task.restore(&extra["task"])?;
         window = serde_json::from_value(extra["window"].clone()).unwrap_or_default();
-        tracing::info!(checkpoint = %dir.display(), step, "resuming");
-        observer.message(&format!("resuming from {} (step {step})", dir.display()));
+        notify(observer, &format!("resuming from {} (step {step})", dir.display()));
     }
     let start = step;
     if step >= r.steps {
-        observer.message(&format!("the run has its {} steps already", r.steps));
+        notify(observer, &format!("the run has its {} steps already", r.steps));
     }
     let mut metrics = MetricsWriter::open(run_dir, from.as_ref().map(|_| step))?;
     let mut last: Vec<(String, f64)> = Vec::new();
@@ -321,10 +316,7 @@ where
             accumulated.accumulate(&model, grads);
             let share = 1.0 / r.grad_accum as f64;
             for (name, v) in std::iter::once(("loss", value)).chain(parts) {
-                match values.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, sum)) => *sum += v * share,
-                    None => values.push((name, v * share)),
-                }
+                *named(&mut values, name) += v * share;
             }
         }
         let mut grads = accumulated.grads();
@@ -348,8 +340,7 @@ where
             line.push(("lr".into(), lr));
         }
         if r.eval_every > 0 && (step.is_multiple_of(r.eval_every) || step == r.steps) {
-            let weights = ema.as_ref().map_or_else(|| model.valid(), |e| e.model.clone());
-            line.extend(task.validate(&weights)?);
+            line.extend(task.validate(&weights(&model, ema.as_ref()))?);
         }
         if !line.is_empty() {
             let refs: Vec<(&str, f64)> = line.iter().map(|(n, v)| (n.as_str(), *v)).collect();
@@ -360,19 +351,15 @@ where
                 line.iter().map(|(n, v)| format!("{n}={v:.6}")).collect::<Vec<_>>().join(" ")
             );
             observer.metrics(step, &line);
-            for (name, value) in line {
-                match last.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, v)) => *v = value,
-                    None => last.push((name, value)),
-                }
+            for (name, value) in &line {
+                *named(&mut last, name) = *value;
             }
         }
         if step.is_multiple_of(r.checkpoint_every) || step == r.steps {
             let extra = serde_json::json!({ "task": task.state(), "window": window });
             let dir = checkpoint::save(run_dir, step, config, &model, &optimizer, ema.as_ref(), &extra)?;
-            prune(run_dir, r.keep_checkpoints, &dir)?;
-            tracing::info!(checkpoint = %dir.display(), step, "checkpoint written");
-            observer.message(&format!("checkpoint {}", dir.display()));
+            checkpoint::prune(run_dir, r.keep_checkpoints, &dir)?;
+            notify(observer, &format!("checkpoint {}", dir.display()));
             last_checkpoint = Some(dir);
         }
     }

@@ -16,16 +16,14 @@ use serde::{Deserialize, Serialize};
 use spear_data::loader::{Batch, Loader, LoaderError, LoaderState, MixtureConfig, Normalization, Prefetch};
 use spear_data::oxe::STATE_DIM;
 use spear_data::resample::ACTION_DIM;
-use spear_models::checkpoint::Checkpoint;
-use spear_models::layout::{Layout, load};
 use spear_models::policy::Observation;
 use spear_models::store::{load_policy, save_policy};
 use spear_models::{RotationMode, SpearPolicy, SpearPolicyConfig};
 
 use crate::config::{ModelSize, Rotation, Stage, TrainConfig};
-use crate::model::{Prompts, images, load_tokenizer, vlm_config};
+use crate::model::{Prompts, export_tokenizer, images, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::materialize;
-use crate::run::{Loss, Observer, Task, TrainError, Trained, train};
+use crate::run::{Loss, Observer, Task, TrainError, Trained, notify, train};
 
 /// The policy a run trains: SPEAR-1 (or its tiny version) with the run's VLM, rotation mode and
 /// rotation weight.
@@ -82,8 +80,7 @@ pub fn initial_policy<B: AutodiffBackend>(
         (Some(dir), _) => {
             // SPEAR-VLM and a fresh action expert: the VLM's weights into the policy's VLM.
             let mut policy = policy_config.init::<B>(device).map_err(fail)?;
-            let checkpoint = Checkpoint::open(dir).map_err(fail)?;
-            load(&mut policy.vlm, &checkpoint, Layout::Spear, &[], "SPEAR-VLM").map_err(fail)?;
+            load_spear_vlm(&mut policy.vlm, dir)?;
             policy
         }
     };
@@ -291,9 +288,10 @@ fn chunk_errors(
         normalization.denormalize_action(&mut s);
         normalization.denormalize_action(&mut t);
         sums.translation_m += (0..3).map(|i| f64::from(s[i] - t[i]).powi(2)).sum::<f64>().sqrt();
-        let angle = q(&s).angle_to(&q(&t)).to_degrees();
+        let target = q(&t);
+        let angle = q(&s).angle_to(&target).to_degrees();
         sums.rotation_deg += angle;
-        if q(&t).angle().to_degrees() > TURNING_DEG {
+        if target.angle().to_degrees() > TURNING_DEG {
             sums.turn_deg += angle;
             turning += 1;
         }
@@ -402,8 +400,7 @@ pub fn export<B: Backend>(
     dir: &Path,
 ) -> Result<PathBuf, TrainError> {
     save_policy(policy, dir).map_err(|e| TrainError::task(dir.display(), e))?;
-    let copy = dir.join("tokenizer.json");
-    std::fs::copy(tokenizer, &copy).map_err(|e| TrainError::task(copy.display(), e))?;
+    export_tokenizer(tokenizer, dir)?;
     let path = dir.join("normalization.json");
     let json = serde_json::to_string_pretty(normalization).expect("normalisers serialise");
     std::fs::write(&path, json).map_err(|e| TrainError::task(path.display(), e))?;
@@ -460,8 +457,8 @@ pub fn run<B: AutodiffBackend>(
     let datasets = task.datasets.clone();
     let validation_samples = task.validation_samples();
     if validation_samples == 0 {
-        tracing::warn!("no validation data: validation skipped");
-        observer.message(
+        notify(
+            observer,
             "no validation data (no `val` split, and no episode held out by data.val_fraction): validation skipped",
         );
     }

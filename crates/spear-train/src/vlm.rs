@@ -23,13 +23,11 @@ use spear_data::images::{Fit, decode, resize};
 use spear_data::loader::Holdout;
 use spear_data::tokenizer::PaliGemmaTokenizer;
 use spear_data::vqa::{Segment, VqaExample, encode, fit_quantizer, read_examples};
-use spear_models::checkpoint::Checkpoint;
-use spear_models::layout::{Layout, load};
 use spear_models::store::{assemble_vlm, save_vlm};
 use spear_models::{SpearVlm, SpearVlmConfig};
 
 use crate::config::TrainConfig;
-use crate::model::{images, load_tokenizer, vlm_config};
+use crate::model::{export_tokenizer, images, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::{materialize, vqa_loss};
 use crate::run::{Loss, Observer, Task, TrainError, Trained, train};
 
@@ -77,15 +75,6 @@ pub fn read_annotations(dir: &Path) -> Result<Vec<VqaExample>, TrainError> {
         examples.extend(read_examples(shard).map_err(|e| TrainError::task("data.vqa", e))?);
     }
     Ok(examples)
-}
-
-/// The 3D values of an example's answers, in token order.
-fn values(example: &VqaExample) -> Vec<f32> {
-    let coords = example.pairs.iter().flat_map(|p| &p.answer).filter_map(|s| match s {
-        Segment::Coords { coords } => Some(coords.iter().map(|&v| v as f32)),
-        _ => None,
-    });
-    coords.flatten().collect()
 }
 
 /// Each 3D value of an example with its key: the question family and the value's place in its
@@ -143,7 +132,8 @@ pub fn rows(
                 prefix_len: tokens.prefix_len,
                 loss: tokens.loss,
                 is_3d: tokens.is_3d,
-                values: values(example),
+                // The 3D values of the answers, in token order.
+                values: keyed_values(example).map(|(_, v)| v as f32).collect(),
             })
         })
         .collect()
@@ -231,10 +221,10 @@ impl<B: AutodiffBackend> VlmTask<B> {
         &self.quantizer
     }
 
-    fn batch_of(&self, rows: &[VqaRow]) -> Result<VqaBatch, TrainError> {
+    fn batch_of(&self, rows: Vec<VqaRow>) -> Result<VqaBatch, TrainError> {
         let pixels: Vec<Vec<u8>> =
             rows.par_iter().map(|r| load_image(&r.image, self.image_size)).collect::<Result<_, _>>()?;
-        Ok(VqaBatch { rows: rows.to_vec(), pixels: pixels.concat() })
+        Ok(VqaBatch { rows, pixels: pixels.concat() })
     }
 
     fn logits<M: Backend>(
@@ -264,7 +254,7 @@ impl<B: AutodiffBackend> Task<B> for VlmTask<B> {
             chosen.push(self.train[self.order[self.cursor.position]].clone());
             self.cursor.position += 1;
         }
-        self.batch_of(&chosen)
+        self.batch_of(chosen)
     }
 
     fn loss(&mut self, model: &SpearVlm<B>, batch: VqaBatch) -> Result<Loss<B>, TrainError> {
@@ -282,7 +272,7 @@ impl<B: AutodiffBackend> Task<B> for VlmTask<B> {
         let (mut loss_sum, mut loss_rows) = (0.0, 0usize);
         let (mut error_sum, mut exact, mut tokens) = (0.0, 0usize, 0usize);
         for chunk in self.validation.chunks(self.micro_batch) {
-            let batch = self.batch_of(chunk)?;
+            let batch = self.batch_of(chunk.to_vec())?;
             let logits = Self::logits(model, &batch, self.image_size, &self.device)?;
             let t = targets::<B::InnerBackend>(&batch.rows, &self.device);
             // λ = 1 here: the plain mean next-token loss, comparable across stages.
@@ -352,8 +342,7 @@ pub fn initial_vlm<B: AutodiffBackend>(
     let model = match (&m.init, &m.paligemma, &m.moge) {
         (Some(dir), _, _) => {
             let mut model = vlm_config.init::<B>(device);
-            let checkpoint = Checkpoint::open(dir).map_err(fail)?;
-            load(&mut model, &checkpoint, Layout::Spear, &[], "SPEAR-VLM").map_err(fail)?;
+            load_spear_vlm(&mut model, dir)?;
             model
         }
         (None, Some(paligemma), Some(moge)) => {
@@ -449,8 +438,7 @@ pub fn run<B: AutodiffBackend>(
     let trained = train(config, &mut task, model, run_dir, resume, device, observer)?;
     let export = run_dir.join("final");
     save_vlm(&trained.weights(), &vlm_config, &export).map_err(|e| TrainError::task(export.display(), e))?;
-    let copy = export.join("tokenizer.json");
-    std::fs::copy(&tokenizer_file, &copy).map_err(|e| TrainError::task(copy.display(), e))?;
+    export_tokenizer(&tokenizer_file, &export)?;
     let path = export.join("coord_tokens.json");
     task.quantizer.to_json_file(&path).map_err(|e| TrainError::task(path.display(), e))?;
     Ok(VlmOutcome { trained, export, examples, prior_3d_error_m, example })
