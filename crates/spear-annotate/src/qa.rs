@@ -178,9 +178,7 @@ pub struct DrawnPair {
 /// A seeded generator of an image's examples: the same `(seed, key)` gives the same pairs.
 pub fn image_rng(seed: u64, key: &str) -> ChaCha8Rng {
     // FNV-1a of the key: stable across runs and platforms, independent of processing order.
-    let hash =
-        key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    ChaCha8Rng::seed_from_u64(seed ^ hash)
+    ChaCha8Rng::seed_from_u64(seed ^ spear_data::hash::fnv1a(key.as_bytes()))
 }
 
 /// Draws one example's pairs about `objects` (labels unique), or none when no question applies.

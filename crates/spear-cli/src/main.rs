@@ -213,7 +213,8 @@ enum DataCommand {
         json: bool,
     },
     /// One pass over a mixture: per-dimension statistics (min, max, mean, std, 1st/99th
-    /// percentiles) of 5 Hz action translations and state positions, written as JSON.
+    /// percentiles) of 5 Hz action translations and state positions, and of action rotation
+    /// angles, written as JSON.
     Stats {
         /// Mixture file (e.g. configs/data/oxe_mixture.toml).
         #[arg(long)]

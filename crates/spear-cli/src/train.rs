@@ -269,7 +269,7 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
             reach.wrist_size[0],
             reach.wrist_size[1],
             duration(started.elapsed().as_secs_f64()),
-            embedded::dataset_dir(&data_dir).display()
+            spear_train::reach::dataset_dir(&data_dir).display()
         ));
         mixture
     } else {
@@ -301,7 +301,7 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
         let evaluation = embedded::evaluate(
             &config,
             &reach,
-            &embedded::dataset_dir(&data_dir),
+            &spear_train::reach::dataset_dir(&data_dir),
             &t.weights(),
             &untrained,
             &mut prompts,

@@ -2,6 +2,7 @@
 
 pub mod coord_tokens;
 pub mod example;
+pub mod hash;
 pub mod images;
 pub mod loader;
 pub mod oxe;

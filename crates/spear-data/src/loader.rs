@@ -77,7 +77,7 @@ pub struct LoaderConfig {
     pub drop_empty_instructions: bool,
     /// Skip (and count) episodes that fail to read or standardise, instead of stopping.
     pub skip_bad_episodes: bool,
-    /// How action translations and state positions are normalised (off by default).
+    /// How action translations, state positions and rotation angles are normalised (off by default).
     pub normalization: NormalizationConfig,
     /// Episodes held out for validation (none by default).
     pub holdout: Holdout,
@@ -100,13 +100,8 @@ impl Holdout {
     /// Whether episode `episode` of dataset `name` is held out.
     pub fn is_held_out(&self, name: &str, episode: u64) -> bool {
         // FNV-1a of the name, mixed with the index by splitmix64: a fixed, portable hash.
-        let mut h = name
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        h ^= episode.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        h ^= h >> 31;
+        use crate::hash::{GOLDEN, fnv1a, mix64};
+        let h = mix64(fnv1a(name.as_bytes()) ^ episode.wrapping_mul(GOLDEN));
         ((h >> 11) as f64 / (1u64 << 53) as f64) < self.fraction
     }
 
@@ -740,7 +735,7 @@ pub struct Normalization {
 /// Applies `normalizer` (or its inverse) to the first three values.
 fn affine3(normalizer: &Option<Normalizer>, values: &mut [f32], undo: bool) {
     if let Some(n) = normalizer {
-        let mut v: Vec<f64> = values[..3].iter().map(|&x| f64::from(x)).collect();
+        let mut v: [f64; 3] = std::array::from_fn(|i| f64::from(values[i]));
         let done = if undo { n.denormalize(&mut v) } else { n.normalize(&mut v) };
         done.expect("normalisers of 3 dimensions are checked when set");
         values[..3].iter_mut().zip(v).for_each(|(x, y)| *x = y as f32);
@@ -1139,7 +1134,9 @@ pub struct DatasetCount {
 }
 
 /// One streaming pass over every episode of every dataset of `mixture` (shards in parallel on
-/// `workers` threads): per-dimension statistics of action translations and state positions.
+/// `workers` threads): per-dimension statistics of action translations and state positions, and
+/// the distribution of action rotation angles. Held-out episodes (`loader.holdout`) are counted
+/// too: the statistics describe the data, and a run's normalisers do not change with its split.
 /// `progress(shards done, shards in all, frames so far)` is called after each shard.
 pub fn mixture_statistics(
     mixture: &MixtureConfig,

@@ -586,7 +586,12 @@ impl DatasetSpec {
 /// `roboset`). Only for names written by people: a dataset's own `dataset_info.json` name goes
 /// through [`spec`], since the bucket's older `bridge` export is not `bridge_dataset`.
 pub fn spec_for_mixture(name: &str) -> Option<DatasetSpec> {
-    spec(name).or_else(|| registry().into_iter().chain(generated()).find(|s| s.mixture_name == name))
+    spec(name).or_else(|| known().find(|s| s.mixture_name == name))
+}
+
+/// The mixture's datasets, then the [`generated`] ones.
+fn known() -> impl Iterator<Item = DatasetSpec> {
+    registry().into_iter().chain(generated())
 }
 
 /// Names some releases give themselves in `dataset_info.json`, and the entry they belong to:
@@ -597,7 +602,7 @@ const ALIASES: [(&str, &str); 1] = [("droid_101", "droid")];
 /// datasets and the [`generated`] ones.
 pub fn spec(name: &str) -> Option<DatasetSpec> {
     let name = ALIASES.iter().find(|(alias, _)| *alias == name).map_or(name, |(_, real)| real);
-    registry().into_iter().chain(generated()).find(|s| s.name == name)
+    known().find(|s| s.name == name)
 }
 
 /// One episode in SPEAR-1's step schema, at the dataset's native rate.

@@ -12,7 +12,8 @@
 //! mixture's [q01, q99] to [−1, 1]; min-max-constant maps fixed per-dimension bounds to [−1, 1];
 //! mean-std is there for the ablation. They apply to translations and state positions, never to
 //! quaternions or the gripper ([`crate::resample`] lays actions out so that the caller picks the
-//! dimensions).
+//! dimensions). Rotations have their own, optional normaliser, [`AngleScale`], which scales a
+//! rotation's angle about its own axis and keeps it a unit quaternion.
 
 use serde::{Deserialize, Serialize};
 
@@ -284,7 +285,9 @@ fn scale(q: [f32; 4], factor: f64) -> [f32; 4] {
 /// The rotation angle (radians, in [0, π]) of a quaternion `(w, x, y, z)`, either sign.
 pub fn rotation_angle(q: [f32; 4]) -> f64 {
     let [w, x, y, z] = q.map(f64::from);
-    2.0 * (x * x + y * y + z * z).sqrt().atan2(w.abs())
+    spear_geometry::quat::angle(&nalgebra::UnitQuaternion::new_unchecked(nalgebra::Quaternion::new(
+        w, x, y, z,
+    )))
 }
 
 /// Maps each dimension to roughly [−1, 1] (the paper's Table 10 strategies).

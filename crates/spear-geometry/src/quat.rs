@@ -36,19 +36,25 @@ pub fn sample_uniform<R: Rng + ?Sized>(rng: &mut R) -> UnitQuaternion<f64> {
     }
 }
 
+/// The rotation angle of `q` in [0, π], whichever sign represents it: `2·atan2(‖v‖, |w|)`, which
+/// stays accurate for the small rotations of per-step deltas, where `2·acos(|w|)` loses half its
+/// digits.
+pub fn angle(q: &UnitQuaternion<f64>) -> f64 {
+    2.0 * q.imag().norm().atan2(q.w.abs())
+}
+
 /// The rotation of `q` with its angle multiplied by `factor` about the same axis — `q^factor` for
 /// the canonical representative — the angle capped at π. For `factor > 1` it spreads small
 /// rotations over more of S³ (see `spear_data::stats::AngleScale`); `1 / factor` undoes it below
 /// the cap. The result is canonical (`w ≥ 0`).
 pub fn scale_angle(q: &UnitQuaternion<f64>, factor: f64) -> UnitQuaternion<f64> {
     let q = canonicalize(q);
-    let v = q.imag();
-    let half = v.norm().atan2(q.w);
-    if v.norm() < 1e-12 {
+    let (v, norm) = (q.imag(), q.imag().norm());
+    if norm < 1e-12 {
         return UnitQuaternion::identity();
     }
-    let scaled = (half * factor).min(std::f64::consts::FRAC_PI_2);
-    let axis = v / v.norm();
+    let scaled = (angle(&q) / 2.0 * factor).min(std::f64::consts::FRAC_PI_2);
+    let axis = v / norm;
     canonicalize(&UnitQuaternion::new_unchecked(Quaternion::from_parts(scaled.cos(), axis * scaled.sin())))
 }
 

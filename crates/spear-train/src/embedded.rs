@@ -4,13 +4,14 @@
 //! training, closed-loop rollouts of the trained policy beside the untrained one, the mean action
 //! and the demonstrator.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
 use spear_data::loader::{
     LoaderConfig, MixtureConfig, MixtureEntry, Normalization, NormalizationConfig, NormalizerKind,
     RotationNormalizerKind, mixture_statistics,
 };
+use spear_data::oxe::STATE_DIM;
 use spear_data::resample::{ACTION_DIM, ChunkConfig};
 use spear_models::SpearPolicy;
 use spear_models::policy::Observation;
@@ -18,8 +19,8 @@ use spear_models::policy::Observation;
 use crate::config::TrainConfig;
 use crate::model::{Prompts, images};
 use crate::reach::{
-    self, Chunk, DATASET_NAME, DATASET_VERSION, ReachConfig, ReachObservation, ReachReport, expert_policy,
-    mean_action_policy, mean_chunk,
+    self, Chunk, DATASET_NAME, ReachConfig, ReachObservation, ReachReport, expert_policy, mean_action_policy,
+    mean_chunk,
 };
 use crate::run::TrainError;
 
@@ -45,7 +46,7 @@ pub fn reach_mixture(
     data_dir: &Path,
     resume: bool,
 ) -> Result<MixtureConfig, TrainError> {
-    let dataset = data_dir.join(DATASET_NAME).join(DATASET_VERSION);
+    let dataset = reach::dataset_dir(data_dir);
     let stats = data_dir.join("stats.json");
     let e = &config.data.embedded;
     let mut mixture = MixtureConfig {
@@ -80,7 +81,7 @@ pub fn reach_mixture(
 /// A policy as the rollouts call it: observations in, chunks in metres out (states normalised
 /// and translations denormalised with the run's normalisers; noise from the backend's current
 /// seed).
-pub fn reach_policy<'a, B: Backend>(
+fn reach_policy<'a, B: Backend>(
     policy: &'a SpearPolicy<B>,
     prompts: &'a mut Prompts,
     normalization: &'a Normalization,
@@ -91,7 +92,7 @@ pub fn reach_policy<'a, B: Backend>(
         let config = policy.config();
         let main: Vec<u8> = observations.iter().flat_map(|o| o.main.pixels.iter().copied()).collect();
         let wrist: Vec<u8> = observations.iter().flat_map(|o| o.wrist.pixels.iter().copied()).collect();
-        let mut state: Vec<f32> = Vec::with_capacity(n * 8);
+        let mut state: Vec<f32> = Vec::with_capacity(n * STATE_DIM);
         for o in observations {
             let mut s = o.state;
             normalization.normalize_state(&mut s);
@@ -105,7 +106,7 @@ pub fn reach_policy<'a, B: Backend>(
             ],
             camera_present: None,
             prompts: prompts.encode(&instructions).expect("the task's instructions tokenise"),
-            state: Tensor::from_data(TensorData::new(state, [n, 8]), device),
+            state: Tensor::from_data(TensorData::new(state, [n, STATE_DIM]), device),
         };
         let noise = policy.noise(n, device);
         let sampled = policy.sample(&observation, noise).expect("observations built to the policy's shapes");
@@ -173,7 +174,7 @@ pub fn evaluate<B: Backend>(
             reach::evaluate(reach, seed, scenes, chunks, act).map_err(reach_error)?,
         ));
     }
-    let chunking = ChunkConfig { horizon, rate_hz: 5.0 };
+    let chunking = ChunkConfig { horizon, ..ChunkConfig::default() };
     let mean = mean_chunk(dataset, "train", &chunking).map_err(reach_error)?;
     let report =
         reach::evaluate(reach, seed, scenes, chunks, mean_action_policy(mean)).map_err(reach_error)?;
@@ -182,9 +183,4 @@ pub fn evaluate<B: Backend>(
         reach::evaluate(reach, seed, scenes, chunks, expert_policy(reach, horizon)).map_err(reach_error)?;
     rows.push(("demonstrator".to_string(), report));
     Ok(ReachEvaluation { rows, scenes, chunks })
-}
-
-/// The dataset folder of a run's embedded data.
-pub fn dataset_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join(DATASET_NAME).join(DATASET_VERSION)
 }

@@ -1,8 +1,8 @@
 //! A procedurally generated reach-and-rotate task, small enough to train a tiny SPEAR-1 on the CPU
 //! in minutes and to show by closed-loop rollouts that it learned.
 //!
-//! * **Scene** ([`Scene::sample`], seeded by `(seed, index)` alone): 1 or 2 coloured 15 × 3 cm blocks on a
-//!   table, each with a random yaw; the instruction names one of them; the end effector starts above
+//! * **Scene** ([`Scene::sample`], seeded by `(seed, index)` alone): 1 to 4 coloured 15 × 3 cm
+//!   blocks (as many as the workspace holds; one by default) on a table, each with a random yaw; the instruction names one of them; the end effector starts above
 //!   the table at a random height with a random yaw and a small tilt (`start_tilt_deg`), gripper open. The goal is the target
 //!   block's top centre (plus 2 cm) at the block's yaw. Block yaws lie in ±65° and start yaws in
 //!   ±20°, so the rotation left to do is always within ±85°: a long block looks the same
@@ -255,6 +255,7 @@ impl ReachConfig {
                 format!("z = {} m is above the goal height {TARGET_Z} m (block top + 2 cm)", lo[2]),
             );
         }
+        // Start heights are drawn from [goal + START_ABOVE_TARGET, top]: leave that range 4 cm.
         let lowest_top = TARGET_Z + START_ABOVE_TARGET + 0.04;
         if hi[2] < lowest_top {
             return fail(
@@ -330,6 +331,8 @@ pub struct Block {
     pub centre: [f64; 2],
     /// Its yaw about the base z axis, radians (its bar lies along its x axis).
     pub yaw: f64,
+    /// `yaw.sin_cos()`, for rendering.
+    yaw_sin_cos: (f64, f64),
     rgb: [f64; 3],
 }
 
@@ -356,7 +359,9 @@ fn block_spacing() -> (f64, f64) {
     (margin, 2.0 * margin + BLOCK_GAP)
 }
 
-/// A quaternion of pure yaw about the base z axis (canonical for |yaw| < π).
+/// A quaternion of pure yaw about the base z axis (canonical for |yaw| < π). Not
+/// `quat_from_euler_xyz(0, 0, yaw)`: that writes its x and y as −0.0, which would change the
+/// dataset's bytes.
 fn yaw_rotation(yaw: f64) -> UnitQuaternion<f64> {
     canonicalize(&UnitQuaternion::from_axis_angle(&Vector3::z_axis(), yaw))
 }
@@ -367,9 +372,9 @@ fn heading(rotation: &UnitQuaternion<f64>) -> f64 {
     x.y.atan2(x.x)
 }
 
-/// `p` in the frame of a point `centre` turned by `yaw` on the table.
-fn local([x, y]: [f64; 2], [cx, cy]: [f64; 2], yaw: f64) -> [f64; 2] {
-    let (sin, cos) = yaw.sin_cos();
+/// `p` in the frame of a point `centre` turned on the table by the yaw whose `(sin, cos)` is given
+/// (taken once per object, not per rendered sample).
+fn local([x, y]: [f64; 2], [cx, cy]: [f64; 2], (sin, cos): (f64, f64)) -> [f64; 2] {
     let (dx, dy) = (x - cx, y - cy);
     [cos * dx + sin * dy, -sin * dx + cos * dy]
 }
@@ -439,11 +444,9 @@ impl Scene {
         let blocks: Vec<Block> = centres
             .into_iter()
             .zip(&colours)
-            .map(|(centre, &c)| Block {
-                colour: PALETTE[c].0,
-                rgb: PALETTE[c].1,
-                centre,
-                yaw: rng.random_range(-BLOCK_YAW_MAX_DEG..=BLOCK_YAW_MAX_DEG).to_radians(),
+            .map(|(centre, &c)| {
+                let yaw = rng.random_range(-BLOCK_YAW_MAX_DEG..=BLOCK_YAW_MAX_DEG).to_radians();
+                Block { colour: PALETTE[c].0, rgb: PALETTE[c].1, centre, yaw, yaw_sin_cos: yaw.sin_cos() }
             })
             .collect();
         let target = rng.random_range(0..blocks.len());
@@ -475,7 +478,7 @@ impl Scene {
     /// The table, the floor around it and the blocks at a point of the plane z = 0.
     fn shade_table(&self, config: &ReachConfig, p: [f64; 2]) -> [f64; 3] {
         for block in &self.blocks {
-            let [lx, ly] = local(p, block.centre, block.yaw);
+            let [lx, ly] = local(p, block.centre, block.yaw_sin_cos);
             if lx.abs() <= BLOCK_LENGTH / 2.0 && ly.abs() <= BLOCK_WIDTH / 2.0 {
                 let stripe = if ly.abs() <= STRIPE_WIDTH / 2.0 { BLOCK_STRIPE } else { 1.0 };
                 return block.rgb.map(|c| c * stripe);
@@ -492,7 +495,7 @@ impl Scene {
         let scale = (w as f64 / (hi[1] - lo[1])).min(h as f64 / (hi[0] - lo[0]));
         let (xc, yc) = ((lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0);
         let ee = [pose.translation.x, pose.translation.y];
-        let yaw = heading(&pose.rotation);
+        let yaw = heading(&pose.rotation).sin_cos();
         let radius = EE_RADIUS + EE_RADIUS_PER_M * pose.translation.z.max(0.0);
         render(
             config.image_size,
@@ -535,7 +538,7 @@ impl Scene {
         ReachObservation {
             main: self.render_main(config, pose),
             wrist: self.render_wrist(config, pose),
-            state: state_vector(pose, gripper),
+            state: pose_row(pose, gripper),
             instruction: self.instruction.clone(),
             target: self.target_pose(),
         }
@@ -559,8 +562,10 @@ pub struct ReachObservation {
     pub target: Pose,
 }
 
-/// The stored state of a pose and gripper closedness.
-fn state_vector(pose: &Pose, gripper: f64) -> [f32; STATE_DIM] {
+/// A pose and a gripper value in the layout states and actions share: position, canonical
+/// quaternion `w, x, y, z`, gripper (closedness for a state, the close command for an action).
+fn pose_row(pose: &Pose, gripper: f64) -> [f32; STATE_DIM] {
+    const _: () = assert!(STATE_DIM == ACTION_DIM);
     let (t, q) = (pose.translation, canonicalize(&pose.rotation));
     [t.x, t.y, t.z, q.w, q.i, q.j, q.k, gripper].map(|v| v as f32)
 }
@@ -570,12 +575,6 @@ fn state_pose(state: &[f32; STATE_DIM]) -> Pose {
     let s = state.map(f64::from);
     let q = nalgebra::Quaternion::new(s[3], s[4], s[5], s[6]);
     Pose::new(Vector3::new(s[0], s[1], s[2]), UnitQuaternion::new_normalize(q))
-}
-
-/// The action vector of a delta and gripper command (the policy's layout).
-fn action_vector(delta: &Pose, gripper: f64) -> [f32; ACTION_DIM] {
-    let (t, q) = (delta.translation, canonicalize(&delta.rotation));
-    [t.x, t.y, t.z, q.w, q.i, q.j, q.k, gripper].map(|v| v as f32)
 }
 
 /// The demonstrator's move from `pose`: a step straight toward `target` of at most `max_step` and
@@ -653,7 +652,7 @@ impl Demonstration {
 
     /// The stored state of `frame`.
     pub fn state(&self, frame: usize) -> [f32; STATE_DIM] {
-        state_vector(&self.poses[frame], self.gripper[frame])
+        pose_row(&self.poses[frame], self.gripper[frame])
     }
 
     /// The stored action of `frame`: the delta to the next frame's pose ([`Pose::delta_to`]:
@@ -661,7 +660,7 @@ impl Demonstration {
     /// frame) and the gripper command.
     pub fn action(&self, frame: usize) -> [f32; ACTION_DIM] {
         let next = self.poses.get(frame + 1).unwrap_or(&self.poses[frame]);
-        action_vector(&self.poses[frame].delta_to(next), self.commands[frame])
+        pose_row(&self.poses[frame].delta_to(next), self.commands[frame])
     }
 }
 
@@ -812,6 +811,11 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ReachError + '_ {
     move |source| ReachError::Io { path: path.to_path_buf(), source }
 }
 
+/// Where [`write_dataset`] puts the dataset under `dir`: `dir/spear_reach_rotate/1.0.0`.
+pub fn dataset_dir(dir: &Path) -> PathBuf {
+    dir.join(DATASET_NAME).join(DATASET_VERSION)
+}
+
 /// Writes the dataset `spear_reach_rotate` 1.0.0 under `dir` (as `dir/spear_reach_rotate/1.0.0`,
 /// replacing an earlier one there) and returns that folder: `train_episodes` scenes `0..train`
 /// of `seed` in split `train` and the next `val_episodes` in `val` (no `val` split when 0).
@@ -828,8 +832,8 @@ pub fn write_dataset(
     if train_episodes == 0 {
         return Err(ReachError::Argument("write_dataset: train_episodes must be at least 1".into()));
     }
+    let done = dataset_dir(dir);
     let root = dir.join(DATASET_NAME);
-    let done = root.join(DATASET_VERSION);
     // Written beside the final folder and moved into place when complete, so an interrupted run
     // never leaves a dataset that looks whole.
     let partial = root.join(format!("{DATASET_VERSION}.partial-{}", std::process::id()));
@@ -1058,7 +1062,7 @@ pub fn expert_policy(
                     .map(|_| {
                         let (delta, close) = expert_step(&config, &pose, &o.target);
                         pose = pose.apply_delta(&delta);
-                        action_vector(&delta, if close { 1.0 } else { 0.0 })
+                        pose_row(&delta, if close { 1.0 } else { 0.0 })
                     })
                     .collect()
             })
@@ -1107,7 +1111,7 @@ pub fn mean_chunk(dataset_dir: &Path, split: &str, chunking: &ChunkConfig) -> Re
             let mean = sum.map(|s| s / count.max(1) as f64);
             let q = nalgebra::Quaternion::new(mean[3], mean[4], mean[5], mean[6]);
             let rotation = UnitQuaternion::try_new(q, 1e-9).unwrap_or_else(UnitQuaternion::identity);
-            action_vector(&Pose::new(Vector3::new(mean[0], mean[1], mean[2]), rotation), mean[7])
+            pose_row(&Pose::new(Vector3::new(mean[0], mean[1], mean[2]), rotation), mean[7])
         })
         .collect())
 }

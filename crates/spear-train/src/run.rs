@@ -193,10 +193,8 @@ pub fn notify(observer: &mut dyn Observer, text: &str) {
 /// step alone.
 pub fn step_seed(seed: u64, step: u64) -> u64 {
     // splitmix64 of the pair, so that neighbouring steps get unrelated streams.
-    let mut z = seed ^ step.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    use spear_data::hash::{GOLDEN, mix64};
+    mix64(seed ^ step.wrapping_add(1).wrapping_mul(GOLDEN))
 }
 
 /// The first half of a training step on one micro-batch: its loss read back (failing as
