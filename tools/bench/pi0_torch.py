@@ -34,6 +34,12 @@ def setup(**extra):
     return a, cfg, torch.device(a.device)
 
 
+def sync(dev):
+    """Waits for the work queued on `dev` (CUDA runs asynchronously; on the CPU there is none to wait for)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def gemma(c):
     return dict(model_type="gemma", hidden_size=c["hidden_size"], intermediate_size=c["intermediate_size"],
                 num_hidden_layers=c["num_layers"], num_attention_heads=c["num_heads"],

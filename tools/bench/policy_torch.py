@@ -25,7 +25,7 @@ import time
 import torch
 import transformers
 
-from pi0_torch import build, inputs, setup
+from pi0_torch import build, inputs, setup, sync
 
 
 def main():
@@ -39,10 +39,6 @@ def main():
     input_ids, attention_mask, images = batch["input_ids"], batch["attention_mask"], batch["images"]
     pixel_attention_mask, state = batch["pixel_attention_mask"], batch["state"]
     noise = torch.randn(1, horizon, cfg["expert"]["action_dim"], device=dev)
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
 
     def prefix():  # sample_actions, step 2
         pixel_values = images * 2 - 1  # SigLIP's [-1, 1]; spear converts inside its timed prefix too
@@ -69,10 +65,10 @@ def main():
                                          attention_mask=attention_mask, pixel_values=images * 2 - 1,
                                          pixel_attention_mask=pixel_attention_mask, num_steps=steps).cpu()
         for _ in range(a.repeats):
-            sync()
+            sync(dev)
             t0 = time.perf_counter()
             cache = prefix()
-            sync()
+            sync(dev)
             t1 = time.perf_counter()
             actions = denoise(cache, noise.clone()).cpu()
             t2 = time.perf_counter()

@@ -11,8 +11,9 @@ Work per step, the same as spear's (`SpearPolicy::draw`, `SpearPolicy::loss`, th
 `update`), which is openpi's train step: draw the noise `[B, H, action_dim]` and one flow time per sample
 (`Beta(1.5, 1) * 0.999 + 0.001`, PI0's own distribution) and pass both to `model(..., actions=...)` so that the model
 draws nothing itself; its per-element flow-matching loss (`loss_reduction="none"`) → `.mean()` → backward →
-`clip_grad_norm_(…, 1.0)` → AdamW (β = (0.9, 0.95), ε = 1e-8, weight decay 1e-10, a fixed learning rate). The
-loss is read back each step (`.item()`), as spear reads it before its backward pass. Every parameter trains (spear
+`clip_grad_norm_` → AdamW, with the optimiser settings spear passes (openpi's: β = (0.9, 0.95), ε = 1e-8, weight
+decay 1e-10, clip 1, a fixed learning rate). The loss is read back each step (`.item()`) just before the backward
+pass, where spear reads it. Every parameter trains (spear
 freezes only MoGe, which this shape has not).
 
 CPU threads are set to `--threads` (spear passes the number its rayon pool uses), so both sides compute on the same
@@ -27,25 +28,21 @@ import time
 import torch
 import transformers
 
-from pi0_torch import build, inputs, setup
+from pi0_torch import build, inputs, setup, sync
 
 
 def main():
-    a, cfg, dev = setup(batch=int, lr=float)
+    a, cfg, dev = setup(batch=int, lr=float, b1=float, b2=float, eps=float, weight_decay=float, clip_norm=float)
 
     model = build(cfg, "train_torch.py", loss_reduction="none").to(dev).train()
     attn = model.config.vlm_config.text_config._attn_implementation
-    optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=1e-10)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(a.b1, a.b2), eps=a.eps, weight_decay=a.weight_decay)
     flow = cfg["flow"]
     beta = torch.distributions.Beta(torch.tensor(flow["time_alpha"]), torch.tensor(flow["time_beta"]))
 
     batch = inputs(cfg, a.prompt_tokens, a.batch, dev)
     # Target chunks of the shape spear uses (its own noise layout; values do not change the time).
     actions = torch.randn(a.batch, cfg["horizon"], cfg["expert"]["action_dim"], device=dev)
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
 
     def step():
         """One optimiser step; returns the loss and the times after the forward, the backward and the update."""
@@ -55,21 +52,22 @@ def main():
                     attention_mask=batch["attention_mask"], pixel_values=batch["images"] * 2 - 1,
                     pixel_attention_mask=batch["pixel_attention_mask"], actions=actions)
         loss = out.loss.mean()
-        value = loss.item()
+        sync(dev)
         forward = time.perf_counter()
+        value = loss.item()  # in the backward's time, as spear reads its loss in `gradients`
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        sync()
+        sync(dev)
         backward = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip_norm)
         optimizer.step()
-        sync()
+        sync(dev)
         return value, forward, backward, time.perf_counter()
 
     step()  # warm-up: allocations, AdamW's moments
     times = {"step_ms": [], "forward_ms": [], "backward_ms": [], "update_ms": []}
     for _ in range(a.repeats):
-        sync()
+        sync(dev)
         t0 = time.perf_counter()
         loss, t1, t2, t3 = step()
         for key, ms in zip(times, [t3 - t0, t1 - t0, t2 - t1, t3 - t2]):

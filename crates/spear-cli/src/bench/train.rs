@@ -77,7 +77,7 @@ impl StepTime {
 /// openpi's optimiser (AdamW β = (0.9, 0.95), ε = 1e-8, weight decay 1e-10, global-norm clip 1)
 /// at the constant learning rate 2.5e-5 (its peak): `configs/vla/pretrain_oxe.toml`'s section
 /// without the schedule, whose value does not change the work.
-pub fn openpi_optim() -> OptimSection {
+fn openpi_optim() -> OptimSection {
     OptimSection {
         peak_lr: 2.5e-5,
         warmup_steps: 0,
@@ -117,6 +117,8 @@ pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result
         B::sync(device)?;
         let forward = Instant::now();
         let (value, grads) = gradients(&policy, total, step as u64 + 1)?;
+        // On a GPU the backward pass is only queued by now.
+        B::sync(device)?;
         let backward = Instant::now();
         (policy, _) = update(&mut optimizer, policy, grads, optim.peak_lr, optim.clip_norm);
         B::sync(device)?;
@@ -142,12 +144,18 @@ pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result
 }
 
 /// Runs `tools/bench/train_torch.py` with `python` on the same configuration (which must be
-/// π0-shaped: the script says what it cannot run), batch and learning rate, on torch device
+/// π0-shaped: the script says what it cannot run), batch and optimiser settings, on torch device
 /// `device` with as many CPU threads as spear computes with ([`cpu_threads`]).
 pub fn run_torch(bench: &TrainBench, python: &Path, device: &str) -> Result<(StepTime, String)> {
+    let optim = openpi_optim();
     let args = [
         ("--batch", bench.batch.max(1).to_string()),
-        ("--lr", openpi_optim().peak_lr.to_string()),
+        ("--lr", optim.peak_lr.to_string()),
+        ("--b1", optim.b1.to_string()),
+        ("--b2", optim.b2.to_string()),
+        ("--eps", optim.eps.to_string()),
+        ("--weight-decay", optim.weight_decay.to_string()),
+        ("--clip-norm", optim.clip_norm.to_string()),
         ("--prompt-tokens", bench.prompt_tokens.max(1).to_string()),
         ("--repeats", bench.repeats.to_string()),
         ("--device", device.to_string()),
