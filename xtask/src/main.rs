@@ -87,16 +87,27 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Args> {
     Ok(parsed)
 }
 
+impl Args {
+    /// `train-vla` is `spear train vla`, `train-vlm` is `spear train vlm`.
+    fn expand_aliases(&mut self) {
+        if let Some(model) = self.command.strip_prefix("train-").map(str::to_string) {
+            self.command = "train".into();
+            self.forwarded.insert(0, model);
+        }
+    }
+
+    /// Whether this runs an embedded default: `train vla|vlm` without `--config`.
+    fn is_embedded_training(&self) -> bool {
+        self.command == "train"
+            && matches!(self.forwarded.first().map(String::as_str), Some("vla" | "vlm"))
+            && !self.forwarded.iter().any(|a| a.starts_with("--config"))
+    }
+}
+
 fn run() -> Result<ExitCode> {
     let mut args = parse(std::env::args().skip(1))?;
-    // `train-vla` is `spear train vla`, `train-vlm` is `spear train vlm`.
-    if let Some(model) = args.command.strip_prefix("train-").map(str::to_string) {
-        args.command = "train".into();
-        args.forwarded.insert(0, model);
-    }
-    let embedded = args.command == "train"
-        && matches!(args.forwarded.first().map(String::as_str), Some("vla" | "vlm"))
-        && !args.forwarded.iter().any(|a| a.starts_with("--config"));
+    args.expand_aliases();
+    let embedded = args.is_embedded_training();
     let backend = match args.backend.as_str() {
         // The embedded defaults' tiny models run fastest on the CPU (a GPU's launch overhead
         // dominates them; lavapipe's WGPU is far slower).
@@ -231,6 +242,28 @@ mod tests {
         let a = args("bench annotate --backend cpu -- --compare-open3d python3").unwrap();
         assert_eq!((a.command.as_str(), a.backend.as_str()), ("bench", "cpu"));
         assert_eq!(a.forwarded, ["annotate", "--compare-open3d", "python3"]);
+    }
+
+    #[test]
+    fn train_aliases_expand_and_embedded_defaults_are_recognised() {
+        let expanded = |line: &str| {
+            let mut a = args(line).unwrap();
+            a.expand_aliases();
+            a
+        };
+        let a = expanded("train-vla --set run.steps=5");
+        assert_eq!(
+            (a.command.as_str(), a.forwarded.as_slice()),
+            ("train", &["vla", "--set", "run.steps=5"].map(String::from)[..])
+        );
+        assert!(a.is_embedded_training());
+        assert!(expanded("train-vlm").is_embedded_training());
+        assert!(!expanded("train-vla -- --config configs/vla/pretrain_oxe.toml").is_embedded_training());
+        assert!(
+            !expanded("train-vla -- --config=configs/vla/pretrain_oxe.toml --dry-run").is_embedded_training()
+        );
+        assert!(!expanded("bench train").is_embedded_training());
+        assert_eq!(expanded("doctor").command, "doctor");
     }
 
     #[test]
