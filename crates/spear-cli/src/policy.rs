@@ -146,13 +146,9 @@ pub fn act<B: Backend>(request: &Act, device: &B::Device) -> Result<Chunk> {
 
 /// The checkpoint's `normalization.json` (written by `spear train vla`), if it has one.
 fn read_normalization(checkpoint: &std::path::Path) -> Result<Option<Normalization>> {
-    let path = checkpoint.join("normalization.json");
+    let path = checkpoint.join(Normalization::FILE_NAME);
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let normalization: Normalization = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a normalisation file", path.display()))?;
-    normalization.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(Some(normalization))
+    Ok(Some(Normalization::read_file(&path)?))
 }

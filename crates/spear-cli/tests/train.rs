@@ -84,25 +84,34 @@ fn the_embedded_vla_default_trains_evaluates_exports_and_resumes_exactly() {
     let state: Vec<String> =
         observation["state"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap().to_string()).collect();
     let (image, wrist) = (example.join("main.png"), example.join("wrist.png"));
-    let (ok, out, err) = spear(&[
-        "policy",
-        "act",
-        "--checkpoint",
-        final_dir.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--wrist",
-        wrist.to_str().unwrap(),
-        "--state",
-        &state.join(","),
-        "--prompt",
-        observation["instruction"].as_str().unwrap(),
-        "--json",
-    ]);
-    assert!(ok, "{out}\n{err}");
-    let chunk: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let act = || {
+        let (ok, out, err) = spear(&[
+            "policy",
+            "act",
+            "--checkpoint",
+            final_dir.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+            "--wrist",
+            wrist.to_str().unwrap(),
+            "--state",
+            &state.join(","),
+            "--prompt",
+            observation["instruction"].as_str().unwrap(),
+            "--json",
+        ]);
+        assert!(ok, "{out}\n{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let chunk = act();
     assert_eq!(chunk["translation"], "metres");
     assert_eq!(chunk["actions"].as_array().unwrap().len(), 5);
+    // The normalisers are what made them metres: without the file the same noise gives other
+    // numbers, labelled normalised.
+    std::fs::remove_file(final_dir.join("normalization.json")).unwrap();
+    let raw = act();
+    assert_eq!(raw["translation"], "normalised");
+    assert_ne!(raw["actions"], chunk["actions"]);
 
     // Two steps, then resumed to four: the same metrics, byte for byte.
     let resumed = temp("vla-resumed");

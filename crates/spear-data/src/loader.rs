@@ -743,6 +743,27 @@ fn affine3(normalizer: &Option<Normalizer>, values: &mut [f32], undo: bool) {
 }
 
 impl Normalization {
+    /// Its file in an exported policy's folder: `spear train vla` writes it, `spear policy act`
+    /// applies it.
+    pub const FILE_NAME: &'static str = "normalization.json";
+
+    /// Writes it as JSON to `path`.
+    pub fn write_file(&self, path: &Path) -> Result<(), LoaderError> {
+        let json = serde_json::to_string_pretty(self).expect("normalisers serialise");
+        std::fs::write(path, json)
+            .map_err(|e| LoaderError::Config { path: path.to_path_buf(), problem: e.to_string() })
+    }
+
+    /// Reads and checks a file [`Normalization::write_file`] wrote.
+    pub fn read_file(path: &Path) -> Result<Self, LoaderError> {
+        let fail = |problem: String| LoaderError::Config { path: path.to_path_buf(), problem };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let normalization: Self =
+            serde_json::from_str(&text).map_err(|e| fail(format!("not a normalisation file: {e}")))?;
+        normalization.validate().map_err(fail)?;
+        Ok(normalization)
+    }
+
     /// Normalises a state `[x, y, z, qw, qx, qy, qz, gripper]` in place.
     pub fn normalize_state(&self, state: &mut [f32]) {
         affine3(&self.state_position, state, false);

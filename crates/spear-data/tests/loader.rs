@@ -298,6 +298,17 @@ fn mixture_statistics_match_the_scipy_reference_chunks() {
             }
         }
     }
+    // The exported file reads back the same; a damaged one is refused, naming it.
+    let exported = file.with_file_name(Normalization::FILE_NAME);
+    normalization.write_file(&exported).unwrap();
+    assert_eq!(Normalization::read_file(&exported).unwrap(), normalization);
+    std::fs::write(&exported, "{\"action_translation\": 3}").unwrap();
+    let error = Normalization::read_file(&exported).unwrap_err().to_string();
+    assert!(
+        error.contains(Normalization::FILE_NAME) && error.contains("not a normalisation file"),
+        "{error}"
+    );
+    let _ = std::fs::remove_file(&exported);
     // Statistics files from before rotation statistics are refused with the remedy.
     let mut old: serde_json::Value = serde_json::to_value(&stats).unwrap();
     old.as_object_mut().unwrap().remove("action_rotation_angle");

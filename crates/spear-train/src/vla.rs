@@ -401,9 +401,9 @@ pub fn export<B: Backend>(
 ) -> Result<PathBuf, TrainError> {
     save_policy(policy, dir).map_err(|e| TrainError::task(dir.display(), e))?;
     export_tokenizer(tokenizer, dir)?;
-    let path = dir.join("normalization.json");
-    let json = serde_json::to_string_pretty(normalization).expect("normalisers serialise");
-    std::fs::write(&path, json).map_err(|e| TrainError::task(path.display(), e))?;
+    normalization
+        .write_file(&dir.join(Normalization::FILE_NAME))
+        .map_err(|e| TrainError::task("exporting the normalisers", e))?;
     Ok(dir.to_path_buf())
 }
 
