@@ -101,9 +101,10 @@ fn bad_parameters_are_refused_naming_the_field() {
 fn scenes_are_reproducible_whatever_the_thread_count() {
     let config = SceneConfig { width: 48, height: 40, ..SceneConfig::default() };
     let (one, many) = (temp_dir("one-thread"), temp_dir("threads"));
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    pool.install(|| write_scenes(&one, &config, 7, 6)).unwrap();
-    let inputs = write_scenes(&many, &config, 7, 6).unwrap();
+    // Explicit pools: the global one has a single thread on a one-core machine.
+    let pool = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool(1).install(|| write_scenes(&one, &config, 7, 6)).unwrap();
+    let inputs = pool(4).install(|| write_scenes(&many, &config, 7, 6)).unwrap();
     let files = tree(&one);
     // 6 × (image, points, intrinsics, mask) + labels + truth.
     assert_eq!(files.len(), 6 * 4 + 2);

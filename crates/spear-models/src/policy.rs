@@ -366,11 +366,8 @@ impl<B: Backend> SpearPolicy<B> {
             }
             embeds.push(tokens);
         }
-        let longest = obs.prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(batch * longest);
+        let (ids, longest) = crate::vlm::right_padded(obs.prompts.iter().map(Vec::as_slice));
         for (row, prompt) in valid.iter_mut().zip(&obs.prompts) {
-            ids.extend(prompt.iter().map(|&id| i64::from(id)));
-            ids.extend(std::iter::repeat_n(0, longest - prompt.len()));
             row.extend((0..longest).map(|i| i < prompt.len()));
         }
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, longest]), &device);

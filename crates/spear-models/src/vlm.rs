@@ -411,12 +411,9 @@ impl<B: Backend> SpearVlm<B> {
                 )));
             }
         }
-        let longest = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
-        let mut padded = Vec::with_capacity(batch * longest);
+        let (padded, longest) = right_padded(rows.iter().map(|(ids, _)| *ids));
         let (mut valid, mut ar) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
         for (ids, prefix_len) in rows {
-            padded.extend(ids.iter().map(|&id| i64::from(id)));
-            padded.extend(std::iter::repeat_n(0, longest - ids.len()));
             let text = (0..longest).map(|t| t < ids.len());
             valid.push(std::iter::repeat_n(true, image_tokens).chain(text).collect::<Vec<_>>());
             let causal = (0..longest).map(|t| t >= *prefix_len);
@@ -427,4 +424,15 @@ impl<B: Backend> SpearVlm<B> {
         let hidden = self.decode(embeds, &TokenLayout::new(valid, &ar), None);
         Ok(self.logits(hidden.narrow(1, image_tokens, longest)))
     }
+}
+
+/// Token rows right-padded with id 0 to the longest, flattened row-major, and that length.
+pub(crate) fn right_padded<'a>(rows: impl Iterator<Item = &'a [u32]> + Clone) -> (Vec<i64>, usize) {
+    let longest = rows.clone().map(<[u32]>::len).max().unwrap_or(0);
+    let mut padded = Vec::new();
+    for ids in rows {
+        padded.extend(ids.iter().map(|&id| i64::from(id)));
+        padded.extend(std::iter::repeat_n(0, longest - ids.len()));
+    }
+    (padded, longest)
 }
