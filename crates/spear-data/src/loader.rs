@@ -86,7 +86,8 @@ pub struct LoaderConfig {
 /// `[loader.holdout]`: a fixed share of each dataset's episodes, chosen by a hash of the dataset's
 /// name and the episode's index (so the same episodes whatever the seed, the mixture or the
 /// machine), set apart for validation. A training loader reads the rest; a validation loader
-/// (`held_out = true`) reads only those.
+/// (`held_out = true`) reads only those. With `fraction` 0 nothing is held out and either reads
+/// every episode.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Holdout {
@@ -421,13 +422,16 @@ struct Source {
     shard_starts: Vec<u64>,
     /// The episodes this loader reads (all, or one side of the holdout), ascending.
     selected: Vec<u64>,
-    /// How many.
-    episodes: u64,
     /// Record offsets of each shard, read on first use.
     offsets: HashMap<usize, Vec<u64>>,
 }
 
 impl Source {
+    /// How many episodes this loader reads.
+    fn episodes(&self) -> u64 {
+        self.selected.len() as u64
+    }
+
     fn read(&mut self, episode: u64) -> Result<StandardEpisode, RldsError> {
         let shard = self.shard_starts.partition_point(|&s| s <= episode) - 1;
         let record = episode - self.shard_starts[shard];
@@ -562,11 +566,11 @@ impl Sampler {
     /// The dataset furthest below its share of the frames read so far.
     fn next_dataset(&self) -> Option<usize> {
         let total: u64 = self.cursors.iter().map(|c| c.frames).sum();
-        let weights: f64 = self.sources.iter().filter(|s| s.episodes > 0).map(|s| s.weight).sum();
+        let weights: f64 = self.sources.iter().filter(|s| s.episodes() > 0).map(|s| s.weight).sum();
         (0..self.sources.len())
             .filter(|&d| {
                 let s = &self.sources[d];
-                s.episodes > 0 && s.weight > 0.0 && self.cursors[d].failed_in_a_row < 2 * s.episodes
+                s.episodes() > 0 && s.weight > 0.0 && self.cursors[d].failed_in_a_row < 2 * s.episodes()
             })
             .max_by(|&a, &b| {
                 let deficit = |d: usize| {
@@ -610,7 +614,7 @@ impl Sampler {
             let episode = self.order(d, epoch)[position as usize];
             let cursor = &mut self.cursors[d];
             cursor.position += 1;
-            if cursor.position == self.sources[d].episodes {
+            if cursor.position == self.sources[d].episodes() {
                 (cursor.epoch, cursor.position) = (cursor.epoch + 1, 0);
             }
             let config = ChunkConfig { horizon: self.config.horizon, rate_hz: self.config.rate_hz };
@@ -682,7 +686,7 @@ impl Sampler {
                 })
                 .collect(),
             next_insertion: self.next_insertion,
-            datasets: self.sources.iter().map(|s| (s.spec.name.to_string(), s.episodes)).collect(),
+            datasets: self.sources.iter().map(|s| (s.spec.name.to_string(), s.episodes())).collect(),
             batches: self.batches,
         }
     }
@@ -897,12 +901,11 @@ impl Loader {
                 split,
                 weight: entry.weight,
                 shard_starts,
-                episodes: selected.len() as u64,
                 selected,
                 offsets: HashMap::new(),
             });
         }
-        if sources.iter().all(|s| s.episodes == 0 || s.weight == 0.0) {
+        if sources.iter().all(|s| s.episodes() == 0 || s.weight == 0.0) {
             return Err(LoaderError::Empty("no dataset with a positive weight has an episode".into()));
         }
         let config = mixture.loader.clone();
@@ -947,7 +950,7 @@ impl Loader {
         let s = &mut loader.sampler;
         let fail = |problem: String| LoaderError::Config { path: PathBuf::from("loader state"), problem };
         let now: Vec<(String, u64)> =
-            s.sources.iter().map(|s| (s.spec.name.to_string(), s.episodes)).collect();
+            s.sources.iter().map(|s| (s.spec.name.to_string(), s.episodes())).collect();
         if state.datasets != now || state.cursors.len() != now.len() {
             return Err(fail(format!("taken on datasets {:?}, but the mixture has {now:?}", state.datasets)));
         }
@@ -1015,7 +1018,7 @@ impl Loader {
 
     /// The mixture's datasets, in order: (RLDS name, episodes it reads: the split's, less or only the held-out ones).
     pub fn datasets(&self) -> Vec<(&'static str, u64)> {
-        self.sampler.sources.iter().map(|s| (s.spec.name, s.episodes)).collect()
+        self.sampler.sources.iter().map(|s| (s.spec.name, s.episodes())).collect()
     }
 
     /// The state before the next batch.
