@@ -508,10 +508,12 @@ impl BackendJob for BenchPolicy {
             if let Some((torch, about)) = &torch {
                 println!("{}   ({about})", row("torch", torch));
                 println!(
-                    "  ratio spear/torch   prefix {:.2}x   step {:.2}x   chunk {:.2}x   (below 1 = spear faster)",
-                    ours.prefix_ms / torch.prefix_ms,
-                    ours.step_ms / torch.step_ms,
-                    ours.chunk_ms / torch.chunk_ms
+                    "{}",
+                    ratio_line(&[
+                        ("prefix", ours.prefix_ms, torch.prefix_ms),
+                        ("step", ours.step_ms, torch.step_ms),
+                        ("chunk", ours.chunk_ms, torch.chunk_ms),
+                    ])
                 );
             }
             let bound = ChunkLatency {
@@ -614,12 +616,13 @@ impl BackendJob for BenchTrainArgs {
             if let Some((torch, _)) = &torch {
                 println!("{}", parts("torch", torch));
                 println!(
-                    "  ratio spear/torch   step {:.2}x   forward {:.2}x   backward {:.2}x   update {:.2}x   \
-                     (below 1 = spear faster)",
-                    ours.step_ms / torch.step_ms,
-                    ours.forward_ms / torch.forward_ms,
-                    ours.backward_ms / torch.backward_ms,
-                    ours.update_ms / torch.update_ms
+                    "{}",
+                    ratio_line(&[
+                        ("step", ours.step_ms, torch.step_ms),
+                        ("forward", ours.forward_ms, torch.forward_ms),
+                        ("backward", ours.backward_ms, torch.backward_ms),
+                        ("update", ours.update_ms, torch.update_ms),
+                    ])
                 );
             }
         }
@@ -690,6 +693,14 @@ fn bench_data(args: BenchDataArgs) -> Result<()> {
 }
 
 /// `2 cameras 224×224`, or `main 280×210 + wrist 112×112` (width × height).
+/// `  ratio spear/torch   NAME 1.23x …   (below 1 = spear faster)` for `(name, spear's time,
+/// torch's time)` triples.
+fn ratio_line(parts: &[(&str, f64, f64)]) -> String {
+    let ratios: String =
+        parts.iter().map(|(name, ours, torch)| format!("{name} {:.2}x   ", ours / torch)).collect();
+    format!("  ratio spear/torch   {ratios}(below 1 = spear faster)")
+}
+
 fn describe_cameras(config: &spear_models::SpearPolicyConfig) -> String {
     let ([h, w], [wh, ww]) = (config.vlm.image_size, config.vlm.wrist_image_size);
     let wrists = config.cameras - 1;
