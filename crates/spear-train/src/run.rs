@@ -8,8 +8,9 @@
 //! loader's stream, flow times) lives in the task's state, which each checkpoint carries. A run
 //! killed at any point and resumed with `--resume` from its last checkpoint therefore writes the
 //! same metrics, bit for bit, as a run that was never interrupted (on the CPU backend with one
-//! thread; tested — with several, burn-flex's parallel sums of large tensors associate as work
-//! stealing falls, and any two runs can differ in the last bits).
+//! thread; tested — with several, burn-flex sums tensors of over 64K elements in parallel chunks
+//! whose partial sums rayon's adaptive splitting associates, and any two runs can differ in the
+//! last bits).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
