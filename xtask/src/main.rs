@@ -2,8 +2,9 @@
 //!
 //! Builds the `spear` binary in release with the chosen backend's cargo feature and runs
 //! `spear <command> --backend <backend> [args]`; every argument other than `--backend` and
-//! `--debug` goes to `spear`. `auto` picks cuda when an NVIDIA driver is
-//! visible, else wgpu when a Vulkan driver is, else cpu, and says why.
+//! `--debug` goes to `spear`. `auto` builds the CPU backend plus the GPU backend whose driver is
+//! installed (cuda when an NVIDIA driver is visible, else wgpu when a Vulkan driver is), and
+//! `spear --backend auto` then takes the GPU only if its device actually opens.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -38,8 +39,9 @@ commands are `spear` subcommands, built in release with the chosen backend:
                 --out DIR [--config configs/annotate/default.toml]; `annotate preview KEY
                 --out F.png …` draws one image's boxes (see `spear annotate --help`)
 
-  --backend     auto (default): cuda if an NVIDIA driver is visible, else wgpu if a Vulkan
-                driver is, else cpu
+  --backend     auto (default): builds cpu plus cuda if an NVIDIA driver is visible, else plus
+                wgpu if a Vulkan driver is; spear uses the GPU when its device opens, else the
+                CPU, and says which
   --debug       build in the dev profile instead of release (faster to build, slower to run)
 
 CUDA builds on a machine without the CUDA toolkit need CUDARC_CUDA_VERSION (e.g. 13000).";
@@ -108,22 +110,36 @@ fn run() -> Result<ExitCode> {
     let mut args = parse(std::env::args().skip(1))?;
     args.expand_aliases();
     let embedded = args.is_embedded_training();
-    let backend = match args.backend.as_str() {
+    // The features to build and the backend spear is told to use.
+    let (features, backend) = match args.backend.as_str() {
         // The embedded defaults' tiny models run fastest on the CPU (a GPU's launch overhead
         // dominates them; lavapipe's WGPU is far slower).
         "auto" if embedded => {
             eprintln!("xtask: backend cpu (the embedded default's tiny model; pass --backend to choose)");
-            "cpu"
+            ("cpu".to_string(), "cpu")
         }
-        "auto" => {
-            let (backend, why) = detect();
-            eprintln!("xtask: backend {backend} ({why})");
-            backend
-        }
-        b @ ("cpu" | "wgpu" | "cuda") => b,
+        // Which GPU feature is worth compiling is decided here from the installed drivers; whether
+        // its device opens is spear's decision at run time (`--backend auto`), with the CPU
+        // backend compiled in as the fallback.
+        "auto" => match detect() {
+            (Some(gpu), why) => {
+                eprintln!(
+                    "xtask: building spear with {gpu} and cpu ({why}); spear uses {gpu} if its device opens"
+                );
+                (format!("{gpu},cpu"), "auto")
+            }
+            (None, why) => {
+                eprintln!("xtask: backend cpu ({why})");
+                ("cpu".to_string(), "cpu")
+            }
+        },
+        b @ ("cpu" | "wgpu" | "cuda") => (b.to_string(), b),
         other => bail!("unknown backend `{other}`: expected auto, cpu, wgpu or cuda"),
     };
-    if backend == "cuda" && std::env::var_os("CUDARC_CUDA_VERSION").is_none() && which("nvcc").is_none() {
+    if features.contains("cuda")
+        && std::env::var_os("CUDARC_CUDA_VERSION").is_none()
+        && which("nvcc").is_none()
+    {
         eprintln!(
             "xtask: no nvcc and no CUDARC_CUDA_VERSION; if the build fails, set it (13000 for CUDA 13 / driver 580)"
         );
@@ -140,14 +156,14 @@ fn run() -> Result<ExitCode> {
         "spear",
         "--no-default-features",
         "--features",
-        backend,
+        &features,
     ]);
     if args.release {
         build.arg("--release");
     }
-    eprintln!("xtask: cargo build {profile} spear --features {backend}");
+    eprintln!("xtask: cargo build {profile} spear --features {features}");
     if !build.status().context("run cargo build")?.success() {
-        bail!("building spear with the {backend} backend failed");
+        bail!("building spear with --features {features} failed");
     }
 
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
@@ -177,18 +193,18 @@ fn malloc_tunables() -> String {
     }
 }
 
-/// Picks the backend for `auto`, with the reason.
-fn detect() -> (&'static str, String) {
+/// The GPU backend worth compiling for `auto`, from the drivers installed, with the reason.
+fn detect() -> (Option<&'static str>, String) {
     if Path::new("/proc/driver/nvidia/version").exists() {
-        return ("cuda", "an NVIDIA driver is loaded (/proc/driver/nvidia/version)".into());
+        return (Some("cuda"), "an NVIDIA driver is loaded (/proc/driver/nvidia/version)".into());
     }
     if let Some(smi) = which("nvidia-smi")
         && Command::new(&smi).arg("-L").output().is_ok_and(|o| o.status.success())
     {
-        return ("cuda", format!("{} lists a GPU", smi.display()));
+        return (Some("cuda"), format!("{} lists a GPU", smi.display()));
     }
-    if let Ok(files) = std::env::var("VK_ICD_FILENAMES") {
-        return ("wgpu", format!("VK_ICD_FILENAMES names a Vulkan driver ({files})"));
+    if let Ok(files) = std::env::var("VK_DRIVER_FILES").or_else(|_| std::env::var("VK_ICD_FILENAMES")) {
+        return (Some("wgpu"), format!("the environment names Vulkan drivers ({files})"));
     }
     for dir in ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"] {
         let drivers: Vec<String> = std::fs::read_dir(dir)
@@ -198,10 +214,13 @@ fn detect() -> (&'static str, String) {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         if !drivers.is_empty() {
-            return ("wgpu", format!("no NVIDIA driver; Vulkan drivers in {dir}: {}", drivers.join(", ")));
+            return (
+                Some("wgpu"),
+                format!("no NVIDIA driver; Vulkan drivers in {dir}: {}", drivers.join(", ")),
+            );
         }
     }
-    ("cpu", "no NVIDIA driver and no Vulkan driver found".into())
+    (None, "no NVIDIA driver and no Vulkan driver found".into())
 }
 
 fn which(program: &str) -> Option<PathBuf> {

@@ -5,15 +5,16 @@ use burn::tensor::backend::AutodiffBackend;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use spear_cli::backend::{BackendJob, BackendKind, run_on};
+use spear_cli::backend::{BackendChoice, BackendJob, BackendKind, run_on};
 use spear_cli::{annotate, bench, data, doctor, policy, vlm, weights};
 
 #[derive(Parser)]
 #[command(name = "spear", version, about = "SPEAR-1: a 3D-aware vision-language-action model")]
 struct Cli {
-    /// Compute backend, among those compiled in (default: the most capable compiled).
-    #[arg(long, global = true)]
-    backend: Option<BackendKind>,
+    /// Compute backend, among those compiled in. `auto` takes a CUDA device, else a WGPU adapter on
+    /// a GPU, else the CPU, and says which on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -909,8 +910,9 @@ impl BackendJob for Doctor {
     fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> bool {
         println!("spear doctor");
         println!("  backend    {kind}: {}", kind.describe());
-        if let Some(adapter) = kind.adapter() {
-            println!("  adapter    {adapter}");
+        if let Some(device) = kind.device() {
+            let label = if kind == BackendKind::Wgpu { "adapter" } else { "device" };
+            println!("  {label:<10} {device}");
         }
         let report = doctor::run::<B>(&device);
         println!("{report}");
@@ -949,18 +951,7 @@ fn main() -> Result<()> {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging();
-    let kind = match cli.backend {
-        Some(kind) => kind,
-        None => *BackendKind::compiled().first().ok_or_else(|| {
-            anyhow::anyhow!("built with no backend: enable one of the features cpu, wgpu, cuda")
-        })?,
-    };
-    if kind == BackendKind::Wgpu && !spear_cli::backend::vulkan_driver_installed() {
-        eprintln!(
-            "warning: no Vulkan driver found; WGPU will likely find no adapter \
-             (on Debian: apt-get install mesa-vulkan-drivers libvulkan1)"
-        );
-    }
+    let kind = cli.backend;
     match cli.command {
         Command::Doctor => {
             if !run_on(kind, Doctor)? {

@@ -161,7 +161,7 @@ fn kv_cached_greedy_decoding_matches_generate() {
 /// The WGPU backend (lavapipe in CI) against the same fixture, hence against the CPU backend.
 #[test]
 fn wgpu_matches_the_reference_too() {
-    if !wgpu_available() {
+    if !spear_device::wgpu::test_should_run() {
         return;
     }
     check_greedy::<burn::backend::Wgpu>(&Default::default(), "wgpu");

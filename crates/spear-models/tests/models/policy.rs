@@ -131,7 +131,7 @@ fn s3_sampled_chunk_matches_the_papers_integration() {
 
 #[test]
 fn wgpu_matches_the_reference_too() {
-    if !wgpu_available() {
+    if !spear_device::wgpu::test_should_run() {
         return;
     }
     type Gpu = burn::backend::Wgpu;
