@@ -83,9 +83,14 @@ impl BackendKind {
             },
             #[allow(unreachable_patterns)]
             _ => Availability::Missing(Unavailable {
-                looked_for: format!("`{self}` backend"),
-                found: "this spear binary was built without it".into(),
-                remedy: format!("Rebuild with `--features {self}`"),
+                looked_for: format!("`{self}` backend in this spear binary"),
+                found: format!(
+                    "it was built with {}",
+                    BackendKind::compiled().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                ),
+                remedy: format!(
+                    "Rebuild it with `cargo xtask <command> --backend {self}` or `--features {self}`"
+                ),
             }),
         }
     }
@@ -170,22 +175,13 @@ pub fn select(choice: BackendChoice) -> anyhow::Result<BackendKind> {
                 Err(why) => bail!("{why}"),
             }
         }
-        BackendChoice::Only(kind) => {
-            if !BackendKind::compiled().contains(&kind) {
-                bail!(
-                    "this spear binary was built without the `{kind}` backend (compiled: {}); rebuild \
-                     with `cargo xtask <command> --backend {kind}` or `--features {kind}`",
-                    BackendKind::compiled().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                );
-            }
-            match kind.availability() {
-                Availability::Missing(why) => bail!(
-                    "--backend {kind} cannot run here: {why}. Or run on another backend: `--backend auto` \
+        BackendChoice::Only(kind) => match kind.availability() {
+            Availability::Missing(why) => bail!(
+                "--backend {kind} cannot run here: {why}. Or run on another backend: `--backend auto` \
                      picks one that works on this machine"
-                ),
-                Availability::Ready(_) | Availability::Emulated(_) => Ok(kind),
-            }
-        }
+            ),
+            Availability::Ready(_) | Availability::Emulated(_) => Ok(kind),
+        },
     }
 }
 
