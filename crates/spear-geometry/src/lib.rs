@@ -6,6 +6,7 @@ pub mod pose;
 pub mod quat;
 pub mod rotation;
 pub mod s3;
+#[cfg(feature = "tensor")]
 pub mod tensor;
 
 pub use error::GeometryError;
