@@ -5,13 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
-use spear_data::loader::Normalization;
-use spear_data::tokenizer::PaliGemmaTokenizer;
-use spear_models::policy::{Observation, ROTATION};
-use spear_models::store::load_policy;
-use spear_models::{RotationMode, SpearPolicy};
-
-use crate::vlm::read_image;
+use spear_models::RotationMode;
+use spear_models::policy::ROTATION;
+use spear_policy::{Frame, LoadOptions, Policy, RawObservation};
 
 /// What to act on.
 #[derive(Debug, Clone)]
@@ -94,61 +90,21 @@ pub fn parse_state(text: &str) -> Result<Vec<f32>> {
         .collect()
 }
 
-/// Loads the policy and samples one chunk on backend `B`.
+/// Loads the policy and samples one chunk on backend `B`, through the inference pipeline.
 pub fn act<B: Backend>(request: &Act, device: &B::Device) -> Result<Chunk> {
-    let mut policy: SpearPolicy<B> = load_policy(&request.checkpoint, device)?;
-    if let Some(cameras) = request.cameras {
-        policy = policy.with_cameras(cameras);
-    }
-    let tokenizer_path =
-        request.tokenizer.clone().unwrap_or_else(|| request.checkpoint.join("tokenizer.json"));
-    let tokenizer = PaliGemmaTokenizer::from_file(&tokenizer_path)
-        .with_context(|| format!("loading the tokenizer {} (pass --tokenizer)", tokenizer_path.display()))?;
-    let [height, width] = policy.vlm.image_size();
-    let mut cameras = vec![read_image::<B>(&request.image, height, width, device)?];
-    for wrist in &request.wrist {
-        let [h, w] = policy.vlm.wrist_image_size();
-        cameras.push(read_image::<B>(wrist, h, w, device)?);
-    }
-    let state_dim = policy.config().expert.state_dim;
-    let mut state = request.state.clone();
-    if request.pad_state && state.len() < state_dim {
-        state.resize(state_dim, 0.0);
-    }
-    if state.len() != state_dim {
-        bail!(
-            "--state has {} values; this policy expects {state_dim}{}",
-            state.len(),
-            if state.len() < state_dim { " (add --pad-state to zero-pad, as π0 does)" } else { "" }
-        );
-    }
-    let normalization = read_normalization(&request.checkpoint)?;
-    if let Some(n) = &normalization {
-        n.normalize_state(&mut state);
-    }
-    let obs = Observation {
-        cameras,
-        camera_present: None,
-        prompts: vec![tokenizer.encode_prefix(&request.prompt)?],
-        state: Tensor::from_data(TensorData::new(state, [1, state_dim]), device),
+    let options = LoadOptions {
+        tokenizer: request.tokenizer.clone(),
+        cameras: request.cameras,
+        pad_state: request.pad_state,
     };
+    let mut policy = Policy::<B>::load(&request.checkpoint, &options, device)?;
+    let cameras = std::iter::once(&request.image)
+        .chain(&request.wrist)
+        .map(|path| Frame::read(path).map(Some).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let observation =
+        RawObservation { cameras, state: request.state.clone(), prompt: request.prompt.clone() };
     B::seed(device, request.seed);
-    let noise = policy.noise(1, device);
-    let actions = policy.sample(&obs, noise)?;
-    let dim = policy.action_dim();
-    let values: Vec<f32> = actions.into_data().convert::<f32>().to_vec().expect("f32 actions");
-    let mut actions: Vec<Vec<f32>> = values.chunks(dim).map(<[f32]>::to_vec).collect();
-    if let Some(n) = &normalization {
-        actions.iter_mut().for_each(|a| n.denormalize_action(a));
-    }
-    Ok(Chunk { actions, rotation: policy.config().rotation, normalized: normalization.is_none() })
-}
-
-/// The checkpoint's `normalization.json` (written by `spear train vla`), if it has one.
-fn read_normalization(checkpoint: &std::path::Path) -> Result<Option<Normalization>> {
-    let path = checkpoint.join(Normalization::FILE_NAME);
-    if !path.exists() {
-        return Ok(None);
-    }
-    Ok(Some(Normalization::read_file(&path)?))
+    let actions = policy.act(&[observation])?.remove(0);
+    Ok(Chunk { actions, rotation: policy.rotation(), normalized: !policy.in_robot_units() })
 }

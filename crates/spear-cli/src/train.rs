@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use spear_policy::Policy;
 use spear_train::config::TrainConfig;
 use spear_train::embedded;
 use spear_train::run::Observer;
@@ -296,16 +297,17 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
     if embedded {
         let started = Instant::now();
         let (tokenizer, _) = spear_train::model::load_tokenizer(&config)?;
-        let mut prompts = spear_train::model::Prompts::new(tokenizer);
         let untrained = untrained.context("the untrained weights were not kept")?;
+        let normalization = Some(outcome.normalization.clone());
+        let policy = |model| {
+            Policy::new(model, tokenizer.clone(), normalization.clone(), outcome.spec.clone(), device)
+        };
         let evaluation = embedded::evaluate(
             &config,
             &reach,
             &spear_train::reach::dataset_dir(&data_dir),
-            &t.weights(),
-            &untrained,
-            &mut prompts,
-            &outcome.normalization,
+            &mut policy(t.weights())?,
+            &mut policy(untrained)?,
             device,
         )?;
         println!(

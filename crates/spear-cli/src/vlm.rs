@@ -15,6 +15,8 @@ use spear_models::hf_config::{dinov2_config_from_moge, vlm_config};
 use spear_models::layout::Layout;
 use spear_models::store::{assemble_vlm, load_vlm, save_vlm};
 use spear_models::vlm::MogeEncoderConfig;
+use spear_policy::Frame;
+use spear_policy::inputs::{VLM_FIT, fit_frame, image_batch};
 
 /// What to ask.
 #[derive(Debug, Clone)]
@@ -71,43 +73,12 @@ impl Answer {
     }
 }
 
-/// Reads an image as RGB `[1, 3, H, W]` in [0, 1], resized to `height × width` when it differs:
-/// centre-cropped to the target aspect ratio first (never stretched), then bicubic.
-pub fn read_image<B: Backend>(
-    path: &Path,
-    height: usize,
-    width: usize,
-    device: &B::Device,
-) -> Result<Tensor<B, 4>> {
-    let image = image::open(path).with_context(|| format!("reading image {}", path.display()))?.to_rgb8();
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    let image = if (h, w) == (height, width) {
-        image
-    } else {
-        // The largest centred window with the target aspect ratio.
-        let (cw, ch) = if w * height > h * width { (h * width / height, h) } else { (w, w * height / width) };
-        let cropped = image::imageops::crop_imm(
-            &image,
-            ((w - cw) / 2) as u32,
-            ((h - ch) / 2) as u32,
-            cw as u32,
-            ch as u32,
-        )
-        .to_image();
-        image::imageops::resize(
-            &cropped,
-            width as u32,
-            height as u32,
-            image::imageops::FilterType::CatmullRom,
-        )
-    };
-    let mut data = vec![0f32; 3 * height * width];
-    for (x, y, pixel) in image.enumerate_pixels() {
-        for c in 0..3 {
-            data[c * height * width + y as usize * width + x as usize] = f32::from(pixel[c]) / 255.0;
-        }
-    }
-    Ok(Tensor::from_data(TensorData::new(data, [1, 3, height, width]), device))
+/// Reads an image file as the VLM takes it: `[1, 3, height, width]` in [0, 1], fitted as VLM
+/// training fits its images (the inference pipeline's [`fit_frame`] with [`VLM_FIT`]).
+fn read_image<B: Backend>(path: &Path, size: [usize; 2], device: &B::Device) -> Result<Tensor<B, 4>> {
+    let frame = Frame::read(path).map_err(anyhow::Error::msg)?;
+    let pixels = fit_frame(&frame, size, VLM_FIT).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(image_batch::<B>(&pixels, 1, size, device))
 }
 
 /// Runs [`Ask`] on backend `B`.
@@ -117,11 +88,9 @@ pub fn ask<B: Backend>(request: &Ask, device: &B::Device) -> Result<Answer> {
     let quantizer_path = request.weights.join("coord_tokens.json");
     let quantizer =
         quantizer_path.exists().then(|| CoordQuantizer::from_json_file(&quantizer_path)).transpose()?;
-    let [height, width] = model.image_size();
-    let mut cameras = vec![read_image::<B>(&request.image, height, width, device)?];
+    let mut cameras = vec![read_image::<B>(&request.image, model.image_size(), device)?];
     if let Some(wrist) = &request.wrist {
-        let [h, w] = model.wrist_image_size();
-        cameras.push(read_image::<B>(wrist, h, w, device)?);
+        cameras.push(read_image::<B>(wrist, model.wrist_image_size(), device)?);
     }
     let prompt_ids = tokenizer.encode_prefix(&request.prompt)?;
     let generation = greedy(&model, &cameras, &prompt_ids, request.max_new, Some(tokenizer.eos_id()))?;

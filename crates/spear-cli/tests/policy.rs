@@ -67,10 +67,13 @@ fn act_rejects_bad_observations_with_clear_errors() {
     let dir = tiny_checkpoint();
     let image = image();
     let cases: [(&[&str], &str); 4] = [
-        (&["--state", "0,0,0,1,0,0,0,1", "--prompt", "go"], "is the wrist camera missing?"),
+        (
+            &["--state", "0,0,0,1,0,0,0,1", "--prompt", "go"],
+            "observation 0: 1 cameras given; this policy takes 2 (main, wrist)",
+        ),
         (
             &["--wrist", &image, "--state", "0,0,0,1,0,0,0", "--prompt", "go"],
-            "--state has 7 values; this policy expects 8",
+            "observation 0: state has 7 values; this policy takes 8",
         ),
         (&["--wrist", &image, "--state", "0,0,nan,1,0,0,0,1", "--prompt", "go"], "--state: value 2 is NaN"),
         (

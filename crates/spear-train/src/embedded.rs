@@ -8,16 +8,13 @@ use std::path::Path;
 
 use burn::prelude::*;
 use spear_data::loader::{
-    LoaderConfig, MixtureConfig, MixtureEntry, Normalization, NormalizationConfig, NormalizerKind,
-    RotationNormalizerKind, mixture_statistics,
+    LoaderConfig, MixtureConfig, MixtureEntry, NormalizationConfig, NormalizerKind, RotationNormalizerKind,
+    mixture_statistics,
 };
-use spear_data::oxe::STATE_DIM;
 use spear_data::resample::{ACTION_DIM, ChunkConfig};
-use spear_models::SpearPolicy;
-use spear_models::policy::Observation;
+use spear_policy::{Frame, Policy, RawObservation};
 
 use crate::config::TrainConfig;
-use crate::model::{Prompts, images};
 use crate::reach::{
     self, Chunk, DATASET_NAME, ReachConfig, ReachObservation, ReachReport, expert_policy, mean_action_policy,
     mean_chunk,
@@ -78,50 +75,23 @@ pub fn reach_mixture(
     Ok(mixture)
 }
 
-/// A policy as the rollouts call it: observations in, chunks in metres out (states normalised
-/// and translations denormalised with the run's normalisers; noise from the backend's current
-/// seed).
-fn reach_policy<'a, B: Backend>(
-    policy: &'a SpearPolicy<B>,
-    prompts: &'a mut Prompts,
-    normalization: &'a Normalization,
-    device: &'a B::Device,
-) -> impl FnMut(&[ReachObservation]) -> Vec<Chunk> + 'a {
+/// A policy as the rollouts call it, through the inference pipeline a robot's observations take:
+/// observations in, chunks in metres out (noise from the backend's current seed).
+fn reach_policy<B: Backend>(policy: &mut Policy<B>) -> impl FnMut(&[ReachObservation]) -> Vec<Chunk> + '_ {
     move |observations| {
-        let n = observations.len();
-        let config = policy.config();
-        let main: Vec<u8> = observations.iter().flat_map(|o| o.main.pixels.iter().copied()).collect();
-        let wrist: Vec<u8> = observations.iter().flat_map(|o| o.wrist.pixels.iter().copied()).collect();
-        let mut state: Vec<f32> = Vec::with_capacity(n * STATE_DIM);
-        for o in observations {
-            let mut s = o.state;
-            normalization.normalize_state(&mut s);
-            state.extend(s);
-        }
-        let instructions: Vec<String> = observations.iter().map(|o| o.instruction.clone()).collect();
-        let observation = Observation {
-            cameras: vec![
-                images::<B>(&main, n, config.vlm.image_size, device),
-                images::<B>(&wrist, n, config.vlm.wrist_image_size, device),
-            ],
-            camera_present: None,
-            prompts: prompts.encode(&instructions).expect("the task's instructions tokenise"),
-            state: Tensor::from_data(TensorData::new(state, [n, STATE_DIM]), device),
-        };
-        let noise = policy.noise(n, device);
-        let sampled = policy.sample(&observation, noise).expect("observations built to the policy's shapes");
-        let values: Vec<f32> = sampled.into_data().convert::<f32>().to_vec().expect("f32 actions");
-        values
-            .chunks(config.horizon * ACTION_DIM)
+        let raw: Vec<RawObservation> = observations
+            .iter()
+            .map(|o| RawObservation {
+                cameras: vec![Some(Frame::from(o.main.clone())), Some(Frame::from(o.wrist.clone()))],
+                state: o.state.to_vec(),
+                prompt: o.instruction.clone(),
+            })
+            .collect();
+        let chunks = policy.act(&raw).expect("the task's observations fit the policy it trained");
+        chunks
+            .into_iter()
             .map(|chunk| {
-                chunk
-                    .chunks(ACTION_DIM)
-                    .map(|a| {
-                        let mut action: [f32; ACTION_DIM] = a.try_into().expect("8 values");
-                        normalization.denormalize_action(&mut action);
-                        action
-                    })
-                    .collect()
+                chunk.into_iter().map(|a| <[f32; ACTION_DIM]>::try_from(a).expect("8 values")).collect()
             })
             .collect()
     }
@@ -151,24 +121,21 @@ impl ReachEvaluation {
 
 /// Rolls out `trained`, `untrained`, the training set's mean chunk and the demonstrator on
 /// `data.embedded.eval_scenes` held-out scenes, the same scenes and noise for the two networks.
-#[allow(clippy::too_many_arguments)]
 pub fn evaluate<B: Backend>(
     config: &TrainConfig,
     reach: &ReachConfig,
     dataset: &Path,
-    trained: &SpearPolicy<B>,
-    untrained: &SpearPolicy<B>,
-    prompts: &mut Prompts,
-    normalization: &Normalization,
+    trained: &mut Policy<B>,
+    untrained: &mut Policy<B>,
     device: &B::Device,
 ) -> Result<ReachEvaluation, TrainError> {
     let e = &config.data.embedded;
     let (seed, scenes, chunks) = (config.run.seed, e.eval_scenes, e.eval_chunks);
-    let horizon = trained.horizon();
+    let horizon = trained.model().horizon();
     let mut rows = Vec::new();
     for (name, policy) in [("trained", trained), ("untrained", untrained)] {
         B::seed(device, seed);
-        let act = reach_policy(policy, prompts, normalization, device);
+        let act = reach_policy(policy);
         rows.push((
             name.to_string(),
             reach::evaluate(reach, seed, scenes, chunks, act).map_err(reach_error)?,

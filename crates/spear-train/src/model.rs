@@ -1,7 +1,7 @@
-//! What the VLM and VLA runs share in building their model: the tokenizer, the VLM configuration
-//! a run's `[model]` section describes, images as tensors, and prompts as token ids.
+//! What the VLM and VLA runs share in building their model: the tokenizer and the VLM
+//! configuration a run's `[model]` section describes (images and prompts become model inputs
+//! through `spear_policy::inputs`, as at inference).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -74,46 +74,4 @@ pub fn vlm_config(config: &TrainConfig, tokenizer: &PaliGemmaTokenizer) -> Spear
         vlm.wrist_image_size = size;
     }
     vlm
-}
-
-/// Row-major `[n, height, width, 3]` RGB bytes as a `[n, 3, height, width]` tensor in [0, 1].
-pub fn images<B: Backend>(
-    pixels: &[u8],
-    n: usize,
-    [height, width]: [usize; 2],
-    device: &B::Device,
-) -> Tensor<B, 4> {
-    let data: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-    Tensor::<B, 4>::from_data(TensorData::new(data, [n, height, width, 3]), device).permute([0, 3, 1, 2])
-}
-
-/// Prompts as the policy takes them (`<bos>` prompt `"\n"`), each instruction tokenised once.
-pub struct Prompts {
-    tokenizer: PaliGemmaTokenizer,
-    cache: HashMap<String, Vec<u32>>,
-}
-
-impl Prompts {
-    /// Prompts of `tokenizer`.
-    pub fn new(tokenizer: PaliGemmaTokenizer) -> Self {
-        Self { tokenizer, cache: HashMap::new() }
-    }
-
-    /// The token ids of each instruction.
-    pub fn encode(&mut self, instructions: &[String]) -> Result<Vec<Vec<u32>>, TrainError> {
-        instructions
-            .iter()
-            .map(|text| {
-                if let Some(ids) = self.cache.get(text) {
-                    return Ok(ids.clone());
-                }
-                let ids = self
-                    .tokenizer
-                    .encode_prefix(text)
-                    .map_err(|e| TrainError::task(format!("instruction {text:?}"), e))?;
-                self.cache.insert(text.clone(), ids.clone());
-                Ok(ids)
-            })
-            .collect()
-    }
 }

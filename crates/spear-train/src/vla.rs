@@ -21,7 +21,10 @@ use spear_models::store::{load_policy, save_policy};
 use spear_models::{RotationMode, SpearPolicy, SpearPolicyConfig};
 
 use crate::config::{ModelSize, Rotation, Stage, TrainConfig};
-use crate::model::{Prompts, export_tokenizer, images, load_spear_vlm, load_tokenizer, vlm_config};
+use spear_policy::PolicySpec;
+use spear_policy::inputs::{Prompts, image_batch};
+
+use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::materialize;
 use crate::run::{Loss, Observer, Task, TrainError, Trained, notify, train};
 
@@ -153,13 +156,19 @@ fn device_batch<B: Backend>(
     let n = batch.size;
     let horizon = policy.horizon;
     let cameras = vec![
-        images::<B>(&batch.external, n, policy.vlm.image_size, device),
-        images::<B>(&batch.wrist, n, policy.vlm.wrist_image_size, device),
+        image_batch::<B>(&batch.external, n, policy.vlm.image_size, device),
+        image_batch::<B>(&batch.wrist, n, policy.vlm.wrist_image_size, device),
     ];
     let observation = Observation {
         cameras,
         camera_present: Some(vec![vec![true; n], batch.wrist_present.clone()]),
-        prompts: prompts.encode(&batch.instructions)?,
+        prompts: batch
+            .instructions
+            .iter()
+            .map(|text| {
+                prompts.encode(text).map_err(|e| TrainError::task(format!("instruction {text:?}"), e))
+            })
+            .collect::<Result<_, _>>()?,
         state: Tensor::from_data(TensorData::new(batch.state.clone(), [n, STATE_DIM]), device),
     };
     let actions = Tensor::from_data(TensorData::new(batch.actions.clone(), [n, horizon, ACTION_DIM]), device);
@@ -390,13 +399,23 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
     }
 }
 
-/// Writes a trained policy for `spear policy act`: weights and `config.json`, `tokenizer.json`
-/// and `normalization.json` (the loader's normalisers, which `policy act` applies to states and
-/// undoes on actions).
+/// How the policy a run trains is fed: its cameras (`main`, then `wrist`) fitted as the loader
+/// fitted them, and the loader's action rate.
+pub fn policy_spec(mixture: &MixtureConfig, policy: &SpearPolicyConfig) -> PolicySpec {
+    let mut spec = PolicySpec::spear(policy.cameras);
+    spec.cameras.iter_mut().for_each(|camera| camera.fit = mixture.loader.fit);
+    spec.rate_hz = Some(mixture.loader.rate_hz);
+    spec
+}
+
+/// Writes a trained policy for `spear_policy::Policy::load` (`spear policy act`): weights and
+/// `config.json`, `tokenizer.json`, `normalization.json` (the loader's normalisers, applied to
+/// states and undone on actions) and `policy.json` (`spec`).
 pub fn export<B: Backend>(
     policy: &SpearPolicy<B>,
     tokenizer: &Path,
     normalization: &Normalization,
+    spec: &PolicySpec,
     dir: &Path,
 ) -> Result<PathBuf, TrainError> {
     save_policy(policy, dir).map_err(|e| TrainError::task(dir.display(), e))?;
@@ -404,6 +423,7 @@ pub fn export<B: Backend>(
     normalization
         .write_file(&dir.join(Normalization::FILE_NAME))
         .map_err(|e| TrainError::task("exporting the normalisers", e))?;
+    spec.write_file(&dir.join(PolicySpec::FILE_NAME)).map_err(TrainError::Task)?;
     Ok(dir.to_path_buf())
 }
 
@@ -426,6 +446,8 @@ pub struct VlaOutcome<B: AutodiffBackend> {
     pub validation_samples: usize,
     /// The normalisers the policy was trained with (exported beside it).
     pub normalization: Normalization,
+    /// How the policy is fed (exported beside it).
+    pub spec: PolicySpec,
 }
 
 /// Runs a VLA training as `config` says, in `run_dir`, on `mixture` (a file's, or the embedded
@@ -443,6 +465,7 @@ pub fn run<B: AutodiffBackend>(
     let (tokenizer, tokenizer_file) = load_tokenizer(config)?;
     let policy_config = policy_config(config, vlm_config(config, &tokenizer));
     let mut training = training_mixture(mixture, config, &policy_config);
+    let spec = policy_spec(&training, &policy_config);
     let validation = validation_mixture(&mut training)?;
     let model = initial_policy::<B>(config, &policy_config, device)?;
     initial(&model.valid());
@@ -463,7 +486,8 @@ pub fn run<B: AutodiffBackend>(
         );
     }
     let trained = train(config, &mut task, model, run_dir, resume, device, observer)?;
-    let export = export(&trained.weights(), &tokenizer_file, task.normalization(), &run_dir.join("final"))?;
+    let export =
+        export(&trained.weights(), &tokenizer_file, task.normalization(), &spec, &run_dir.join("final"))?;
     let normalization = task.normalization().clone();
-    Ok(VlaOutcome { trained, export, datasets, validation_samples, normalization })
+    Ok(VlaOutcome { trained, export, datasets, validation_samples, normalization, spec })
 }

@@ -19,7 +19,6 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use spear_data::coord_tokens::CoordQuantizer;
-use spear_data::images::{Fit, decode, resize};
 use spear_data::loader::Holdout;
 use spear_data::tokenizer::PaliGemmaTokenizer;
 use spear_data::vqa::{Segment, VqaExample, encode, fit_quantizer, read_examples};
@@ -27,7 +26,10 @@ use spear_models::store::{assemble_vlm, save_vlm};
 use spear_models::{SpearVlm, SpearVlmConfig};
 
 use crate::config::TrainConfig;
-use crate::model::{export_tokenizer, images, load_spear_vlm, load_tokenizer, vlm_config};
+use spear_policy::Frame;
+use spear_policy::inputs::{VLM_FIT, fit_frame, image_batch};
+
+use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::{materialize, vqa_loss};
 use crate::run::{Loss, Observer, Task, TrainError, Trained, train};
 
@@ -140,10 +142,9 @@ pub fn rows(
 }
 
 /// The row's image, decoded and fitted to `[height, width]` without distortion.
-fn load_image(path: &Path, [height, width]: [usize; 2]) -> Result<Vec<u8>, TrainError> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::task(path.display(), e))?;
-    let image = decode(&bytes).map_err(|e| TrainError::task(path.display(), e))?;
-    Ok(resize(&image, width, height, Fit::Crop).pixels)
+fn load_image(path: &Path, size: [usize; 2]) -> Result<Vec<u8>, TrainError> {
+    let frame = Frame::read(path).map_err(TrainError::Task)?;
+    fit_frame(&frame, size, VLM_FIT).map_err(|e| TrainError::task(path.display(), e))
 }
 
 /// A micro-batch: images and padded targets, on the host.
@@ -233,7 +234,7 @@ impl<B: AutodiffBackend> VlmTask<B> {
         image_size: [usize; 2],
         device: &M::Device,
     ) -> Result<Tensor<M, 3>, TrainError> {
-        let cameras = [images::<M>(&batch.pixels, batch.rows.len(), image_size, device)];
+        let cameras = [image_batch::<M>(&batch.pixels, batch.rows.len(), image_size, device)];
         let rows: Vec<(&[u32], usize)> =
             batch.rows.iter().map(|r| (r.ids.as_slice(), r.prefix_len)).collect();
         model.forward_rows(&cameras, &rows).map_err(|e| TrainError::task("VLM forward", e))

@@ -455,3 +455,86 @@ fn bad_configs_and_policies_are_errors_naming_the_problem() {
     let error = evaluate(&ok, 0, 0, 1, |o: &[ReachObservation]| vec![Vec::new(); o.len()]).unwrap_err();
     assert!(error.to_string().contains("scenes"), "{error}");
 }
+
+/// Frames of sizes the model does not take (64×48 and 60×48 main, 40×40 wrist, against the tiny
+/// policy's 280×210 and 112×112) through the training loader and through the inference pipeline
+/// (`spear_policy::Policy::inputs`, which `policy act`, the rollouts and the server use): the model
+/// gets the same bytes, the same normalised states and the same prompt ids, cropped or padded.
+#[test]
+fn inference_feeds_the_model_exactly_what_training_fed_it() {
+    use burn::backend::Flex;
+    use spear_data::images::Fit;
+    use spear_data::loader::{NormalizationConfig, NormalizerKind};
+    use spear_data::oxe::Camera;
+    use spear_models::SpearPolicyConfig;
+    use spear_policy::{Frame, Policy, PolicySpec, RawObservation};
+
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../spear-models/tests/fixtures/paligemma-tiny/tokenizer.json");
+    let tokenizer = spear_data::tokenizer::PaliGemmaTokenizer::from_file(tokenizer).unwrap();
+    let device = Default::default();
+    let policy_config = SpearPolicyConfig::tiny();
+    let ([h, w], [wh, ww]) = (policy_config.vlm.image_size, policy_config.vlm.wrist_image_size);
+    for (main_size, fit) in [([64, 48], Fit::Crop), ([60, 48], Fit::Crop), ([60, 48], Fit::Pad)] {
+        let config = ReachConfig { image_size: main_size, wrist_size: [40, 40], ..ReachConfig::default() };
+        let root = scratch(&format!("pipeline-{}-{fit:?}", main_size[0]));
+        let dir = write_dataset(&root, &config, 5, 3, 0).unwrap();
+        let normalization = NormalizationConfig {
+            state: NormalizerKind::MinMaxConst,
+            state_bounds: Some([[-0.5, -0.5, 0.0], [0.5, 0.5, 0.6]]),
+            ..NormalizationConfig::default()
+        };
+        let mixture = MixtureConfig {
+            root: Some(root.clone()),
+            split: "train".into(),
+            datasets: vec![MixtureEntry { name: DATASET_NAME.into(), weight: 1.0, path: None }],
+            loader: LoaderConfig {
+                batch_size: 4,
+                shuffle_buffer_mb: 4,
+                workers: 1,
+                external_size: [w, h],
+                wrist_size: [ww, wh],
+                fit,
+                normalization: normalization.clone(),
+                ..LoaderConfig::default()
+            },
+            file: None,
+        };
+        let batch = Loader::open(&mixture).unwrap().next_batch().unwrap();
+
+        let model = policy_config.init::<Flex>(&device).unwrap();
+        let mut policy_spec = PolicySpec::spear(2);
+        policy_spec.cameras.iter_mut().for_each(|c| c.fit = fit);
+        let normalizers = Some(normalization.build().unwrap());
+        let mut policy = Policy::new(model, tokenizer.clone(), normalizers, policy_spec, &device).unwrap();
+        // The raw observations, as the dataset holds them (a robot's frames and state).
+        let dataset = RldsDataset::open(&dir).unwrap();
+        let episodes: Vec<_> =
+            dataset.episodes("train", OnCorrupt::Fail).unwrap().map(Result::unwrap).collect();
+        let observations: Vec<RawObservation> = batch
+            .source
+            .iter()
+            .map(|&(episode, frame)| {
+                let standard =
+                    standardize(&spec(DATASET_NAME).unwrap(), episodes[episode as usize].clone()).unwrap();
+                let frame = frame as usize;
+                let image = |camera| Frame::from(standard.image(camera, frame).unwrap().unwrap());
+                assert_eq!(standard.image(Camera::External, frame).unwrap().unwrap().width, main_size[0]);
+                RawObservation {
+                    cameras: vec![Some(image(Camera::External)), Some(image(Camera::Wrist))],
+                    state: standard.state(frame).to_vec(),
+                    prompt: standard.instruction.clone(),
+                }
+            })
+            .collect();
+        let inputs = policy.inputs(&observations).unwrap();
+        assert!(inputs.cameras[0] == batch.external, "main camera bytes, {main_size:?} {fit:?}");
+        assert!(inputs.cameras[1] == batch.wrist, "wrist camera bytes, {fit:?}");
+        assert_eq!(inputs.camera_present[1], batch.wrist_present);
+        assert_eq!(inputs.state, batch.state, "normalised states");
+        let want: Vec<Vec<u32>> =
+            batch.instructions.iter().map(|t| tokenizer.encode_prefix(t).unwrap()).collect();
+        assert_eq!(inputs.prompts, want);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
