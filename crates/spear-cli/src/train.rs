@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spear_policy::Policy;
-use spear_train::config::TrainConfig;
+use spear_train::config::{DataSource, TrainConfig};
 use spear_train::embedded;
 use spear_train::run::Observer;
 
@@ -252,7 +252,7 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
 ) -> Result<()> {
     let (config, out) = start(Kind::Vla, args, backend)?;
     let mut progress = Progress::new();
-    let embedded = config.data.mixture.as_deref() == Some(Path::new(EMBEDDED));
+    let embedded = config.data.source == DataSource::Embedded;
     let policy_config = spear_train::vla::configs(&config)?;
     let reach = embedded::reach_config(&config, &policy_config);
     let data_dir = out.join("data");
@@ -344,10 +344,10 @@ pub fn vlm<B: burn::tensor::backend::AutodiffBackend>(
     use spear_train::run::Task;
     let (config, out) = start(Kind::Vlm, args, backend)?;
     let mut progress = Progress::new();
-    let annotations = match config.data.vqa.as_deref() {
-        Some(dir) if dir == Path::new(EMBEDDED) => embedded_vqa(&config, &out, args.resume, &progress)?,
-        Some(dir) => dir.to_path_buf(),
-        None => anyhow::bail!("data.vqa is not set (an annotation folder from `spear annotate`)"),
+    let annotations = match &config.data.source {
+        DataSource::Embedded => embedded_vqa(&config, &out, args.resume, &progress)?,
+        DataSource::Annotations(dir) => dir.clone(),
+        DataSource::Mixture(_) => unreachable!("the config's validation refuses a mixture for a VLM stage"),
     };
     let mut untrained = Vec::new();
     let outcome = spear_train::vlm::run::<B>(
@@ -391,9 +391,6 @@ pub fn vlm<B: burn::tensor::backend::AutodiffBackend>(
     );
     Ok(())
 }
-
-/// The name that asks for generated data instead of a folder or file.
-const EMBEDDED: &str = "embedded";
 
 /// The embedded VLM data: `data.embedded.episodes` generated tabletop scenes at the model's image
 /// size (`spear_annotate::synthetic`), annotated by `spear annotate`'s pipeline into

@@ -70,7 +70,7 @@ fn the_embedded_vla_default_trains_evaluates_exports_and_resumes_exactly() {
     }
     assert!(out.contains("closed loop on 2 held-out scenes"), "{out}");
     let final_dir = straight.join("final");
-    for file in ["model.safetensors", "config.json", "tokenizer.json", "normalization.json"] {
+    for file in ["model.safetensors", "config.json", "tokenizer.json", "normalization.json", "policy.json"] {
         assert!(final_dir.join(file).is_file(), "{file}");
     }
     let lines = metrics(&straight);
@@ -133,6 +133,43 @@ fn the_embedded_vla_default_trains_evaluates_exports_and_resumes_exactly() {
     for dir in [straight, resumed] {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// `model.horizon` is the one place H is set: the loader's chunks, the training, the closed-loop
+/// rollouts and the exported policy follow it.
+#[test]
+fn the_horizon_set_once_reaches_the_loader_the_rollouts_and_the_export() {
+    let dir = temp("vla-horizon");
+    let settings = [&VLA[..], &["run.steps=2", "model.horizon=3"]].concat();
+    let (ok, out, err) = train("vla", &dir, &settings, &[]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("| trained |"), "the rollouts ran on chunks of 3:\n{out}");
+    let final_dir = dir.join("final");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(final_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["horizon"], 3);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(final_dir.join("policy.json")).unwrap()).unwrap();
+    assert_eq!(spec["rate_hz"], 5.0);
+    let example = dir.join("example");
+    let (image, wrist) = (example.join("main.png"), example.join("wrist.png"));
+    let (ok, out, err) = spear(&[
+        "policy",
+        "act",
+        "--checkpoint",
+        final_dir.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--wrist",
+        wrist.to_str().unwrap(),
+        "--state",
+        "0.5,0,0.2,1,0,0,0,0",
+        "--prompt",
+        "go",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 const VLM: [&str; 8] = [

@@ -142,6 +142,21 @@ pub struct ModelSection {
     /// The PaliGemma `tokenizer.json` (default: the one beside `init`, else in `paligemma`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<PathBuf>,
+    /// VLA: actions per chunk, `H` (default: the model's, 5 for SPEAR-1). The one place it is set:
+    /// the loader's chunks, the evaluation and the exported policy follow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<usize>,
+    /// VLA: rate of a chunk's actions, Hz (default: the paper's 5 Hz). The loader resamples every
+    /// dataset to it; the exported `policy.json` records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_hz: Option<f64>,
+}
+
+impl ModelSection {
+    /// The action rate the run trains at: `rate_hz`, else the paper's 5 Hz.
+    pub fn rate_hz(&self) -> f64 {
+        self.rate_hz.unwrap_or(spear_data::resample::ChunkConfig::default().rate_hz)
+    }
 }
 
 /// `[trainable]`: which parts receive gradients; the rest is frozen.
@@ -227,22 +242,31 @@ fn one() -> f64 {
     1.0
 }
 
+/// Where a run's data comes from (`[data] source`): `{ mixture = "file" }`,
+/// `{ annotations = "folder" }` or `"embedded"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    /// VLA: a mixture file (`configs/data/*.toml`).
+    Mixture(PathBuf),
+    /// VLM: an annotation output folder (`spear annotate --out`).
+    Annotations(PathBuf),
+    /// The embedded default's generated data, sized by `[data.embedded]`: the reach-and-rotate
+    /// task (VLA, `[data.reach]`) or annotated tabletop scenes (VLM).
+    Embedded,
+}
+
 /// `[data]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    /// VLM: the annotation output folder (`spear annotate --out`), or `"embedded"` for the
-    /// generated demo scenes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vqa: Option<PathBuf>,
-    /// VLA: the mixture file (`configs/data/*.toml`), or `"embedded"` for the generated demo task.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mixture: Option<PathBuf>,
+    /// Where the data comes from.
+    pub source: DataSource,
     /// Share of the data held out for validation: VLM — of the images (by a hash of their path);
     /// VLA — of each dataset's training episodes (by a hash of the episode's index), unless every
     /// dataset of the mixture has a `val` split, which is then used instead.
     pub val_fraction: f64,
-    /// The generated data of the embedded defaults (`"embedded"` above).
+    /// The generated data of the embedded defaults (`source = "embedded"`).
     #[serde(default)]
     pub embedded: EmbeddedSection,
     /// VLA: the embedded reach-and-rotate task (its cameras take the model's sizes).
@@ -309,22 +333,34 @@ fn merge(base: &mut Table, over: Table) {
     }
 }
 
-/// The fields that hold paths.
-const PATHS: [(&str, &str); 6] = [
-    ("model", "paligemma"),
-    ("model", "moge"),
-    ("model", "init"),
-    ("model", "tokenizer"),
-    ("data", "vqa"),
-    ("data", "mixture"),
+/// The fields that hold paths, as key paths.
+const PATHS: [&[&str]; 6] = [
+    &["model", "paligemma"],
+    &["model", "moge"],
+    &["model", "init"],
+    &["model", "tokenizer"],
+    &["data", "source", "mixture"],
+    &["data", "source", "annotations"],
 ];
+
+/// The string at key path `keys` of `table`, if there is one.
+fn string_at<'t>(table: &'t mut Table, keys: &[&str]) -> Option<&'t mut String> {
+    let (last, sections) = keys.split_last()?;
+    let mut current = table;
+    for section in sections {
+        current = current.get_mut(*section)?.as_table_mut()?;
+    }
+    match current.get_mut(*last)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
 
 /// Makes a file's relative paths absolute against its folder.
 fn anchor_paths(table: &mut Table, dir: &Path) {
-    for (section, key) in PATHS {
-        if let Some(Value::String(path)) = table.get_mut(section).and_then(|s| s.get_mut(key))
+    for keys in PATHS {
+        if let Some(path) = string_at(table, keys)
             && !path.is_empty()
-            && path != "embedded"
             && Path::new(path.as_str()).is_relative()
         {
             *path = dir.join(&*path).to_string_lossy().into_owned();
@@ -334,11 +370,16 @@ fn anchor_paths(table: &mut Table, dir: &Path) {
 
 /// Removes the paths set to `""` (cleared), after merging.
 fn drop_cleared_paths(table: &mut Table) {
-    for (section, key) in PATHS {
-        if let Some(Value::Table(s)) = table.get_mut(section)
-            && s.get(key).is_some_and(|v| v.as_str() == Some(""))
+    for keys in PATHS {
+        let (last, sections) = keys.split_last().expect("non-empty");
+        let mut current = Some(&mut *table);
+        for section in sections {
+            current = current.and_then(|t| t.get_mut(*section)).and_then(Value::as_table_mut);
+        }
+        if let Some(t) = current
+            && t.get(*last).is_some_and(|v| v.as_str() == Some(""))
         {
-            s.remove(key);
+            t.remove(*last);
         }
     }
 }
@@ -380,10 +421,13 @@ fn apply_override(table: &mut Table, assignment: &str) -> Result<(), ConfigError
     let (last, sections) = parts.split_last().expect("non-empty");
     let mut current = table;
     for section in sections {
-        current = match current.entry(section.to_string()).or_insert_with(|| Value::Table(Table::new())) {
-            Value::Table(t) => t,
-            _ => return Err(bad()),
-        };
+        let entry = current.entry(section.to_string()).or_insert_with(|| Value::Table(Table::new()));
+        // A value where a table is now named (`data.source.mixture=…` over `source = "embedded"`)
+        // gives way to the table.
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        current = entry.as_table_mut().expect("a table");
     }
     current.insert(last.to_string(), value);
     Ok(())
@@ -501,25 +545,46 @@ impl TrainConfig {
             return fail("trainable", "nothing would train".into());
         }
         let full = self.model.size == ModelSize::Full;
-        match self.stage {
-            Stage::VlmStage1 | Stage::VlmStage2 => {
-                if self.data.vqa.is_none() {
-                    return fail(
-                        "data.vqa",
-                        "a VLM stage needs VQA data (an annotation folder or \"embedded\")".into(),
-                    );
-                }
-                if t.action_expert {
-                    return fail("trainable.action_expert", "a VLM stage has no action expert".into());
-                }
+        match (self.stage.is_vlm(), &self.data.source) {
+            (true, DataSource::Mixture(_)) => {
+                return fail(
+                    "data.source",
+                    "a VLM stage reads VQA data: { annotations = \"folder\" } or \"embedded\", not a mixture"
+                        .into(),
+                );
             }
-            Stage::VlaPretrain | Stage::VlaPosttrain => {
-                if self.data.mixture.is_none() {
-                    return fail(
-                        "data.mixture",
-                        "a VLA stage needs a mixture (a file or \"embedded\")".into(),
-                    );
-                }
+            (false, DataSource::Annotations(_)) => {
+                return fail(
+                    "data.source",
+                    "a VLA stage reads robot data: { mixture = \"file\" } or \"embedded\", not annotations"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if self.stage.is_vlm() && t.action_expert {
+            return fail("trainable.action_expert", "a VLM stage has no action expert".into());
+        }
+        if self.model.horizon == Some(0) {
+            return fail("model.horizon", "must be at least 1".into());
+        }
+        if let Some(rate) = self.model.rate_hz
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return fail("model.rate_hz", format!("must be positive (got {rate})"));
+        }
+        if !self.stage.is_vlm() && self.data.source == DataSource::Embedded {
+            // The reach task's demonstrations and rollouts step at its recorded rate.
+            let native = spear_data::oxe::generated()
+                .into_iter()
+                .find(|d| d.name == crate::reach::DATASET_NAME)
+                .map(|d| d.rate_hz)
+                .expect("the reach task has a registry entry");
+            if self.model.rate_hz() != native {
+                return fail(
+                    "model.rate_hz",
+                    format!("the embedded reach task steps at {native} Hz (got {})", self.model.rate_hz()),
+                );
             }
         }
         match self.stage {

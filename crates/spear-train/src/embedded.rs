@@ -1,4 +1,4 @@
-//! The embedded VLA default (`data.mixture = "embedded"`): the generated reach-and-rotate task
+//! The embedded VLA default (`data.source = "embedded"`): the generated reach-and-rotate task
 //! ([`crate::reach`]) written as an RLDS dataset and read through the real pipeline (standardise,
 //! 5 Hz chunks, quantile normalisers from its statistics, the mixture loader), and, after
 //! training, closed-loop rollouts of the trained policy beside the untrained one, the mean action
@@ -50,7 +50,11 @@ pub fn reach_mixture(
         root: Some(data_dir.to_path_buf()),
         split: "train".into(),
         datasets: vec![MixtureEntry { name: DATASET_NAME.into(), weight: 1.0, path: Some(dataset.clone()) }],
-        loader: LoaderConfig { shuffle_buffer_mb: 64, ..LoaderConfig::default() },
+        loader: LoaderConfig {
+            shuffle_buffer_mb: 64,
+            rate_hz: config.model.rate_hz(),
+            ..LoaderConfig::default()
+        },
         file: None,
     };
     if !(resume && dataset.join("dataset_info.json").is_file() && stats.is_file()) {
@@ -141,7 +145,7 @@ pub fn evaluate<B: Backend>(
             reach::evaluate(reach, seed, scenes, chunks, act).map_err(reach_error)?,
         ));
     }
-    let chunking = ChunkConfig { horizon, ..ChunkConfig::default() };
+    let chunking = ChunkConfig { horizon, rate_hz: config.model.rate_hz() };
     let mean = mean_chunk(dataset, "train", &chunking).map_err(reach_error)?;
     let report =
         reach::evaluate(reach, seed, scenes, chunks, mean_action_policy(mean)).map_err(reach_error)?;

@@ -20,7 +20,7 @@ use spear_models::policy::Observation;
 use spear_models::store::{load_policy, save_policy};
 use spear_models::{RotationMode, SpearPolicy, SpearPolicyConfig};
 
-use crate::config::{ModelSize, Rotation, Stage, TrainConfig};
+use crate::config::{DataSource, ModelSize, Rotation, Stage, TrainConfig};
 use spear_policy::PolicySpec;
 use spear_policy::inputs::{Prompts, image_batch};
 
@@ -41,6 +41,9 @@ pub fn policy_config(config: &TrainConfig, vlm: spear_models::SpearVlmConfig) ->
         Rotation::Linear => RotationMode::Linear,
     };
     policy.flow.rotation_weight = config.loss.rotation_weight;
+    if let Some(horizon) = config.model.horizon {
+        policy.horizon = horizon;
+    }
     policy
 }
 
@@ -91,8 +94,9 @@ pub fn initial_policy<B: AutodiffBackend>(
     Ok(policy.with_trainable(config.trainable.vlm(), config.trainable.action_expert))
 }
 
-/// The mixture a run reads, set up for the run: the run's seed, micro-batch, camera sizes and
-/// horizon, and the training side of the holdout (see [`validation_mixture`]).
+/// The mixture a run reads, set up for the run: the run's seed, micro-batch, camera sizes,
+/// horizon and action rate (the mixture file may not set these: [`mixture_file`]), and the
+/// training side of the holdout (see [`validation_mixture`]).
 pub fn training_mixture(
     mut mixture: MixtureConfig,
     config: &TrainConfig,
@@ -104,6 +108,7 @@ pub fn training_mixture(
     let ([h, w], [wh, ww]) = (policy.vlm.image_size, policy.vlm.wrist_image_size);
     (l.external_size, l.wrist_size) = ([w, h], [ww, wh]);
     l.horizon = policy.horizon;
+    l.rate_hz = config.model.rate_hz();
     l.holdout.fraction = config.data.val_fraction;
     l.holdout.held_out = false;
     mixture
@@ -114,9 +119,9 @@ pub fn training_mixture(
 pub fn validation_mixture(training: &mut MixtureConfig) -> Result<Option<MixtureConfig>, TrainError> {
     let mut all_have_val = true;
     for entry in &training.datasets {
-        let dir = training.dataset_dir(entry).map_err(|e| TrainError::task("data.mixture", e))?;
+        let dir = training.dataset_dir(entry).map_err(|e| TrainError::task("data.source", e))?;
         let dataset =
-            spear_data::rlds::RldsDataset::open(&dir).map_err(|e| TrainError::task("data.mixture", e))?;
+            spear_data::rlds::RldsDataset::open(&dir).map_err(|e| TrainError::task("data.source", e))?;
         all_have_val &= dataset.splits.iter().any(|s| s.name == "val");
     }
     let mut validation = training.clone();
@@ -209,10 +214,10 @@ impl<B: AutodiffBackend> VlaTask<B> {
         prompts: Prompts,
         device: B::Device,
     ) -> Result<Self, TrainError> {
-        let fail = |e: LoaderError| TrainError::task("data.mixture", e);
+        let fail = |e: LoaderError| TrainError::task("data.source", e);
         let loader = Loader::open(&mixture).map_err(fail)?;
         let normalization =
-            mixture.loader.normalization.build().map_err(|e| TrainError::task("data.mixture", e))?;
+            mixture.loader.normalization.build().map_err(|e| TrainError::task("data.source", e))?;
         let loader_state = loader.state();
         let datasets = loader.datasets().into_iter().map(|(n, e)| (n.to_string(), e)).collect();
         let mut validation_batches = Vec::new();
@@ -325,7 +330,7 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
             .batches
             .next()
             .ok_or_else(|| TrainError::Task("the loader stopped".into()))?
-            .map_err(|e| TrainError::task("data.mixture", e))?;
+            .map_err(|e| TrainError::task("data.source", e))?;
         self.loader_state = batch.state_after.clone();
         Ok(batch)
     }
@@ -427,11 +432,35 @@ pub fn export<B: Backend>(
     Ok(dir.to_path_buf())
 }
 
-/// Opens the mixture a run names (`data.mixture`, a file).
+/// The loader settings a run owns, with the run field that sets them: a mixture file that sets one
+/// is refused rather than silently overridden.
+const RUN_OWNED: [(&str, &str); 6] = [
+    ("seed", "run.seed"),
+    ("batch_size", "run.batch_size (with run.grad_accum)"),
+    ("external_size", "model.image_size"),
+    ("wrist_size", "model.wrist_image_size"),
+    ("horizon", "model.horizon"),
+    ("rate_hz", "model.rate_hz"),
+];
+
+/// Opens the mixture file a run names (`data.source = { mixture = … }`), refusing the loader
+/// settings the run owns.
 pub fn mixture_file(config: &TrainConfig) -> Result<MixtureConfig, TrainError> {
-    let path =
-        config.data.mixture.as_ref().ok_or_else(|| TrainError::Task("data.mixture is not set".into()))?;
-    MixtureConfig::from_file(path).map_err(|e| TrainError::task("data.mixture", e))
+    let DataSource::Mixture(path) = &config.data.source else {
+        return Err(TrainError::Task("data.source names no mixture file".into()));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::task(path.display(), e))?;
+    let table: toml::Table = text.parse().map_err(|e| TrainError::task(path.display(), e))?;
+    if let Some(loader) = table.get("loader").and_then(toml::Value::as_table)
+        && let Some((key, owner)) = RUN_OWNED.iter().find(|(key, _)| loader.contains_key(*key))
+    {
+        return Err(TrainError::Task(format!(
+            "{}: loader.{key} is set by the training run ({owner}), not by its mixture; remove it from the \
+             mixture file",
+            path.display()
+        )));
+    }
+    MixtureConfig::from_file(path).map_err(|e| TrainError::task("data.source", e))
 }
 
 /// What a finished VLA run leaves.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use spear_train::config::{ConfigError, ModelSize, Rotation, Stage, TrainConfig};
+use spear_train::config::{ConfigError, DataSource, ModelSize, Rotation, Stage, TrainConfig};
 
 fn configs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs")
@@ -11,6 +11,14 @@ fn configs() -> PathBuf {
 
 fn load(name: &str) -> TrainConfig {
     TrainConfig::load(configs().join(name), &[]).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The mixture file a VLA config names.
+fn mixture_of(config: &TrainConfig) -> &Path {
+    match &config.data.source {
+        DataSource::Mixture(path) => path,
+        other => panic!("not a mixture: {other:?}"),
+    }
 }
 
 #[test]
@@ -36,16 +44,19 @@ fn every_paper_run_loads_with_the_papers_numbers() {
     {
         let post = load(name);
         assert_eq!((post.stage, post.run.steps), (Stage::VlaPosttrain, 50_000), "{name}");
-        assert!(post.data.mixture.as_ref().unwrap().ends_with(mixture), "{name}");
-        // The data crate reads the mixture (its datasets need not be downloaded for that).
-        let mixture = spear_data::loader::MixtureConfig::from_file(post.data.mixture.as_ref().unwrap())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(mixture_of(&post).ends_with(mixture), "{name}");
+        // The run reads the mixture (its datasets need not be downloaded for that): no loader
+        // setting of the run's in it.
+        let mixture = spear_train::vla::mixture_file(&post).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(mixture.datasets.len(), 1, "{name}");
     }
-    assert!(pre.data.mixture.as_ref().unwrap().is_file());
+    // Table 4's 24 datasets but roboset (joint-space only; docs/datasets.md).
+    assert_eq!(spear_train::vla::mixture_file(&pre).unwrap().datasets.len(), 23);
+    let s1_source = &s1.data.source;
+    assert!(matches!(s1_source, DataSource::Annotations(dir) if dir.ends_with("data/vqa")), "{s1_source:?}");
     for name in ["vlm/tiny.toml", "vla/tiny.toml"] {
         let tiny = load(name);
-        assert_eq!(tiny.model.size, ModelSize::Tiny, "{name}");
+        assert_eq!((tiny.model.size, &tiny.data.source), (ModelSize::Tiny, &DataSource::Embedded), "{name}");
         // The inherited weight paths are cleared: tiny runs start from random weights.
         assert!(
             tiny.model.paligemma.is_none() && tiny.model.moge.is_none() && tiny.model.init.is_none(),
@@ -92,10 +103,53 @@ fn overrides_apply_last_and_are_checked() {
     assert!(error.contains("model.image_size") && error.contains("14-pixel"), "{error}");
     let error = set(&["data.embedded.rotation_angle_deg=0"]).unwrap_err().to_string();
     assert!(error.contains("data.embedded.rotation_angle_deg"), "{error}");
-    let error = set(&["trainable.action_expert=false", "stage=\"vlm_stage2\"", "data.vqa=\"\""])
+    let error = set(&["trainable.action_expert=false", "stage=\"vlm_stage2\"", "data.source.mixture=m.toml"])
         .unwrap_err()
         .to_string();
-    assert!(error.contains("data.vqa"), "{error}");
+    assert!(error.contains("data.source") && error.contains("not a mixture"), "{error}");
+    let error = set(&["data.source.annotations=vqa"]).unwrap_err().to_string();
+    assert!(error.contains("data.source") && error.contains("not annotations"), "{error}");
+    let error = set(&["data.source=\"somewhere\""]).unwrap_err().to_string();
+    assert!(error.contains("data.source") && error.contains("unknown variant"), "{error}");
+    // One place sets H and the action rate; the generated task steps at its own rate.
+    assert_eq!(set(&["model.horizon=3"]).unwrap().model.horizon, Some(3));
+    let error = set(&["model.horizon=0"]).unwrap_err().to_string();
+    assert!(error.contains("model.horizon"), "{error}");
+    let error = set(&["model.rate_hz=10"]).unwrap_err().to_string();
+    assert!(error.contains("model.rate_hz") && error.contains("steps at 5 Hz"), "{error}");
+    // A mixture named over the embedded default: a `--set` path is the working folder's.
+    let config = set(&["data.source.mixture=configs/data/bridge.toml"]).unwrap();
+    assert_eq!(config.data.source, DataSource::Mixture("configs/data/bridge.toml".into()));
+}
+
+/// The seed, batch size, camera sizes, horizon and rate are the run's: a mixture file that sets
+/// one is refused, naming the field in both places, rather than silently overridden.
+#[test]
+fn a_mixture_that_sets_what_the_run_owns_is_refused() {
+    let dir = std::env::temp_dir().join(format!("spear-train-owned-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mixture = dir.join("mixture.toml");
+    let path = configs().join("vla/posttrain_bridge.toml");
+    let overrides = [format!("data.source.mixture={}", mixture.display())];
+    let config = TrainConfig::load(&path, &overrides).unwrap();
+    for (key, owner) in
+        [("horizon = 10", "model.horizon"), ("rate_hz = 10.0", "model.rate_hz"), ("seed = 1", "run.seed")]
+    {
+        std::fs::write(
+            &mixture,
+            format!("[loader]\n{key}\n\n[[dataset]]\nname = \"bridge\"\nweight = 1.0\n"),
+        )
+        .unwrap();
+        let error = spear_train::vla::mixture_file(&config).expect_err("refused").to_string();
+        let field = key.split(' ').next().unwrap();
+        assert!(
+            error.contains("mixture.toml")
+                && error.contains(&format!("loader.{field}"))
+                && error.contains(owner),
+            "{error}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
