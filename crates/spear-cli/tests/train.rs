@@ -40,6 +40,22 @@ fn train_on(
     run_spear_with(&args, &[("RAYON_NUM_THREADS", "1")])
 }
 
+/// `spear policy act` on the export `final_dir` with a run's example frames (`example/`).
+fn act_on(
+    final_dir: &Path,
+    example: &Path,
+    state: &str,
+    prompt: &str,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let (image, wrist) = (example.join("main.png"), example.join("wrist.png"));
+    let checkpoint = final_dir.to_str().unwrap();
+    let mut args = vec!["policy", "act", "--checkpoint", checkpoint, "--image", image.to_str().unwrap()];
+    args.extend(["--wrist", wrist.to_str().unwrap(), "--state", state, "--prompt", prompt]);
+    args.extend_from_slice(extra);
+    spear(&args)
+}
+
 fn metrics(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap()
 }
@@ -83,23 +99,9 @@ fn the_embedded_vla_default_trains_evaluates_exports_and_resumes_exactly() {
         serde_json::from_str(&std::fs::read_to_string(example.join("observation.json")).unwrap()).unwrap();
     let state: Vec<String> =
         observation["state"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap().to_string()).collect();
-    let (image, wrist) = (example.join("main.png"), example.join("wrist.png"));
     let act = || {
-        let (ok, out, err) = spear(&[
-            "policy",
-            "act",
-            "--checkpoint",
-            final_dir.to_str().unwrap(),
-            "--image",
-            image.to_str().unwrap(),
-            "--wrist",
-            wrist.to_str().unwrap(),
-            "--state",
-            &state.join(","),
-            "--prompt",
-            observation["instruction"].as_str().unwrap(),
-            "--json",
-        ]);
+        let prompt = observation["instruction"].as_str().unwrap();
+        let (ok, out, err) = act_on(&final_dir, &example, &state.join(","), prompt, &["--json"]);
         assert!(ok, "{out}\n{err}");
         serde_json::from_str::<serde_json::Value>(&out).unwrap()
     };
@@ -151,22 +153,7 @@ fn the_horizon_set_once_reaches_the_loader_the_rollouts_and_the_export() {
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(final_dir.join("policy.json")).unwrap()).unwrap();
     assert_eq!(spec["rate_hz"], 5.0);
-    let example = dir.join("example");
-    let (image, wrist) = (example.join("main.png"), example.join("wrist.png"));
-    let (ok, out, err) = spear(&[
-        "policy",
-        "act",
-        "--checkpoint",
-        final_dir.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--wrist",
-        wrist.to_str().unwrap(),
-        "--state",
-        "0.5,0,0.2,1,0,0,0,0",
-        "--prompt",
-        "go",
-    ]);
+    let (ok, out, err) = act_on(&final_dir, &dir.join("example"), "0.5,0,0.2,1,0,0,0,0", "go", &[]);
     assert!(ok, "{out}\n{err}");
     assert_eq!(out.lines().count(), 3, "{out}");
     let _ = std::fs::remove_dir_all(dir);
