@@ -2,7 +2,7 @@
 //! pipeline with a progress line), and `spear annotate preview`, which draws one image's boxes
 //! and keypoints so a person can check them at a glance.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use image::{Rgb, RgbImage};
@@ -11,6 +11,110 @@ use spear_annotate::instances::Labels;
 use spear_annotate::pipeline::{AnnotateConfig, ImageItem, Inputs, Manifest, annotate_image, run};
 
 use crate::draw::{self, fill, line, text};
+
+/// `spear annotate [preview KEY] …`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(subcommand_negates_reqs = true)]
+pub struct AnnotateCommand {
+    #[command(subcommand)]
+    preview: Option<AnnotateSubcommand>,
+    #[command(flatten)]
+    inputs: AnnotateInputs,
+    /// Output folder (shards, their statistics, manifest.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+enum AnnotateSubcommand {
+    /// Draw image KEY's projected boxes (corner 0 marked), keypoints (closest red, furthest blue,
+    /// centre white) and labels into a PNG.
+    Preview {
+        /// The image's key: its path under --images without extension.
+        key: String,
+        #[command(flatten)]
+        inputs: AnnotateInputs,
+        /// The PNG to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// The annotation's inputs and parameters, as `spear annotate` and its preview take them.
+#[derive(Debug, Clone, clap::Args)]
+struct AnnotateInputs {
+    /// Images (`<key>.jpg|jpeg|png`, searched recursively).
+    #[arg(long, required = true)]
+    images: Option<PathBuf>,
+    /// Point maps: `<key>/points.exr` (MoGe's `--maps` output) or `<key>/points.npy`.
+    #[arg(long, required = true)]
+    points: Option<PathBuf>,
+    /// Instance masks: `<key>.png` (indexed), `<key>.json` (COCO RLE / Ego-Exo4D) or `<key>/*.png`.
+    #[arg(long, required = true)]
+    masks: Option<PathBuf>,
+    /// Labels: `{"<key>": {"<instance id>": "label"}}` (else the masks JSON's `label`).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Parameters (TOML; see configs/annotate/default.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Overrides the parameters' seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Overrides the parameters' examples per image.
+    #[arg(long)]
+    examples_per_image: Option<usize>,
+}
+
+impl AnnotateInputs {
+    fn resolve(self) -> Result<(Inputs, AnnotateConfig)> {
+        let mut config = load_config(self.config.as_deref())?;
+        if let Some(seed) = self.seed {
+            config.seed = seed;
+        }
+        if let Some(n) = self.examples_per_image {
+            config.qa.examples_per_image = n;
+        }
+        let need = |p: Option<PathBuf>, flag: &str| p.ok_or_else(|| anyhow::anyhow!("{flag} is required"));
+        let inputs = Inputs {
+            images: need(self.images, "--images")?,
+            points: need(self.points, "--points")?,
+            masks: need(self.masks, "--masks")?,
+            labels: self.labels,
+        };
+        Ok((inputs, config))
+    }
+}
+
+impl AnnotateCommand {
+    /// Runs the annotation, or draws the preview, and prints what it did (no compute backend).
+    pub fn run(self) -> Result<()> {
+        match self.preview {
+            Some(AnnotateSubcommand::Preview { key, inputs, out }) => {
+                let (inputs, config) = inputs.resolve()?;
+                let objects = preview(&inputs, &key, &config, &out)?;
+                for o in &objects {
+                    let [x, y, z] = o.center;
+                    let [a, b, c] = o.obb.extent;
+                    println!(
+                        "  {:<24} {:>6} points  centre ({x:+.3}, {y:+.3}, {z:+.3})  extent {a:.3} × {b:.3} × {c:.3}  {:.3} from the camera",
+                        o.label,
+                        o.points,
+                        o.distance_to_camera()
+                    );
+                }
+                println!("wrote {}: {} objects", out.display(), objects.len());
+            }
+            None => {
+                let out = self.out.ok_or_else(|| anyhow::anyhow!("--out is required"))?;
+                let (inputs, config) = self.inputs.resolve()?;
+                let manifest = annotate(&inputs, &out, &config)?;
+                println!("{}", render_summary(&manifest, &out));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Reads a TOML parameters file (any subset of [`AnnotateConfig`]'s fields; the rest default).
 pub fn load_config(path: Option<&Path>) -> Result<AnnotateConfig> {

@@ -1,46 +1,171 @@
-//! `spear bench vlm`: SPEAR-VLM prefill and per-token decode latency on the chosen backend, beside
-//! the same forward in PyTorch (`tools/bench/vlm_torch.py`) when a Python with torch is given.
+//! `spear bench`: each benchmark beside its reference tool, measured in the same run, with the
+//! ratios printed by one function ([`ratio_line`]).
 //!
-//! `spear bench policy` lives in [`policy`], its FLOP/byte model and the machine's measured peaks
-//! in [`roofline`]; `spear bench train` in [`train`]; `spear bench data` in [`data`];
-//! `spear bench annotate` in [`annotate`].
+//! `spear bench vlm` lives in [`vlm`]; `spear bench policy` in [`policy`], its FLOP/byte model and
+//! the machine's measured peaks in [`roofline`]; `spear bench train` in [`train`]; `spear bench
+//! data` in [`data`]; `spear bench annotate` in [`annotate`]. Each module owns its arguments, its
+//! run and its report.
 
 pub mod annotate;
 pub mod data;
 pub mod policy;
 pub mod roofline;
 pub mod train;
+pub mod vlm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::prelude::*;
-use burn::tensor::Distribution;
-use spear_models::SpearVlmConfig;
-use spear_models::generate::{Decoding, argmax};
+use spear_models::SpearPolicyConfig;
 
-/// What to measure.
-#[derive(Debug, Clone)]
-pub struct VlmBench {
-    /// The model shape.
-    pub config: SpearVlmConfig,
-    /// Prompt tokens after the image tokens.
-    pub prompt_tokens: usize,
-    /// Decode steps timed after each prefill.
-    pub decode_steps: usize,
-    /// Timed rounds (after one warm-up round).
-    pub repeats: usize,
+use crate::backend::{BackendChoice, run_on};
+
+/// `spear bench …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// SPEAR-VLM prefill (main 280×210 + wrist 112×112 + prompt) and per-token decode latency.
+    Vlm(vlm::BenchVlmArgs),
+    /// Time per action chunk (prefix once + N flow steps): π0's shape beside transformers' PI0,
+    /// SPEAR-1's on spear alone, each with its roofline bound from FLOPs, bytes and measured peaks.
+    Policy(policy::BenchPolicyArgs),
+    /// Time of one training step (flow draws, forward and loss, backward, global-norm clipping,
+    /// AdamW) at batch B: π0's shape beside transformers' PI0, SPEAR-1's on spear alone.
+    Train(train::BenchTrainArgs),
+    /// Training-data throughput and peak memory of the whole per-step pipeline (read, parse,
+    /// standardise, 5 Hz chunks, decode, resize) beside tf.data reading and decoding the same files.
+    Data(data::BenchDataArgs),
+    /// Statistical outlier removal then the oriented bounding box, per object cloud (1k, 10k and
+    /// 100k points), beside Open3D on the same clouds; also checks that both keep the same points
+    /// and fit the same boxes.
+    Annotate(annotate::BenchAnnotateArgs),
 }
 
-/// Median latencies in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Latency {
-    /// Images + prompt through the encoders and the decoder, last-position logits read back.
-    pub prefill_ms: f64,
-    /// One cached decode step, logits read back.
-    pub decode_ms: f64,
+impl BenchCommand {
+    /// Runs the benchmark (on `backend` where it computes with burn) and prints its report.
+    pub fn run(self, backend: BackendChoice) -> Result<()> {
+        match self {
+            BenchCommand::Vlm(args) => run_on(backend, args)?,
+            BenchCommand::Policy(args) => run_on(backend, args)?,
+            BenchCommand::Train(args) => run_on(backend, args)?,
+            BenchCommand::Data(args) => args.run(),
+            BenchCommand::Annotate(args) => args.run(),
+        }
+    }
+}
+
+/// Which way a ratio is good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    /// Times: below 1, spear is faster.
+    Lower,
+    /// Throughputs: above 1, spear is faster.
+    Higher,
+}
+
+/// `  ratio spear/REFERENCE   NAME 1.23x …   (below 1 = spear faster)` for `(name, spear's value,
+/// the reference's value)` triples: the one line every benchmark ends its comparison with.
+pub fn ratio_line(reference: &str, parts: &[(&str, f64, f64)], better: Better) -> String {
+    let ratios: String =
+        parts.iter().map(|(name, ours, theirs)| format!("{name} {:.2}x   ", ours / theirs)).collect();
+    let reading = match better {
+        Better::Lower => "below 1 = spear faster",
+        Better::Higher => "above 1 = spear faster",
+    };
+    format!("  ratio spear/{reference}   {ratios}({reading})")
+}
+
+/// The cameras of a policy shape: `2 cameras 224×224`, or `main 280×210 + wrist 112×112`
+/// (width × height).
+pub fn describe_cameras(config: &SpearPolicyConfig) -> String {
+    let ([h, w], [wh, ww]) = (config.vlm.image_size, config.vlm.wrist_image_size);
+    let wrists = config.cameras - 1;
+    if wrists == 0 {
+        format!("1 camera {w}×{h}")
+    } else if [h, w] == [wh, ww] {
+        format!("{} cameras {w}×{h}", config.cameras)
+    } else {
+        let count = if wrists > 1 { format!("{wrists} × ") } else { String::new() };
+        format!("main {w}×{h} + wrist {count}{ww}×{wh}")
+    }
+}
+
+/// The policy shapes `bench policy` and `bench train` time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyShape {
+    /// π0's (no MoGe, linear flow, square cameras), the one compared with PyTorch.
+    Pi0,
+    /// SPEAR-1's (MoGe, S³ rotations, 280×210 main + 112×112 wrist), timed on spear alone.
+    Spear1,
+}
+
+/// The PyTorch side of the model benchmarks (`bench vlm`, `bench policy`, `bench train`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TorchArgs {
+    /// A Python with torch and transformers (tools/reference/requirements-vlm.txt for `bench vlm`,
+    /// requirements-pi0.txt for `bench policy` and `bench train`): also time the PyTorch twin
+    /// (`tools/bench/*_torch.py`) on the same configuration and print the ratios.
+    #[arg(long)]
+    pub compare_torch: Option<PathBuf>,
+    /// Device for the PyTorch run (`cpu`, `cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub torch_device: String,
+}
+
+/// What `bench policy` and `bench train` share: which shapes, at which size, beside PyTorch or not
+/// (only π0's shape has a PyTorch twin).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyShapeArgs {
+    /// Full size (PaliGemma 3B + Gemma-300M expert: π0 with 3 cameras 224×224 and 50 actions of 32,
+    /// and SPEAR-1) instead of tiny.
+    #[arg(long)]
+    full: bool,
+    #[command(flatten)]
+    torch: TorchArgs,
+    /// Time only this shape (default: both).
+    #[arg(long, value_enum)]
+    only: Option<PolicyShape>,
+}
+
+impl PolicyShapeArgs {
+    /// The shapes to time, in order, less those `--only` leaves out: each with its configuration
+    /// (full size or tiny) and its name in the report.
+    pub fn selected(&self) -> Vec<(PolicyShape, SpearPolicyConfig, String)> {
+        let (size, pi0, spear1) = if self.full {
+            ("full-size", SpearPolicyConfig::pi0(), SpearPolicyConfig::spear1())
+        } else {
+            ("tiny", policy::tiny_pi0(), SpearPolicyConfig::tiny())
+        };
+        [
+            (PolicyShape::Pi0, pi0, "π0-shaped (no MoGe, no 3D tokens, linear flow)"),
+            (PolicyShape::Spear1, spear1, "SPEAR-1 (MoGe + S³)"),
+        ]
+        .into_iter()
+        .filter(|(shape, ..)| self.only.is_none_or(|only| only == *shape))
+        .map(|(shape, config, name)| (shape, config, format!("{name} {size}")))
+        .collect()
+    }
+
+    /// The PyTorch side of `shape`'s comparison, when `--compare-torch` named a Python:
+    /// `run(python, torch_device)` for π0's shape; for SPEAR-1's, which transformers' PI0 cannot
+    /// run, a line saying so and nothing.
+    pub fn torch<T>(
+        &self,
+        shape: PolicyShape,
+        run: impl FnOnce(&Path, &str) -> Result<T>,
+    ) -> Result<Option<T>> {
+        match (&self.torch.compare_torch, shape) {
+            (Some(python), PolicyShape::Pi0) => run(python, &self.torch.torch_device).map(Some),
+            (Some(_), PolicyShape::Spear1) => {
+                println!(
+                    "  (spear alone: transformers' PI0 has no MoGe encoder and no S³ flow, and its \
+                     SigLIP takes one square size for every camera)"
+                );
+                Ok(None)
+            }
+            (None, _) => Ok(None),
+        }
+    }
 }
 
 /// The median (the upper one for an even count); `v` must not be empty.
@@ -65,45 +190,6 @@ pub(crate) fn peak_rss_mb() -> Result<f64> {
 /// `/proc/self/clear_refs`), so that one process can report the peak of each of several runs.
 pub(crate) fn reset_peak_rss() -> Result<()> {
     std::fs::write("/proc/self/clear_refs", "5").context("resetting VmHWM through /proc/self/clear_refs")
-}
-
-/// Runs the benchmark on backend `B` with random weights.
-pub fn run<B: Backend>(bench: &VlmBench, device: &B::Device) -> Result<Latency> {
-    B::seed(device, 0);
-    let model = bench.config.init::<B>(device);
-    let cams = [bench.config.image_size, bench.config.wrist_image_size]
-        .map(|[h, w]| Tensor::<B, 4>::random([1, 3, h, w], Distribution::Uniform(0.0, 1.0), device));
-    let vocab = bench.config.gemma.vocab_size as u32;
-    let prompt: Vec<u32> = (0..bench.prompt_tokens as u32).map(|i| (i * 7919) % vocab).collect();
-    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
-    for round in 0..=bench.repeats {
-        let start = Instant::now();
-        let mut decoding = Decoding::start(&model, &cams, &prompt)?;
-        let mut token = argmax(&decoding.logits()?);
-        let prefilled = Instant::now();
-        for _ in 0..bench.decode_steps {
-            decoding.push(token);
-            token = argmax(&decoding.logits()?);
-        }
-        if round > 0 {
-            prefill.push(prefilled.duration_since(start).as_secs_f64() * 1e3);
-            decode.push(prefilled.elapsed().as_secs_f64() * 1e3 / bench.decode_steps.max(1) as f64);
-        }
-    }
-    Ok(Latency { prefill_ms: median(prefill), decode_ms: median(decode) })
-}
-
-/// Runs `tools/bench/vlm_torch.py` with `python` on the same configuration.
-pub fn run_torch(bench: &VlmBench, python: &Path, device: &str) -> Result<(Latency, String)> {
-    let args = [
-        ("--prompt-tokens", bench.prompt_tokens.to_string()),
-        ("--decode-steps", bench.decode_steps.to_string()),
-        ("--repeats", bench.repeats.to_string()),
-        ("--device", device.to_string()),
-    ];
-    let (json, about) = run_script(python, "vlm_torch.py", serde_json::to_value(&bench.config)?, &args)?;
-    let ms = |key: &str| json[key].as_f64().with_context(|| format!("no {key} in {json}"));
-    Ok((Latency { prefill_ms: ms("prefill_ms")?, decode_ms: ms("decode_ms")? }, about))
 }
 
 /// Runs `tools/bench/<script>` with `python`, `--config` naming a temporary file that holds

@@ -1,6 +1,6 @@
 //! `spear data`: look at RLDS datasets and compute a mixture's statistics. No compute backend.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use image::{Rgb, RgbImage};
@@ -14,6 +14,102 @@ use spear_data::schema::Leaf;
 use spear_data::tfrecord::OnCorrupt;
 
 use crate::draw::{self, fill, line};
+
+/// `spear data …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DataCommand {
+    /// A dataset's splits, typed schema, registry entry, and its first episode: steps, duration,
+    /// instruction, and frame 0's state and 5 Hz action chunk.
+    Inspect {
+        /// The dataset's `NAME/VERSION` folder (holding dataset_info.json).
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One pass over a mixture: per-dimension statistics (min, max, mean, std, 1st/99th
+    /// percentiles) of 5 Hz action translations and state positions, and of action rotation
+    /// angles, written as JSON.
+    Stats {
+        /// Mixture file (e.g. configs/data/oxe_mixture.toml).
+        #[arg(long)]
+        mixture: PathBuf,
+        /// Where to write the statistics.
+        #[arg(long)]
+        out: PathBuf,
+        /// Folder holding the datasets, instead of the mixture's `root`.
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// A contact sheet (PNG) of frames of one episode: external and wrist cameras and each frame's
+    /// action chunk drawn (path top-down and height; green open, red closed, grey padding).
+    Preview {
+        /// The dataset's `NAME/VERSION` folder.
+        dir: PathBuf,
+        /// Output PNG.
+        #[arg(long)]
+        out: PathBuf,
+        /// Episode index in the split.
+        #[arg(long, default_value_t = 0)]
+        episode: usize,
+        /// Frames shown, spread over the episode.
+        #[arg(long, default_value_t = 6)]
+        frames: usize,
+    },
+}
+
+impl DataCommand {
+    /// Runs the command (no compute backend involved) and prints its result.
+    pub fn run(self) -> Result<()> {
+        match self {
+            DataCommand::Inspect { dir, json } => {
+                let report = inspect(&dir)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{}", render_inspect(&report));
+                }
+            }
+            DataCommand::Stats { mixture, out, root } => {
+                let stats = stats(&mixture, root.as_deref(), &out)?;
+                print!("{}", render_stats(&stats));
+                println!("wrote {}", out.display());
+            }
+            DataCommand::Preview { dir, out, episode, frames } => {
+                let drawn = preview(&dir, episode, frames, &out)?;
+                println!("wrote {}: frames {drawn:?} of episode {episode}", out.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A statistics pass's datasets and numbers, for people.
+fn render_stats(stats: &spear_data::loader::MixtureStats) -> String {
+    let mut out = String::new();
+    for d in &stats.datasets {
+        out += &format!(
+            "  {:<56} {:>8} episodes {:>10} frames {:>6} skipped\n",
+            d.name, d.episodes, d.frames, d.skipped
+        );
+        for reason in &d.skip_reasons {
+            out += &format!("      skipped: {reason}\n");
+        }
+    }
+    let f = |v: &[f64]| v.iter().map(|x| format!("{x:+.5}")).collect::<Vec<_>>().join(" ");
+    let a = &stats.action_translation;
+    out += &format!(
+        "action translation (m, 5 Hz, {} actions): q01 [{}] q99 [{}] mean [{}] std [{}]\n",
+        a.count,
+        f(&a.q01),
+        f(&a.q99),
+        f(&a.mean),
+        f(&a.std)
+    );
+    let s = &stats.state_position;
+    out += &format!("state position (m, {} frames): q01 [{}] q99 [{}]\n", s.count, f(&s.q01), f(&s.q99));
+    out
+}
 
 /// The episode `index` of the dataset's `train` split (or its first split).
 fn nth_episode(dataset: &RldsDataset, index: usize) -> Result<Episode> {

@@ -9,6 +9,8 @@ use burn::tensor::{Tensor, TensorData, backend::AutodiffBackend};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use spear_geometry::tensor::{self as geo, selfcheck};
 
+use crate::backend::{BackendChoice, BackendJob, BackendKind, run_on};
+
 /// One comparison against the f64 reference.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -76,6 +78,29 @@ const GEOMETRY_TOLERANCE: f64 = 1e-4;
 /// Relative matmul error allowed: f32 is ~1e-7; this also admits TF32 tensor cores (10-bit
 /// mantissa), which GPU backends may use for f32 matmuls.
 const MATMUL_TOLERANCE: f64 = 2e-3;
+
+/// `spear doctor` on `backend`: prints the backend, its device and every check; `false` when one
+/// failed.
+pub fn command(backend: BackendChoice) -> anyhow::Result<bool> {
+    run_on(backend, Doctor)
+}
+
+struct Doctor;
+
+impl BackendJob for Doctor {
+    type Output = bool;
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> bool {
+        println!("spear doctor");
+        println!("  backend    {kind}: {}", kind.describe());
+        if let Some(device) = kind.device() {
+            let label = if kind == BackendKind::Wgpu { "adapter" } else { "device" };
+            println!("  {label:<10} {device}");
+        }
+        let report = run::<B>(&device);
+        println!("{report}");
+        report.passed()
+    }
+}
 
 /// Runs every check on `device`.
 pub fn run<B: AutodiffBackend>(device: &B::Device) -> Report {

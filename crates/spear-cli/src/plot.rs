@@ -1,7 +1,7 @@
 //! `spear plot RUN_DIR`: a run's metrics (`metrics.jsonl`) drawn as one panel per series — loss,
 //! validation loss, learning rate, gradient norm, … — against the step, into a PNG.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use image::{Rgb, RgbImage};
@@ -16,6 +16,26 @@ const LEFT: u32 = 90;
 const RIGHT: u32 = 20;
 const TOP: u32 = 28;
 const BOTTOM: u32 = 26;
+
+/// `spear plot`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlotArgs {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// The PNG to write (default: RUN_DIR/metrics.png).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl PlotArgs {
+    /// Draws the plot and says what it drew.
+    pub fn run(self) -> Result<()> {
+        let out = self.out.unwrap_or_else(|| self.run_dir.join("metrics.png"));
+        let names = plot(&self.run_dir, &out)?;
+        println!("wrote {}: {}", out.display(), names.join(", "));
+        Ok(())
+    }
+}
 
 /// Draws every series of `run_dir`'s metrics into `out`; returns the series' names.
 pub fn plot(run_dir: &Path, out: &Path) -> Result<Vec<String>> {

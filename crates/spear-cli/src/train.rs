@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spear_policy::Policy;
 use spear_train::config::{DataSource, TrainConfig};
 use spear_train::embedded;
 use spear_train::run::Observer;
+
+use crate::backend::{BackendChoice, BackendJob, BackendKind, run_on};
 
 /// Which model a run trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,17 +33,69 @@ impl Kind {
     }
 }
 
+/// `spear train …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TrainCommand {
+    /// Train SPEAR-1 (VLA pre- or post-training). Without --config: the embedded default, a tiny
+    /// SPEAR-1 on a generated reach-and-rotate task, evaluated in closed loop at the end.
+    Vla(TrainArgs),
+    /// Train SPEAR-VLM (stage 1 or 2). Without --config: the embedded default, a tiny SPEAR-VLM
+    /// on generated scenes annotated by `spear annotate`'s pipeline.
+    Vlm(TrainArgs),
+}
+
+impl TrainCommand {
+    /// Runs the training (or its dry run) on `backend`.
+    pub fn run(self, backend: BackendChoice) -> Result<()> {
+        let job = match self {
+            TrainCommand::Vla(args) => TrainJob { kind: Kind::Vla, args },
+            TrainCommand::Vlm(args) => TrainJob { kind: Kind::Vlm, args },
+        };
+        run_on(backend, job)?
+    }
+}
+
 /// A training request from the command line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
-    /// The run's config (default: the embedded default, `configs/<kind>/tiny.toml`).
+    /// The run's config (configs/vla/*.toml, configs/vlm/*.toml; default: the tiny embedded one).
+    #[arg(long)]
     pub config: Option<PathBuf>,
-    /// `section.key=value` overrides.
+    /// Override a field: `section.key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// The run folder (default: `runs/<run.name>`).
+    /// The run folder (default: runs/<run.name>).
+    #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in `out` from its last checkpoint.
+    /// Continue the run in the folder from its last checkpoint.
+    #[arg(long)]
     pub resume: bool,
+    /// Load and check the config, then print what the run would train — stage, schedule, and the
+    /// parameters per part, trainable and frozen — without allocating any weight or touching the
+    /// run folder (so it works for the full-size runs on any machine).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: also print the fully resolved config (TOML).
+    #[arg(long, requires = "dry_run")]
+    pub resolved: bool,
+}
+
+/// One `spear train` command on the chosen backend.
+struct TrainJob {
+    kind: Kind,
+    args: TrainArgs,
+}
+
+impl BackendJob for TrainJob {
+    type Output = Result<()>;
+    fn run<B: AutodiffBackend>(self, backend: BackendKind, device: B::Device) -> Result<()> {
+        match self.kind {
+            _ if self.args.dry_run => print!("{}", dry_run::<B>(self.kind, &self.args, &device)?),
+            Kind::Vla => vla::<B>(backend, &self.args, &device)?,
+            Kind::Vlm => vlm::<B>(backend, &self.args, &device)?,
+        }
+        Ok(())
+    }
 }
 
 /// The embedded default's config: `configs/<kind>/tiny.toml` under the working folder, else in
@@ -75,12 +130,11 @@ pub fn resolve(kind: Kind, args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
 }
 
 /// What `--dry-run` prints: the checked config's run, schedule, run folder and parameters per
-/// part (trainable and frozen), counted without allocating a weight; `resolved` appends the fully
-/// resolved config.
+/// part (trainable and frozen), counted without allocating a weight; `--resolved` appends the
+/// fully resolved config.
 pub fn dry_run<B: burn::tensor::backend::Backend>(
     kind: Kind,
     args: &TrainArgs,
-    resolved: bool,
     device: &B::Device,
 ) -> Result<String> {
     let (config, out) = resolve(kind, args)?;
@@ -107,7 +161,7 @@ pub fn dry_run<B: burn::tensor::backend::Backend>(
         if args.resume { " (resuming from its last checkpoint)" } else { "" }
     );
     text += &spear_train::plan::render(&spear_train::plan::parameter_counts::<B>(&config, device));
-    if resolved {
+    if args.resolved {
         text += &config.to_toml();
     }
     Ok(text)
@@ -210,11 +264,7 @@ pub fn duration(seconds: f64) -> String {
 }
 
 /// Resolves the run's config and folder and prints what it is about to do.
-fn start(
-    kind: Kind,
-    args: &TrainArgs,
-    backend: crate::backend::BackendKind,
-) -> Result<(TrainConfig, PathBuf)> {
+fn start(kind: Kind, args: &TrainArgs, backend: BackendKind) -> Result<(TrainConfig, PathBuf)> {
     let (config, out) = resolve(kind, args)?;
     let r = &config.run;
     println!(
@@ -245,11 +295,7 @@ pub fn render_last(last: &[(String, f64)]) -> String {
 }
 
 /// `spear train vla` on backend `B`.
-pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
-    backend: crate::backend::BackendKind,
-    args: &TrainArgs,
-    device: &B::Device,
-) -> Result<()> {
+pub fn vla<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &B::Device) -> Result<()> {
     let (config, out) = start(Kind::Vla, args, backend)?;
     let mut progress = Progress::new();
     let embedded = config.data.source == DataSource::Embedded;
@@ -336,11 +382,7 @@ pub fn vla<B: burn::tensor::backend::AutodiffBackend>(
 }
 
 /// `spear train vlm` on backend `B`.
-pub fn vlm<B: burn::tensor::backend::AutodiffBackend>(
-    backend: crate::backend::BackendKind,
-    args: &TrainArgs,
-    device: &B::Device,
-) -> Result<()> {
+pub fn vlm<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &B::Device) -> Result<()> {
     use spear_train::run::Task;
     let (config, out) = start(Kind::Vlm, args, backend)?;
     let mut progress = Progress::new();

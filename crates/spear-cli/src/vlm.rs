@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use spear_data::coord_tokens::CoordQuantizer;
 use spear_data::tokenizer::PaliGemmaTokenizer;
 use spear_models::SpearVlmConfig;
@@ -18,20 +19,64 @@ use spear_models::vlm::MogeEncoderConfig;
 use spear_policy::Frame;
 use spear_policy::inputs::{VLM_FIT, fit_frame, image_batch};
 
+use crate::backend::{BackendChoice, BackendJob, BackendKind, run_on};
+
+/// `spear vlm …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum VlmCommand {
+    /// Answer a prompt about an image with greedy, KV-cached decoding.
+    Ask(Ask),
+    /// Build SPEAR-VLM's starting checkpoint: PaliGemma + MoGe encoder weights, a fresh MoGe
+    /// projector and mean-resized 3D-token embeddings (paper §3.1).
+    Init(Init),
+}
+
+impl VlmCommand {
+    /// Runs the command on `backend`.
+    pub fn run(self, backend: BackendChoice) -> Result<()> {
+        match self {
+            VlmCommand::Ask(ask) => run_on(backend, ask)?,
+            VlmCommand::Init(init) => run_on(backend, init)?,
+        }
+    }
+}
+
 /// What to ask.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Ask {
-    /// Checkpoint folder: weights, `config.json`, `tokenizer.json` (and `coord_tokens.json` for
+    /// Checkpoint folder (weights, config.json, tokenizer.json, and coord_tokens.json for
     /// SPEAR-VLM's 3D tokens).
+    #[arg(long)]
     pub weights: PathBuf,
-    /// Main camera image.
+    /// Main camera image (PNG or JPEG), fitted to the model's size as VLM training fits images.
+    #[arg(long)]
     pub image: PathBuf,
     /// Wrist camera image, for models trained with one.
+    #[arg(long)]
     pub wrist: Option<PathBuf>,
-    /// The prompt.
+    /// The question.
+    #[arg(long)]
     pub prompt: String,
     /// Most tokens to generate.
-    pub max_new: usize,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Also print the prompt and answer token ids.
+    #[arg(long)]
+    pub ids: bool,
+}
+
+impl BackendJob for Ask {
+    type Output = Result<()>;
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Result<()> {
+        // Inference needs no gradients: the backend under Autodiff.
+        let answer = ask::<B::InnerBackend>(&self, &device)?;
+        if self.ids {
+            println!("prompt ids: {:?}", answer.prompt_ids);
+            println!("answer ids: {:?}", answer.tokens);
+        }
+        println!("{}", answer.render());
+        Ok(())
+    }
 }
 
 /// One piece of the answer.
@@ -93,7 +138,7 @@ pub fn ask<B: Backend>(request: &Ask, device: &B::Device) -> Result<Answer> {
         cameras.push(read_image::<B>(wrist, model.wrist_image_size(), device)?);
     }
     let prompt_ids = tokenizer.encode_prefix(&request.prompt)?;
-    let generation = greedy(&model, &cameras, &prompt_ids, request.max_new, Some(tokenizer.eos_id()))?;
+    let generation = greedy(&model, &cameras, &prompt_ids, request.max_new_tokens, Some(tokenizer.eos_id()))?;
     let mut pieces = Vec::new();
     let mut text_run = Vec::new();
     for &id in &generation.tokens {
@@ -115,20 +160,43 @@ pub fn ask<B: Backend>(request: &Ask, device: &B::Device) -> Result<Answer> {
 }
 
 /// How to build SPEAR-VLM's starting checkpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Init {
-    /// PaliGemma snapshot folder (weights, `config.json`, tokenizer files).
+    /// PaliGemma snapshot folder (weights, config.json, tokenizer files).
+    #[arg(long)]
     pub paligemma: PathBuf,
     /// MoGe-1 or MoGe-2 `model.pt`.
+    #[arg(long)]
     pub moge: PathBuf,
     /// Output folder.
+    #[arg(long)]
     pub out: PathBuf,
-    /// DINOv2 blocks to fuse; `None`: the last four (the paper).
+    /// DINOv2 blocks to fuse (default: the last four, as the paper; MoGe-2 uses 5,11,17,23).
+    #[arg(long, value_delimiter = ',')]
     pub moge_layers: Option<Vec<usize>>,
     /// Number of 3D tokens (1024 in the paper).
+    #[arg(long, default_value_t = 1024)]
     pub num_3d_tokens: usize,
     /// Seed for the MoGe projector and the 3D-token rows.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+impl BackendJob for Init {
+    type Output = Result<()>;
+    fn run<B: AutodiffBackend>(self, _kind: BackendKind, device: B::Device) -> Result<()> {
+        let config = init::<B::InnerBackend>(&self, &device)?;
+        let moge = config.moge.as_ref().expect("init fuses MoGe");
+        println!(
+            "wrote {}: SPEAR-VLM with MoGe blocks {:?} and {} 3D tokens (ids {}..{})",
+            self.out.display(),
+            moge.layers,
+            config.num_3d_tokens,
+            config.gemma.vocab_size,
+            config.gemma.vocab_size + config.num_3d_tokens
+        );
+        Ok(())
+    }
 }
 
 /// Builds SPEAR-VLM from PaliGemma + MoGe weights (fresh MoGe projector, mean-resized 3D-token

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::backend::Flex;
@@ -11,6 +11,30 @@ use spear_models::SpearVlmConfig;
 use spear_models::checkpoint::Checkpoint;
 use spear_models::hf_config::{dinov2_config_from_moge, policy_config, vlm_config};
 use spear_models::layout::{Layout, LoadReport, expected_tensors, for_policy, plan, vlm_only};
+
+/// `spear weights …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum WeightsCommand {
+    /// List a checkpoint's tensors, recognise its layout (PaliGemma, openpi π0, MoGe-1/2, spear)
+    /// and show what would load, what is missing and what is left over. Reads no tensor data.
+    Inspect {
+        /// A snapshot folder, a `.safetensors` file or a `model.pt`.
+        path: PathBuf,
+        /// Also list every stored tensor with its dtype and shape.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+impl WeightsCommand {
+    /// Runs the command (no compute backend involved).
+    pub fn run(self) -> Result<()> {
+        match self {
+            WeightsCommand::Inspect { path, list } => print!("{}", inspect(&path, list)?),
+        }
+        Ok(())
+    }
+}
 
 /// The model a checkpoint is matched against: its description and expected tensors.
 struct Target {

@@ -75,7 +75,7 @@ fn act_rejects_bad_observations_with_clear_errors() {
             &["--wrist", &image, "--state", "0,0,0,1,0,0,0", "--prompt", "go"],
             "observation 0: state has 7 values; this policy takes 8",
         ),
-        (&["--wrist", &image, "--state", "0,0,nan,1,0,0,0,1", "--prompt", "go"], "--state: value 2 is NaN"),
+        (&["--wrist", &image, "--state", "0,0,nan,1,0,0,0,1", "--prompt", "go"], "value 2 is NaN"),
         (
             &["--wrist", &image, "--state", "0,0,x,1,0,0,0,1", "--prompt", "go"],
             "value 2 (\"x\") is not a number",

@@ -17,7 +17,7 @@
 //! spear follows Open3D's semantics, the benchmark is also a parity check ([`Parity`]): the same
 //! removed points, and box centres and extents within [`PARITY_TOLERANCE`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -27,6 +27,39 @@ use spear_annotate::obb::{OrientedBox, oriented_bounding_box};
 use spear_annotate::outliers::remove_statistical_outliers;
 
 use super::{median, run_script};
+
+/// `spear bench annotate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchAnnotateArgs {
+    /// A Python with open3d-cpu 0.20 and numpy (tools/reference/requirements-annotate.txt): also
+    /// time `tools/bench/annotate_open3d.py` on the same clouds, print ratios and check parity.
+    #[arg(long)]
+    compare_open3d: Option<PathBuf>,
+    /// Neighbours per point in the outlier removal.
+    #[arg(long, default_value_t = 20)]
+    nb_neighbors: usize,
+    /// The cut: mean neighbour distance + this many standard deviations.
+    #[arg(long, default_value_t = 2.0)]
+    std_ratio: f64,
+    /// Points per cloud, comma-separated; a box and an ellipsoid of each size.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+    sizes: Vec<usize>,
+    /// Timed runs per cloud after one warm-up.
+    #[arg(long, default_value_t = 7)]
+    repeats: usize,
+}
+
+impl BenchAnnotateArgs {
+    /// Runs the benchmark (Open3D first, in its own process) and prints the report.
+    pub fn run(self) -> Result<()> {
+        let spec = AnnotateBench {
+            nb_neighbors: self.nb_neighbors,
+            std_ratio: self.std_ratio,
+            repeats: self.repeats.max(1),
+        };
+        run_and_print(&self.sizes, &spec, self.compare_open3d.as_deref())
+    }
+}
 
 /// Largest difference allowed between spear's and Open3D's box centre or extent, metres.
 pub const PARITY_TOLERANCE: f64 = 1e-9;

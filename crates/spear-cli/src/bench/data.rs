@@ -12,7 +12,102 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use spear_data::loader::{Loader, MixtureConfig, MixtureEntry};
 
-use super::{peak_rss_mb, run_script};
+use super::{Better, peak_rss_mb, ratio_line, run_script};
+
+/// `spear bench data`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchDataArgs {
+    /// Mixture to read (default: with --compare-tf, bridge_dataset and droid benchmark datasets
+    /// written for the run; without, spear-data's small bundled fixtures).
+    #[arg(long)]
+    mixture: Option<PathBuf>,
+    /// A Python with tensorflow and tensorflow-datasets (tools/reference/requirements-data.txt):
+    /// also time `tools/bench/data_tf.py` on the same files and print ratios.
+    #[arg(long)]
+    compare_tf: Option<PathBuf>,
+    /// Samples timed after one warm-up batch.
+    #[arg(long, default_value_t = 2048)]
+    samples: usize,
+    /// Threads for each side (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Memory cap of spear's step-shuffle buffer, MB (its peak memory follows it).
+    #[arg(long, default_value_t = 256)]
+    shuffle_buffer_mb: usize,
+    /// Episodes and steps per episode of each written benchmark dataset.
+    #[arg(long, num_args = 2, value_names = ["EPISODES", "STEPS"], default_values_t = [16, 30])]
+    bench_data: Vec<usize>,
+}
+
+impl BenchDataArgs {
+    /// Runs the benchmark (tf.data first, in its own process) and prints the report.
+    pub fn run(self) -> Result<()> {
+        let args = self;
+        let threads =
+            args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let scratch = std::env::temp_dir().join(format!("spear-bench-data-{}", std::process::id()));
+        let (mut mixture, about) = match (&args.mixture, &args.compare_tf) {
+            (Some(path), _) => (MixtureConfig::from_file(path)?, format!("mixture {}", path.display())),
+            (None, Some(python)) => {
+                let [episodes, steps] = [args.bench_data[0], args.bench_data[1]];
+                let mixture = write_bench_data(python, &scratch, episodes, steps)?;
+                (
+                    mixture,
+                    format!(
+                        "bridge_dataset + droid, {episodes} episodes × {steps} steps each, written for this run"
+                    ),
+                )
+            }
+            (None, None) => {
+                let fixtures =
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/../spear-data/tests/fixtures/rlds/mixture.toml");
+                (
+                    MixtureConfig::from_file(fixtures)?,
+                    "spear-data's bundled fixtures (tiny episodes)".to_string(),
+                )
+            }
+        };
+        mixture.loader.workers = threads;
+        mixture.loader.batch_size = args.batch_size.max(1);
+        mixture.loader.shuffle_buffer_mb = args.shuffle_buffer_mb;
+        let spec = DataBench { mixture, samples: args.samples.max(1) };
+        let l = &spec.mixture.loader;
+        println!(
+            "bench data: {about}; batch {}, {} samples timed after one warm-up batch, {threads} thread(s) each side, \
+         images {}×{} + {}×{}, shuffle buffer cap {} MB",
+            l.batch_size,
+            spec.samples,
+            l.external_size[0],
+            l.external_size[1],
+            l.wrist_size[0],
+            l.wrist_size[1],
+            l.shuffle_buffer_mb
+        );
+        let row = |who: &str, t: &Throughput| {
+            format!(
+                "  {who:<8} {:9.1} samples/s   {:9.1} samples/CPU-s   peak memory {:8.1} MB",
+                t.samples_per_s, t.samples_per_cpu_s, t.peak_rss_mb
+            )
+        };
+        // tf.data first, in its own process, so that spear's peak memory is its own.
+        let tf = args.compare_tf.as_ref().map(|python| run_tf(&spec, python, threads)).transpose()?;
+        let ours = run(&spec)?;
+        println!("{}   (read, parse, standardise, 5 Hz chunks, decode, resize)", row("spear", &ours));
+        if let Some((tf, about)) = &tf {
+            println!("{}   (read, parse, decode, resize; {about})", row("tf.data", tf));
+            let parts = [
+                ("samples/s", ours.samples_per_s, tf.samples_per_s),
+                ("per core (samples/CPU-s)", ours.samples_per_cpu_s, tf.samples_per_cpu_s),
+            ];
+            println!("{}", ratio_line("tf.data", &parts, Better::Higher));
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+        Ok(())
+    }
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]

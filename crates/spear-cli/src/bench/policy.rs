@@ -15,7 +15,100 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use spear_models::policy::{Observation, RotationMode, SpearPolicyConfig};
 
-use super::{median, run_script};
+use burn::tensor::backend::AutodiffBackend;
+
+use super::roofline::{chunk_work, probe};
+use super::{Better, PolicyShapeArgs, describe_cameras, median, ratio_line, run_script};
+use crate::backend::{BackendJob, BackendKind};
+
+/// `spear bench policy`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchPolicyArgs {
+    #[command(flatten)]
+    shapes: PolicyShapeArgs,
+    /// Prompt tokens.
+    #[arg(long, default_value_t = 48)]
+    prompt_tokens: usize,
+    /// Timed rounds after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+impl BackendJob for BenchPolicyArgs {
+    type Output = anyhow::Result<()>;
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
+        let args = self;
+        let threads = cpu_threads();
+        let repeats = args.repeats.max(1);
+        println!(
+            "bench policy: batch 1, {} prompt tokens, median over {repeats} timed round(s) after one warm-up, \
+             on {kind} ({threads} CPU threads)",
+            args.prompt_tokens.max(1)
+        );
+        let peak = probe::<B::InnerBackend>(&device)?;
+        println!("  peak      {peak}");
+        let row = |who: &str, t: &ChunkLatency| {
+            format!(
+                "  {who:<12} prefix {:10.2} ms   step {:9.3} ms   chunk {:10.2} ms",
+                t.prefix_ms, t.step_ms, t.chunk_ms
+            )
+        };
+        for (shape, config, name) in args.shapes.selected() {
+            println!(
+                "{name}: {}, {} actions × {}, {} flow steps",
+                describe_cameras(&config),
+                config.horizon,
+                config.expert.action_dim,
+                config.flow.num_steps
+            );
+            let work = chunk_work(&config, args.prompt_tokens.max(1));
+            println!(
+                "  work      prefix of {} tokens: {}; per step: {}",
+                work.prefix_tokens, work.prefix, work.step
+            );
+            let spec = PolicyBench { config, prompt_tokens: args.prompt_tokens, repeats };
+            // PyTorch first: its process has exited, its memory returned, before spear allocates
+            // (full size in f32 is ~14 GB on each side).
+            let torch =
+                args.shapes.torch(shape, |python, device| run_torch(&spec, python, device, threads))?;
+            let ours = run::<B::InnerBackend>(&spec, &device)?;
+            println!("{}", row(&format!("spear ({kind})"), &ours));
+            if let Some((torch, about)) = &torch {
+                println!("{}   ({about})", row("torch", torch));
+                println!(
+                    "{}",
+                    ratio_line(
+                        "torch",
+                        &[
+                            ("prefix", ours.prefix_ms, torch.prefix_ms),
+                            ("step", ours.step_ms, torch.step_ms),
+                            ("chunk", ours.chunk_ms, torch.chunk_ms),
+                        ],
+                        Better::Lower
+                    )
+                );
+            }
+            let bound = ChunkLatency {
+                prefix_ms: peak.seconds(work.prefix) * 1e3,
+                step_ms: peak.seconds(work.step) * 1e3,
+                chunk_ms: peak.chunk_seconds(&work) * 1e3,
+            };
+            let limit = |w| if peak.compute_bound(w) { "compute" } else { "memory" };
+            println!(
+                "{}   (prefix {}-bound, step {}-bound)",
+                row("roofline", &bound),
+                limit(work.prefix),
+                limit(work.step)
+            );
+            let mut over = format!("  measured/bound   spear {:.1}x", ours.chunk_ms / bound.chunk_ms);
+            if let Some((torch, _)) = &torch {
+                over += &format!("   torch {:.1}x", torch.chunk_ms / bound.chunk_ms);
+            }
+            println!("{over}   (per chunk)");
+        }
+        Ok(())
+    }
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]

@@ -22,7 +22,105 @@ use spear_train::run::{gradients, update};
 
 use super::policy::{cpu_threads, observation};
 use super::roofline::chunk_work;
-use super::{median, peak_rss_mb, reset_peak_rss, run_script};
+use super::{
+    Better, PolicyShapeArgs, describe_cameras, median, peak_rss_mb, ratio_line, reset_peak_rss, run_script,
+};
+use crate::backend::{BackendJob, BackendKind};
+
+/// `spear bench train`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchTrainArgs {
+    #[command(flatten)]
+    shapes: PolicyShapeArgs,
+    /// Samples per step.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Prompt tokens.
+    #[arg(long, default_value_t = 16)]
+    prompt_tokens: usize,
+    /// Timed steps after one warm-up step.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+impl BackendJob for BenchTrainArgs {
+    type Output = anyhow::Result<()>;
+    fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> anyhow::Result<()> {
+        let args = self;
+        let threads = cpu_threads();
+        let (batch, prompt_tokens, repeats) =
+            (args.batch.max(1), args.prompt_tokens.max(1), args.repeats.max(1));
+        println!(
+            "bench train: one optimiser step (flow draws, forward and loss, backward, global-norm clip, AdamW; \
+             all but MoGe trains, as in the paper's VLA stage) at batch {batch}, {prompt_tokens} prompt tokens, \
+             median over {repeats} timed step(s) after one warm-up, on {kind} ({threads} CPU threads)"
+        );
+        for (shape, config, name) in args.shapes.selected() {
+            let spec = TrainBench { config, batch, prompt_tokens, repeats };
+            let tokens = spec.tokens_per_sample();
+            println!(
+                "{name}: {}, {} actions × {}, {tokens} tokens per sample ({} prefix + {} suffix)",
+                describe_cameras(&spec.config),
+                spec.config.horizon,
+                spec.config.expert.action_dim,
+                tokens - spec.config.horizon - 1,
+                spec.config.horizon + 1
+            );
+            let row = |who: &str, t: &StepTime, memory: String| {
+                format!(
+                    "  {who:<12} {:10.2} ms/step {:9.3} steps/s {:10.2} samples/s {:12.0} tokens/s   {memory}",
+                    t.step_ms,
+                    t.per_second(1.0),
+                    t.per_second(batch as f64),
+                    t.per_second((batch * tokens) as f64)
+                )
+            };
+            let parts = |who: &str, t: &StepTime| {
+                format!(
+                    "  {who:<12} forward {:10.2} ms   backward {:10.2} ms   update {:9.2} ms   loss {:.4}",
+                    t.forward_ms, t.backward_ms, t.update_ms, t.loss
+                )
+            };
+            // PyTorch first: its process has exited, its memory returned, before spear allocates.
+            let torch = args.shapes.torch(shape, |python, device| run_torch(&spec, python, device))?;
+            let ours = run::<B>(&spec, &device)?;
+            let memory = match kind {
+                BackendKind::Cpu => format!("peak memory {:.0} MB (process RSS)", ours.peak_rss_mb),
+                _ => format!(
+                    "peak host RSS {:.0} MB (device memory: burn 0.21 exposes no statistics)",
+                    ours.peak_rss_mb
+                ),
+            };
+            let who = format!("spear ({kind})");
+            println!("{}", row(&who, &ours, memory));
+            if let Some((torch, about)) = &torch {
+                let memory = match torch.peak_device_mb {
+                    Some(device_mb) => format!("peak device memory {device_mb:.0} MB (max_memory_allocated)"),
+                    None => format!("peak memory {:.0} MB (process RSS)", torch.peak_rss_mb),
+                };
+                println!("{}   ({about})", row("torch", torch, memory));
+            }
+            println!("{}", parts(&who, &ours));
+            if let Some((torch, _)) = &torch {
+                println!("{}", parts("torch", torch));
+                println!(
+                    "{}",
+                    ratio_line(
+                        "torch",
+                        &[
+                            ("step", ours.step_ms, torch.step_ms),
+                            ("forward", ours.forward_ms, torch.forward_ms),
+                            ("backward", ours.backward_ms, torch.backward_ms),
+                            ("update", ours.update_ms, torch.update_ms),
+                        ],
+                        Better::Lower
+                    )
+                );
+            }
+        }
+        Ok(())
+    }
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
