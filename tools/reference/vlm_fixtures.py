@@ -17,6 +17,9 @@ Everything is deterministic (fixed seeds, CPU, float32). Writes, under crates/sp
 * tokenizer_cases.json       special ids and prompts with the ids PaliGemmaProcessor produces for them.
 * paligemma_expected.{safetensors,json}   vision tower, projector, prefill logits, greedy KV-cache decode and a
                              training-mode (prefix-LM) forward of the tiny PaliGemma.
+* paligemma-tiny-head/, paligemma_head_expected.{safetensors,json}   the tiny PaliGemma saved with
+                             vision_use_head=True (SigLIP's pooling head stored; transformers ignores its output) and
+                             its prefill logits.
 * siglip.safetensors, siglip_expected.safetensors, siglip.json   a tiny SigLIP vision tower at non-224 sizes
                              (bicubic position-table interpolation).
 * dinov2_expected.safetensors, dinov2.json, moge_v1/model.pt, moge_v2/model.pt   a tiny DINOv2 with MoGe's
@@ -54,6 +57,7 @@ from transformers import (
 )
 from transformers.models.dinov2.modeling_dinov2 import Dinov2Embeddings, Dinov2LayerScale
 from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+from transformers.models.siglip.modeling_siglip import SiglipMultiheadAttentionPoolingHead
 
 import fixture_io
 from fixture_io import OUT, ROOT, check_sizes, save_tensors, write_json
@@ -261,11 +265,11 @@ def randomize(model, seed):
 # A. tiny PaliGemma
 
 
-def paligemma(processor, image_token_id):
+def paligemma_config(image_token_id, vision_use_head=False):
     V = (image_token_id + 1 + 63) // 64 * 64  # as HF's conversion: image token row + padding to a multiple of 64
     vision = SiglipVisionConfig(
         hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, patch_size=14,
-        image_size=IMAGE_SIZE, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh", vision_use_head=False,
+        image_size=IMAGE_SIZE, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh", vision_use_head=vision_use_head,
     )
     text = GemmaConfig(
         vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
@@ -278,6 +282,11 @@ def paligemma(processor, image_token_id):
         projection_dim=64, hidden_size=64, bos_token_id=2, eos_token_id=1, pad_token_id=0,
     )
     model = PaliGemmaForConditionalGeneration._from_config(config, attn_implementation="eager", torch_dtype=torch.float32)
+    return model, V
+
+
+def paligemma(processor, image_token_id):
+    model, V = paligemma_config(image_token_id)
     assert model.config.text_config._attn_implementation == "eager"
     assert model.config.vision_config._attn_implementation == "eager"
     assert model.config.text_config.num_image_tokens == NUM_IMAGE_TOKENS
@@ -435,6 +444,48 @@ def paligemma(processor, image_token_id):
             "Weights: sharded safetensors in paligemma-tiny/ with the legacy on-disk names (vision_tower.vision_model.*,"
             " multi_modal_projector.linear.*, language_model.model.*); lm_head is tied to embed_tokens and not saved.",
             "Gemma RMSNorm weights are stored zero-centred (applied as 1 + w).",
+        ],
+    })
+    return pixel_values, input_ids, attention_mask
+
+
+def paligemma_with_head(image_token_id, pixel_values, input_ids, attention_mask):
+    """The tiny PaliGemma saved with vision_use_head=True, as some snapshots are: SigLIP's attention-pooling head
+    (probe, attention, layernorm, mlp) is stored under vision_tower.vision_model.head.*; transformers builds and
+    loads it, runs it and discards its pooled output (PaliGemma projects every patch token)."""
+    snap = OUT / "paligemma-tiny-head"
+    model, _ = paligemma_config(image_token_id, vision_use_head=True)
+
+    def head_probe(p_name, p):
+        p.copy_(torch.randn_like(p))
+
+    def head_attention(p_name, p):  # nn.MultiheadAttention's packed q/k/v projection
+        p.copy_(torch.randn_like(p) / math.sqrt(p.shape[-1]) if p_name == "in_proj_weight" else torch.randn_like(p) * 0.1)
+
+    fixture_io.randomize(model, 1002, GemmaRMSNorm, [
+        (SiglipMultiheadAttentionPoolingHead, head_probe), (torch.nn.MultiheadAttention, head_attention),
+    ]).eval()
+    model.save_pretrained(snap, safe_serialization=True)
+    keys = sorted(load_file(str(snap / "model.safetensors")))
+    head = [k for k in keys if k.startswith("vision_tower.vision_model.head.")]
+    print(f"paligemma-tiny-head: {len(keys)} tensors, {len(head)} of SigLIP's head: {head}")
+    assert head, "vision_use_head=True should save the pooling head"
+    with torch.no_grad():
+        vision = model.model.vision_tower(pixel_values)
+        assert vision.pooler_output is not None, "the head runs in transformers' forward"
+        prefill = model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask)
+    tensors = {"vision_last_hidden_state": vision.last_hidden_state, "prefill_logits": prefill.logits}
+    manifest = save_tensors(OUT / "paligemma_head_expected.safetensors", tensors)
+    write_json(OUT / "paligemma_head_expected.json", {
+        "snapshot": "paligemma-tiny-head",
+        "inputs": "pixel_values and input_ids of paligemma_expected.safetensors (attention mask all ones)",
+        "head_keys": head,
+        "tensors": manifest,
+        "notes": [
+            "paligemma-tiny-head/: config.json (vision_config.vision_use_head = true) and one model.safetensors, the "
+            "tiny PaliGemma's shapes with other random weights (seed 1002) plus SigLIP's pooling head.",
+            "prefill_logits: model(input_ids, pixel_values, attention_mask); the head's pooled output does not reach "
+            "them, so a loader that ignores the head must reproduce them exactly.",
         ],
     })
 
@@ -840,7 +891,7 @@ def main():
     assert transformers.__version__ == "4.57.6", transformers.__version__
     transformers.logging.set_verbosity_error()  # the processor warns that the prompts carry no <image> tokens
     OUT.mkdir(parents=True, exist_ok=True)
-    for d in (SNAP, OUT / "moge_v1", OUT / "moge_v2"):
+    for d in (SNAP, OUT / "paligemma-tiny-head", OUT / "moge_v1", OUT / "moge_v2"):
         if d.exists():
             shutil.rmtree(d)
     SNAP.mkdir()
@@ -861,7 +912,8 @@ def main():
     cases["base_vocab_size"] = base_vocab
     write_json(OUT / "tokenizer_cases.json", cases)
 
-    paligemma(processor, cases["image_token_id"])
+    inputs = paligemma(processor, cases["image_token_id"])
+    paligemma_with_head(cases["image_token_id"], *inputs)
     siglip()
     dinov2()
     mean_resize()

@@ -116,6 +116,10 @@ impl Layout {
         let paligemma = |prefix: &str| {
             vec![
                 (format!(r"^{prefix}(?:model\.)?(?:language_model\.)?lm_head\.weight$"), Ignore(TIED_HEAD)),
+                (
+                    format!(r"^{prefix}(?:model\.)?vision_tower\.(?:vision_model\.)?head\."),
+                    Ignore(SIGLIP_HEAD),
+                ),
                 (format!(r"^{prefix}(?:model\.)?vision_tower\.(?:vision_model\.)?(.+)$"), To("siglip.$1")),
                 (
                     format!(r"^{prefix}(?:model\.)?multi_modal_projector\.linear\.(.+)$"),
@@ -217,6 +221,12 @@ impl Layout {
 
 /// Why the action expert's token embedding (π0's expert sees only embeddings) is not loaded.
 const EXPERT_EMBEDDING: &str = "the action expert's token embedding (unused)";
+
+/// Why SigLIP's attention-pooling head is not loaded: a snapshot saved with
+/// `vision_use_head: true` carries it, transformers builds and loads it, and PaliGemma never calls
+/// it (the projector takes every patch token of `last_hidden_state`, not the pooled one).
+const SIGLIP_HEAD: &str =
+    "SigLIP's pooling head (vision_use_head; PaliGemma uses every patch token, not the pooled one)";
 
 /// Why the PaliGemma LM head is not loaded.
 const TIED_HEAD: &str = "LM head is tied to the token embedding";
@@ -513,6 +523,15 @@ mod tests {
             let mapping = layout.map_names([tied, embedding]);
             assert!(matches!(mapping[tied], Mapping::Ignored(_)), "{tied}");
             assert_eq!(mapping[embedding], module("gemma.embed_tokens.weight"), "{embedding}");
+        }
+        for head in [
+            "vision_tower.vision_model.head.probe",
+            "model.vision_tower.vision_model.head.attention.in_proj_weight",
+            "model.vision_tower.head.mlp.fc2.bias",
+            "paligemma_with_expert.paligemma.model.vision_tower.vision_model.head.layernorm.weight",
+        ] {
+            let layout = Layout::detect([head]).unwrap();
+            assert_eq!(mapped(layout, head), Mapping::Ignored(SIGLIP_HEAD), "{head} ({layout:?})");
         }
         let expert = "paligemma_with_expert.gemma_expert.model.layers.0.mlp.up_proj.weight";
         assert!(

@@ -61,6 +61,38 @@ fn vision_features_match() {
     );
 }
 
+/// A snapshot saved with `vision_use_head: true` stores SigLIP's pooling head, which PaliGemma
+/// never uses: it loads, the head's tensors are reported as ignored with the reason, and the
+/// logits are transformers'.
+#[test]
+fn a_snapshot_with_siglips_pooling_head_loads_with_the_head_ignored() {
+    const HEAD: &str = "paligemma_head_expected.safetensors";
+    let device = Default::default();
+    let checkpoint = Checkpoint::open(fixtures().join("paligemma-tiny-head")).unwrap();
+    let config = checkpoint.config.as_ref().unwrap();
+    assert_eq!(config["vision_config"]["vision_use_head"], true);
+    let layout = Layout::detect(checkpoint.names()).unwrap();
+    let mut model = vlm_config(config).unwrap().init::<Cpu>(&device);
+    let report = load(&mut model, &checkpoint, layout, &[], "PaliGemma").unwrap();
+    assert!(report.problems(&[]).is_empty(), "{:?}", report.problems(&[]));
+    let head: Vec<_> = report
+        .ignored
+        .iter()
+        .filter(|(name, _)| name.starts_with("vision_tower.vision_model.head."))
+        .collect();
+    let stored = checkpoint.names().filter(|n| n.contains(".head.")).count();
+    assert!(stored > 0 && head.len() == stored, "{stored} head tensors stored, {} ignored", head.len());
+    assert!(head.iter().all(|(_, why)| why.contains("pooling head")), "{head:?}");
+    let rendered = report.render(false);
+    assert!(rendered.contains("SigLIP's pooling head"), "{rendered}");
+
+    let (rgb, prefix, _) = image_and_prefix(&model, &device);
+    let siglip = model.siglip.forward(spear_models::vision::siglip_pixels(rgb.clone()));
+    assert_close(siglip, &read(HEAD, "vision_last_hidden_state"), 1e-4, "SigLIP beside an unused head");
+    let logits = model.forward(&[rgb], prefix, None).unwrap();
+    assert_close(logits, &read(HEAD, "prefill_logits"), 1e-4, "prefill logits beside an unused head");
+}
+
 #[test]
 fn prefill_logits_match() {
     let device = Default::default();
