@@ -89,6 +89,8 @@ fn main() -> Result<()> {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging();
+    // The datasets this binary can generate are read by name like the mixture's.
+    spear_train::reach::register();
     let backend = cli.backend;
     match cli.command {
         Command::Doctor => {

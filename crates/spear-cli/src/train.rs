@@ -434,33 +434,18 @@ pub fn vlm<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
     Ok(())
 }
 
-/// The embedded VLM data: `data.embedded.episodes` generated tabletop scenes at the model's image
-/// size (`spear_annotate::synthetic`), annotated by `spear annotate`'s pipeline into
-/// `RUN/data/vqa`. A resumed run reuses them.
+/// The embedded VLM data ([`embedded::vqa_annotations`]), said in one line when made.
 fn embedded_vqa(config: &TrainConfig, out: &Path, resume: bool, progress: &Progress) -> Result<PathBuf> {
-    use spear_annotate::pipeline::{AnnotateConfig, run};
-    use spear_annotate::synthetic::{SceneConfig, write_scenes};
-    let data = out.join("data");
-    let vqa = data.join("vqa");
-    if resume && vqa.join("manifest.json").is_file() {
-        return Ok(vqa);
+    let (dir, made) = embedded::vqa_annotations(config, &out.join("data"), resume)?;
+    if let Some(m) = made {
+        let [width, height] = m.size;
+        progress.println(&format!(
+            "  data        {} generated scenes ({width}×{height}) annotated into {} examples in {} ({})",
+            m.scenes,
+            m.examples,
+            duration(m.seconds),
+            dir.display()
+        ));
     }
-    let scenes = config.data.embedded.episodes;
-    // Rendered at the model's input size, so that no resizing blurs them.
-    let (tokenizer, _) = spear_train::model::load_tokenizer(config)?;
-    let [height, width] = spear_train::model::vlm_config(config, &tokenizer).image_size;
-    let scene_config = SceneConfig { width, height, ..SceneConfig::default() };
-    let started = Instant::now();
-    let inputs = write_scenes(&data.join("scenes"), &scene_config, config.run.seed, scenes)?;
-    // The rendered point maps are exact: no flying pixels at object borders to erode.
-    let mut annotate = AnnotateConfig { seed: config.run.seed, ..AnnotateConfig::default() };
-    annotate.geometry.erode_px = 0;
-    let manifest = run(&inputs, &vqa, &annotate, &|_, _| {})?;
-    progress.println(&format!(
-        "  data        {scenes} generated scenes ({width}×{height}) annotated into {} examples in {} ({})",
-        manifest.counts.examples,
-        duration(started.elapsed().as_secs_f64()),
-        vqa.display()
-    ));
-    Ok(vqa)
+    Ok(dir)
 }

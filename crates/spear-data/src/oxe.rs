@@ -13,6 +13,8 @@
 //! of the dataset is the ground truth for keys and shapes, and a key an entry names but the dataset
 //! lacks is an error naming both.
 
+use std::sync::RwLock;
+
 use nalgebra::{Matrix3, UnitQuaternion, Vector3};
 use spear_geometry::pose::Pose;
 use spear_geometry::quat::canonicalize;
@@ -168,11 +170,13 @@ pub struct DatasetSpec {
     pub excluded: Option<&'static str>,
 }
 
-const fn linear(key: &'static str, index: usize, open: f64, closed: f64) -> GripperSource {
+/// A gripper value read linearly from `key[index]`: `open` maps to 0 and `closed` to 1.
+pub const fn linear(key: &'static str, index: usize, open: f64, closed: f64) -> GripperSource {
     GripperSource::Linear { key, index, open, closed }
 }
 
-const fn vector(key: &'static str, position: usize, orientation: Orientation) -> PoseSource {
+/// A pose stored as a vector `key`: metres at `position..position + 3`, then `orientation`.
+pub const fn vector(key: &'static str, position: usize, orientation: Orientation) -> PoseSource {
     PoseSource::Vector { key, position, position_dims: 3, position_scale: 1.0, orientation }
 }
 
@@ -535,25 +539,31 @@ pub fn registry() -> Vec<DatasetSpec> {
     ]
 }
 
-/// Datasets the project generates itself, readable by name like the mixture's but not part of the
-/// paper's Table 4 (so not in [`registry`]). `spear_reach_rotate` is spear-train's reach-and-rotate
-/// task (`spear_train::reach`): 5 Hz episodes whose state holds the end-effector pose as position and
-/// quaternion `(w, x, y, z)` followed by the gripper's closedness, and whose action holds the gripper
-/// command at index 7 (see `docs/datasets.md`).
-pub fn generated() -> Vec<DatasetSpec> {
-    vec![DatasetSpec {
-        name: "spear_reach_rotate",
-        mixture_name: "spear_reach_rotate",
-        weight: 1.0,
-        rate_hz: 5.0,
-        external: "observation/image",
-        wrist: Some("observation/wrist_image"),
-        language: LanguageSource::Text("language_instruction"),
-        pose: vector("observation/state", 0, Orientation::QuatWxyz(3)),
-        gripper_state: linear("observation/state", 7, 0.0, 1.0),
-        gripper_command: linear("action", 7, 0.0, 1.0),
-        excluded: None,
-    }]
+/// Entries handed over at run time: datasets a program generates itself (spear-train's
+/// reach-and-rotate task registers `spear_reach_rotate`), defined beside their writers. They are
+/// not in the paper's Table 4 (so not in [`registry`]), but [`spec`] and mixture files find them
+/// by name like any entry.
+static REGISTERED: RwLock<Vec<DatasetSpec>> = RwLock::new(Vec::new());
+
+/// Adds `entry` to the registry for this process. Registering the same entry again does nothing;
+/// an entry whose name (RLDS or mixture name) is already taken by another is refused, naming it.
+pub fn register(entry: DatasetSpec) -> Result<(), String> {
+    let mut registered = REGISTERED.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let clash = registry()
+        .into_iter()
+        .chain(registered.iter().cloned())
+        .find(|s| [s.name, s.mixture_name].iter().any(|n| *n == entry.name || *n == entry.mixture_name));
+    match clash {
+        Some(existing) if existing == entry => Ok(()),
+        Some(existing) => Err(format!(
+            "registry: `{}` is already the entry of `{}`, which differs",
+            entry.name, existing.name
+        )),
+        None => {
+            registered.push(entry);
+            Ok(())
+        }
+    }
 }
 
 impl DatasetSpec {
@@ -589,9 +599,10 @@ pub fn spec_for_mixture(name: &str) -> Option<DatasetSpec> {
     spec(name).or_else(|| known().find(|s| s.mixture_name == name))
 }
 
-/// The mixture's datasets, then the [`generated`] ones.
+/// The mixture's datasets, then the [`register`]ed ones.
 fn known() -> impl Iterator<Item = DatasetSpec> {
-    registry().into_iter().chain(generated())
+    let registered = REGISTERED.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    registry().into_iter().chain(registered)
 }
 
 /// Names some releases give themselves in `dataset_info.json`, and the entry they belong to:
@@ -599,7 +610,7 @@ fn known() -> impl Iterator<Item = DatasetSpec> {
 const ALIASES: [(&str, &str); 1] = [("droid_101", "droid")];
 
 /// The registry entry for an RLDS dataset name (or a known alias of one), among the mixture's
-/// datasets and the [`generated`] ones.
+/// datasets and the [`register`]ed ones.
 pub fn spec(name: &str) -> Option<DatasetSpec> {
     let name = ALIASES.iter().find(|(alias, _)| *alias == name).map_or(name, |(_, real)| real);
     known().find(|s| s.name == name)

@@ -193,3 +193,27 @@ fn a_key_the_entry_names_but_the_dataset_lacks_is_an_error_naming_both() {
     let error = standardize(&excluded, episode).unwrap_err().to_string();
     assert!(error.contains("excluded") && error.contains("forward kinematics"), "{error}");
 }
+
+#[test]
+fn a_registered_entry_is_found_by_name_and_a_clashing_one_refused() {
+    use spear_data::oxe::{register, spec_for_mixture};
+    let mut entry = spec("bridge_dataset").unwrap();
+    assert!(register(entry.clone()).is_ok(), "a Table 4 entry registered again is the same entry");
+    entry.name = "spear_test_generated";
+    entry.mixture_name = "spear_test_generated";
+    entry.excluded = None;
+    assert!(spec("spear_test_generated").is_none());
+    register(entry.clone()).unwrap();
+    register(entry.clone()).unwrap();
+    assert_eq!(spec("spear_test_generated"), Some(entry.clone()));
+    assert_eq!(spec_for_mixture("spear_test_generated"), Some(entry.clone()));
+    let mut other = entry.clone();
+    other.rate_hz += 1.0;
+    let err = register(other).unwrap_err();
+    assert!(err.contains("spear_test_generated") && err.contains("differs"), "{err}");
+    let mut taken = entry;
+    taken.name = "spear_test_other";
+    taken.mixture_name = "bridge";
+    let err = register(taken).unwrap_err();
+    assert!(err.contains("bridge_dataset"), "{err}");
+}

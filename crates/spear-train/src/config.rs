@@ -575,11 +575,7 @@ impl TrainConfig {
         }
         if !self.stage.is_vlm() && self.data.source == DataSource::Embedded {
             // The reach task's demonstrations and rollouts step at its recorded rate.
-            let native = spear_data::oxe::generated()
-                .into_iter()
-                .find(|d| d.name == crate::reach::DATASET_NAME)
-                .map(|d| d.rate_hz)
-                .expect("the reach task has a registry entry");
+            let native = crate::reach::SPEC.rate_hz;
             if self.model.rate_hz() != native {
                 return fail(
                     "model.rate_hz",

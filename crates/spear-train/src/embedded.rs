@@ -1,10 +1,14 @@
-//! The embedded VLA default (`data.source = "embedded"`): the generated reach-and-rotate task
-//! ([`crate::reach`]) written as an RLDS dataset and read through the real pipeline (standardise,
-//! 5 Hz chunks, quantile normalisers from its statistics, the mixture loader), and, after
-//! training, closed-loop rollouts of the trained policy beside the untrained one, the mean action
-//! and the demonstrator.
+//! The embedded defaults (`data.source = "embedded"`).
+//!
+//! * **VLA**: the generated reach-and-rotate task ([`crate::reach`]) written as an RLDS dataset and
+//!   read through the real pipeline (standardise, 5 Hz chunks, quantile normalisers from its
+//!   statistics, the mixture loader), and, after training, closed-loop rollouts of the trained
+//!   policy beside the untrained one, the mean action and the demonstrator.
+//! * **VLM**: generated tabletop scenes with exact point maps (`spear_annotate::synthetic`),
+//!   annotated by `spear annotate`'s pipeline ([`vqa_annotations`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use burn::prelude::*;
 use spear_data::loader::{
@@ -43,6 +47,7 @@ pub fn reach_mixture(
     data_dir: &Path,
     resume: bool,
 ) -> Result<MixtureConfig, TrainError> {
+    reach::register();
     let dataset = reach::dataset_dir(data_dir);
     let stats = data_dir.join("stats.json");
     let e = &config.data.embedded;
@@ -154,4 +159,53 @@ pub fn evaluate<B: Backend>(
         reach::evaluate(reach, seed, scenes, chunks, expert_policy(reach, horizon)).map_err(reach_error)?;
     rows.push(("demonstrator".to_string(), report));
     Ok(ReachEvaluation { rows, scenes, chunks })
+}
+
+/// What [`vqa_annotations`] made (nothing when a resumed run reused its data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VqaMade {
+    /// Scenes rendered.
+    pub scenes: usize,
+    /// Their `[width, height]`: the model's input size.
+    pub size: [usize; 2],
+    /// Examples annotated.
+    pub examples: usize,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// The embedded VLM data under `data_dir`: `data.embedded.episodes` generated tabletop scenes at
+/// the model's image size (`data_dir/scenes`), annotated by `spear annotate`'s pipeline into
+/// `data_dir/vqa`, whose path is returned. A resumed run reuses them.
+pub fn vqa_annotations(
+    config: &TrainConfig,
+    data_dir: &Path,
+    resume: bool,
+) -> Result<(PathBuf, Option<VqaMade>), TrainError> {
+    use spear_annotate::pipeline::{AnnotateConfig, run};
+    use spear_annotate::synthetic::{SceneConfig, write_scenes};
+    let vqa = data_dir.join("vqa");
+    if resume && vqa.join("manifest.json").is_file() {
+        return Ok((vqa, None));
+    }
+    let scenes = config.data.embedded.episodes;
+    // Rendered at the model's input size, so that no resizing blurs them.
+    let (tokenizer, _) = crate::model::load_tokenizer(config)?;
+    let [height, width] = crate::model::vlm_config(config, &tokenizer).image_size;
+    let scene_config = SceneConfig { width, height, ..SceneConfig::default() };
+    let started = Instant::now();
+    let inputs = write_scenes(&data_dir.join("scenes"), &scene_config, config.run.seed, scenes)
+        .map_err(|e| TrainError::task("the embedded VLM scenes", e))?;
+    // The rendered point maps are exact: no flying pixels at object borders to erode.
+    let mut annotate = AnnotateConfig { seed: config.run.seed, ..AnnotateConfig::default() };
+    annotate.geometry.erode_px = 0;
+    let manifest = run(&inputs, &vqa, &annotate, &|_, _| {})
+        .map_err(|e| TrainError::task("annotating the embedded VLM scenes", e))?;
+    let made = VqaMade {
+        scenes,
+        size: [width, height],
+        examples: manifest.counts.examples,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((vqa, Some(made)))
 }
