@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use burn::backend::Flex;
 use spear_models::SpearVlmConfig;
-use spear_models::checkpoint::Checkpoint;
-use spear_models::hf_config::{dinov2_config_from_moge, policy_config, vlm_config};
-use spear_models::layout::{Layout, LoadReport, expected_tensors, for_policy, plan, vlm_only};
+use spear_models::import::checkpoint::Checkpoint;
+use spear_models::import::hf_config::{dinov2_config_from_moge, policy_config, vlm_config};
+use spear_models::import::layout::{Layout, LoadReport, expected_tensors, for_policy, plan, vlm_only};
 
 /// `spear weights …`.
 #[derive(Debug, Clone, clap::Subcommand)]

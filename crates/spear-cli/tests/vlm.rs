@@ -1,7 +1,7 @@
 //! `spear weights inspect` and `spear vlm ask` through the binary, on the tiny fixtures of
 //! `tools/reference/vlm_fixtures.py`.
 
-use spear_models::checkpoint::Checkpoint;
+use spear_models::import::checkpoint::Checkpoint;
 
 mod common;
 use common::{fixtures, run_spear as spear};

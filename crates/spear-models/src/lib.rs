@@ -1,15 +1,13 @@
 #![doc = include_str!("../README.md")]
 
 pub mod attention;
-pub mod checkpoint;
 pub mod dinov2;
 pub mod embedding;
 pub mod error;
 pub mod expert;
 pub mod gemma;
 pub mod generate;
-pub mod hf_config;
-pub mod layout;
+pub mod import;
 pub mod patch;
 pub mod policy;
 pub mod resize;

@@ -9,9 +9,9 @@ use burn::prelude::*;
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
 use safetensors::tensor::TensorView;
 
-use crate::checkpoint::Checkpoint;
 use crate::error::ModelError;
-use crate::layout::{Layout, LoadReport, for_policy, load, load_mapped};
+use crate::import::checkpoint::Checkpoint;
+use crate::import::layout::{Layout, LoadReport, for_policy, load, load_mapped};
 use crate::policy::{SpearPolicy, SpearPolicyConfig};
 use crate::vlm::{NEW_PARTS, SpearVlm, SpearVlmConfig};
 
@@ -83,14 +83,14 @@ pub fn save_policy<B: Backend>(model: &SpearPolicy<B>, dir: &Path) -> Result<(),
 
 /// Loads a whole policy strictly: a spear checkpoint folder (as [`save_policy`] writes it) or a
 /// π0 checkpoint (openpi's PyTorch port, lerobot, transformers' PI0), configured by the folder's
-/// `config.json` (see [`crate::hf_config::policy_config`]).
+/// `config.json` (see [`crate::import::hf_config::policy_config`]).
 pub fn load_policy<B: Backend>(dir: &Path, device: &B::Device) -> Result<SpearPolicy<B>, ModelError> {
     let checkpoint = Checkpoint::open(dir)?;
     let json = checkpoint
         .config
         .as_ref()
         .ok_or_else(|| ModelError::Format { path: dir.to_path_buf(), message: "no config.json".into() })?;
-    let config: SpearPolicyConfig = crate::hf_config::policy_config(json)?;
+    let config: SpearPolicyConfig = crate::import::hf_config::policy_config(json)?;
     let layout = Layout::detect(checkpoint.names())
         .filter(|l| l.is_policy() || *l == Layout::Spear)
         .ok_or_else(|| ModelError::UnknownLayout {
@@ -117,7 +117,7 @@ pub fn load_vlm<B: Backend>(
         .config
         .as_ref()
         .ok_or_else(|| ModelError::Format { path: dir.to_path_buf(), message: "no config.json".into() })?;
-    let config = crate::hf_config::vlm_config(json)?;
+    let config = crate::import::hf_config::vlm_config(json)?;
     let layout = Layout::detect(checkpoint.names()).filter(|l| !l.is_moge()).ok_or_else(|| {
         ModelError::UnknownLayout {
             path: dir.to_path_buf(),

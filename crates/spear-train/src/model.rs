@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use spear_data::tokenizer::PaliGemmaTokenizer;
-use spear_models::checkpoint::Checkpoint;
-use spear_models::layout::{Layout, load};
+use spear_models::import::checkpoint::Checkpoint;
+use spear_models::import::layout::{Layout, load};
 use spear_models::{SpearVlm, SpearVlmConfig};
 
 use crate::config::{ModelSize, TrainConfig};

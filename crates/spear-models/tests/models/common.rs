@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use burn::prelude::*;
-use spear_models::checkpoint::Checkpoint;
+use spear_models::import::checkpoint::Checkpoint;
 
 pub type Cpu = burn::backend::Flex;
 

@@ -1,6 +1,6 @@
-use spear_models::checkpoint::Checkpoint;
 use spear_models::dinov2::{Dinov2, Dinov2Config};
-use spear_models::layout::{Layout, load_mapped, strip_prefix};
+use spear_models::import::checkpoint::Checkpoint;
+use spear_models::import::layout::{Layout, load_mapped, strip_prefix};
 use spear_models::vision::imagenet_pixels;
 
 use crate::common::*;

@@ -4,9 +4,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use spear_models::ModelError;
-use spear_models::checkpoint::Checkpoint;
-use spear_models::hf_config::vlm_config;
-use spear_models::layout::{Layout, load};
+use spear_models::import::checkpoint::Checkpoint;
+use spear_models::import::hf_config::vlm_config;
+use spear_models::import::layout::{Layout, load};
 use spear_models::store::write_f32_safetensors;
 
 use crate::common::*;

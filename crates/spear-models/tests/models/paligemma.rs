@@ -1,10 +1,10 @@
 use burn::prelude::*;
 use burn::tensor::Int;
 use spear_models::SpearVlm;
-use spear_models::checkpoint::Checkpoint;
 use spear_models::generate::greedy;
-use spear_models::hf_config::vlm_config;
-use spear_models::layout::{Layout, load};
+use spear_models::import::checkpoint::Checkpoint;
+use spear_models::import::hf_config::vlm_config;
+use spear_models::import::layout::{Layout, load};
 
 use crate::common::*;
 

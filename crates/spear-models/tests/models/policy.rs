@@ -147,7 +147,7 @@ fn wgpu_matches_the_reference_too() {
 /// Writes the fixture's tensors under new names (and its config) into a fresh folder.
 fn renamed_copy(tag: &str, rename: impl Fn(&str) -> String) -> std::path::PathBuf {
     let source = fixtures().join("pi0-tiny");
-    let checkpoint = spear_models::checkpoint::Checkpoint::open(&source).unwrap();
+    let checkpoint = spear_models::import::checkpoint::Checkpoint::open(&source).unwrap();
     let dir = std::env::temp_dir().join(format!("spear-pi0-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(source.join("config.json"), dir.join("config.json")).unwrap();
@@ -329,7 +329,7 @@ fn tiny_spear1_learns_a_fixed_batch() {
 #[test]
 fn pi0_configs_of_openpi_and_lerobot_are_read() {
     use serde_json::json;
-    use spear_models::hf_config::policy_config;
+    use spear_models::import::hf_config::policy_config;
     // openpi's converter writes only these fields.
     let openpi = json!({"action_dim": 32, "action_horizon": 10, "paligemma_variant": "gemma_2b",
                         "action_expert_variant": "gemma_300m", "precision": "bfloat16"});

@@ -1,5 +1,5 @@
-use spear_models::checkpoint::Checkpoint;
-use spear_models::layout::{Layout, load_mapped, strip_prefix};
+use spear_models::import::checkpoint::Checkpoint;
+use spear_models::import::layout::{Layout, load_mapped, strip_prefix};
 use spear_models::siglip::{SiglipConfig, SiglipVision};
 
 use crate::common::*;

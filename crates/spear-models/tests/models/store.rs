@@ -3,9 +3,9 @@
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use burn::tensor::Int;
-use spear_models::checkpoint::Checkpoint;
 use spear_models::dinov2::Dinov2Config;
-use spear_models::hf_config::vlm_config;
+use spear_models::import::checkpoint::Checkpoint;
+use spear_models::import::hf_config::vlm_config;
 use spear_models::store::{assemble_vlm, load_vlm, save_vlm};
 use spear_models::vision::imagenet_pixels;
 use spear_models::vlm::{MogeEncoderConfig, SpearVlmConfig, Trainable};

@@ -8,12 +8,12 @@
 
 use serde_json::Value;
 
-use crate::checkpoint::Checkpoint;
 use crate::dinov2::Dinov2Config;
 use crate::error::ModelError;
 use crate::expert::ActionExpertConfig;
 use crate::gemma::GemmaConfig;
-use crate::layout::Layout;
+use crate::import::checkpoint::Checkpoint;
+use crate::import::layout::Layout;
 use crate::policy::{FlowConfig, RotationMode, SpearPolicyConfig};
 use crate::siglip::SiglipConfig;
 use crate::vlm::SpearVlmConfig;

@@ -14,8 +14,8 @@ use burn::prelude::*;
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter};
 use regex::Regex;
 
-use crate::checkpoint::Checkpoint;
 use crate::error::ModelError;
+use crate::import::checkpoint::Checkpoint;
 
 /// The model layouts recognised by their tensor names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
