@@ -5,15 +5,15 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use spear_cli::annotate::AnnotateCommand;
 use spear_cli::backend::BackendChoice;
-use spear_cli::bench::BenchCommand;
-use spear_cli::data::DataCommand;
-use spear_cli::plot::PlotArgs;
-use spear_cli::policy::PolicyCommand;
-use spear_cli::train::TrainCommand;
-use spear_cli::vlm::VlmCommand;
-use spear_cli::weights::WeightsCommand;
+use spear_cli::commands::annotate::AnnotateCommand;
+use spear_cli::commands::bench::BenchCommand;
+use spear_cli::commands::data::DataCommand;
+use spear_cli::commands::plot::PlotArgs;
+use spear_cli::commands::policy::PolicyCommand;
+use spear_cli::commands::train::TrainCommand;
+use spear_cli::commands::vlm::VlmCommand;
+use spear_cli::commands::weights::WeightsCommand;
 
 #[derive(Parser)]
 #[command(name = "spear", version, about = "SPEAR-1: a 3D-aware vision-language-action model")]
@@ -94,7 +94,7 @@ fn main() -> Result<()> {
     let backend = cli.backend;
     match cli.command {
         Command::Doctor => {
-            if !spear_cli::doctor::command(backend)? {
+            if !spear_cli::commands::doctor::command(backend)? {
                 std::process::exit(1);
             }
         }

@@ -2,7 +2,7 @@
 //! backend that works here and refuses, without panicking, one that cannot run.
 
 use burn::backend::{Autodiff, Flex};
-use spear_cli::doctor;
+use spear_cli::commands::doctor;
 
 mod common;
 use common::{run_spear, spear_output};

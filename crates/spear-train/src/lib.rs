@@ -9,5 +9,4 @@ pub mod optim;
 pub mod plan;
 pub mod reach;
 pub mod run;
-pub mod vla;
-pub mod vlm;
+pub mod stages;

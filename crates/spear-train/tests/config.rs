@@ -47,11 +47,11 @@ fn every_paper_run_loads_with_the_papers_numbers() {
         assert!(mixture_of(&post).ends_with(mixture), "{name}");
         // The run reads the mixture (its datasets need not be downloaded for that): no loader
         // setting of the run's in it.
-        let mixture = spear_train::vla::mixture_file(&post).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mixture = spear_train::stages::vla::mixture_file(&post).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(mixture.datasets.len(), 1, "{name}");
     }
     // Table 4's 24 datasets but roboset (joint-space only; docs/datasets.md).
-    assert_eq!(spear_train::vla::mixture_file(&pre).unwrap().datasets.len(), 23);
+    assert_eq!(spear_train::stages::vla::mixture_file(&pre).unwrap().datasets.len(), 23);
     let s1_source = &s1.data.source;
     assert!(matches!(s1_source, DataSource::Annotations(dir) if dir.ends_with("data/vqa")), "{s1_source:?}");
     for name in ["vlm/tiny.toml", "vla/tiny.toml"] {
@@ -140,7 +140,7 @@ fn a_mixture_that_sets_what_the_run_owns_is_refused() {
             format!("[loader]\n{key}\n\n[[dataset]]\nname = \"bridge\"\nweight = 1.0\n"),
         )
         .unwrap();
-        let error = spear_train::vla::mixture_file(&config).expect_err("refused").to_string();
+        let error = spear_train::stages::vla::mixture_file(&config).expect_err("refused").to_string();
         let field = key.split(' ').next().unwrap();
         assert!(
             error.contains("mixture.toml")

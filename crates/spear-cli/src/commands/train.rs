@@ -299,7 +299,7 @@ pub fn vla<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
     let (config, out) = start(Kind::Vla, args, backend)?;
     let mut progress = Progress::new();
     let embedded = config.data.source == DataSource::Embedded;
-    let policy_config = spear_train::vla::configs(&config)?;
+    let policy_config = spear_train::stages::vla::configs(&config)?;
     let reach = embedded::reach_config(&config, &policy_config);
     let data_dir = out.join("data");
     let mixture = if embedded {
@@ -320,13 +320,18 @@ pub fn vla<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
         ));
         mixture
     } else {
-        spear_train::vla::mixture_file(&config)?
+        spear_train::stages::vla::mixture_file(&config)?
     };
     let mut untrained = None;
-    let outcome =
-        spear_train::vla::run::<B>(&config, mixture, &out, args.resume, device, &mut progress, &mut |p| {
-            untrained = Some(p.clone())
-        })?;
+    let outcome = spear_train::stages::vla::run::<B>(
+        &config,
+        mixture,
+        &out,
+        args.resume,
+        device,
+        &mut progress,
+        &mut |p| untrained = Some(p.clone()),
+    )?;
     progress.finish();
     let t = &outcome.trained;
     let datasets: Vec<String> = outcome.datasets.iter().map(|(n, e)| format!("{n} ({e} episodes)")).collect();
@@ -392,7 +397,7 @@ pub fn vlm<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
         DataSource::Mixture(_) => unreachable!("the config's validation refuses a mixture for a VLM stage"),
     };
     let mut untrained = Vec::new();
-    let outcome = spear_train::vlm::run::<B>(
+    let outcome = spear_train::stages::vlm::run::<B>(
         &config,
         &annotations,
         &out,
