@@ -33,7 +33,7 @@ five of rlds_fixtures.py; robo_set is excluded from the mixture), it
    where the quaternion's w is 0); kuka's zlib-encoded fields go through tfds' own zlib Tensor encoding;
 3. reads the prepared dataset back with `tfds.builder_from_directory(...).as_dataset()` and converts what tfds returns
    into SPEAR-1's step schema following docs/datasets.md (the per-dataset field reading in REFERENCE below is written
-   from that page, not from crates/spear-data/src/oxe.rs), then resamples and chunks it (H = 5 at 5 Hz) with
+   from that page, not from crates/spear-data/src/oxe/), then resamples and chunks it (H = 5 at 5 Hz) with
    oxe_reference.standard_episode().
 
 Writes, under crates/spear-data/tests/fixtures/oxe/:
