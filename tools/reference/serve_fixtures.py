@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Golden fixtures for spear-serve's wire format, from openpi-client 0.1.2's own msgpack_numpy (msgpack 1.2.4).
+
+Run by a developer, never by CI, with the pinned environment (requirements-serve.txt) in a virtualenv outside the
+repository:
+
+    python3 -m venv /path/to/venv && /path/to/venv/bin/pip install -r tools/reference/requirements-serve.txt
+    /path/to/venv/bin/python tools/reference/serve_fixtures.py
+
+Writes crates/spear-serve/tests/fixtures/wire/: one NAME.msgpack per case (the bytes `msgpack_numpy.packb` gives)
+and cases.json, which describes each case's decoded value (arrays as dtype, shape and values in C order) and whether
+re-encoding the decoded value must give the same bytes (not for numpy scalars, which decode to plain numbers).
+"""
+import json
+import pathlib
+
+import numpy as np
+from openpi_client import msgpack_numpy
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+OUT = ROOT / "crates/spear-serve/tests/fixtures/wire"
+
+
+def rng_image(seed, shape):
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def cases():
+    droid = {
+        "observation/exterior_image_1_left": rng_image(1, (6, 8, 3)),
+        "observation/wrist_image_left": rng_image(2, (6, 8, 3)),
+        "observation/joint_position": np.random.default_rng(3).normal(size=7),
+        "observation/gripper_position": np.array([0.25]),
+        "prompt": "pick up the red cup",
+    }
+    libero = {
+        "observation/image": rng_image(4, (5, 5, 3)),
+        "observation/wrist_image": rng_image(5, (5, 5, 3)),
+        "observation/state": np.random.default_rng(6).normal(size=8),
+        "prompt": "put the bowl on the plate",
+    }
+    aloha = {
+        "state": np.random.default_rng(7).normal(size=14),
+        "images": {name: rng_image(8 + i, (3, 4, 4)) for i, name in
+                   enumerate(["cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist"])},
+    }
+    dtypes = {str(np.dtype(t)): np.arange(-3, 3).astype(t) if np.dtype(t).kind in "if" else np.arange(6).astype(t)
+              for t in ["u1", "<u2", "<u4", "<u8", "i1", "<i2", "<i4", "<i8", "<f2", "<f4", "<f8"]}
+    dtypes["bool"] = np.array([True, False, True])
+    transposed = np.arange(12, dtype=np.float32).reshape(3, 4).T  # not C-contiguous: tobytes() is C order
+    return {
+        # The 77-byte example of the serving notes.
+        "actions_example": ({"actions": np.arange(6, dtype=np.float32).reshape(2, 3)}, True),
+        "response": ({
+            "actions": np.linspace(-1, 1, 5 * 8, dtype=np.float32).reshape(5, 8),
+            "policy_timing": {"infer_ms": 12.5},
+            "server_timing": {"infer_ms": 13.25, "prev_total_ms": 20.0},
+        }, True),
+        "droid": (droid, True),
+        "libero": (libero, True),
+        "aloha": (aloha, True),
+        "dtypes": (dtypes, True),
+        "shapes": ({"scalar_array": np.array(2.5, dtype=np.float32), "empty": np.zeros((0, 3), dtype=np.float32),
+                    "transposed": transposed, "big": np.arange(300, dtype=np.int16)}, True),
+        "plain": ({"none": None, "true": True, "false": False, "ints": [0, 1, 127, 128, 255, 256, 65535, 65536,
+                   2**32, 2**40, -1, -32, -33, -128, -129, -32768, -32769, -2**31 - 1, -2**40],
+                   "floats": [0.0, 1.5, -2.25, 1e300], "bytes": b"\x00\x01\xff", "tuple": (1, "two", 3.0),
+                   "long_str": "x" * 40, "longer_str": "y" * 300, "long_list": list(range(20)),
+                   "nested": {"a": {"b": {"c": [1, {"d": "e"}]}}}}, True),
+        "big_map": ({f"key{i:02}": i for i in range(20)}, True),
+        "metadata": ({"model": "spear1-tiny", "horizon": 5, "action_dim": 8, "rate_hz": 5.0,
+                      "cameras": ["main", "wrist"]}, True),
+        "empty": ({}, True),
+        "numpy_scalars": ({"f4": np.float32(1.5), "i8": np.int64(-3), "b": np.bool_(True), "u1": np.uint8(200)}, False),
+    }
+
+
+def describe(x):
+    if isinstance(x, np.ndarray):
+        values = x.reshape(-1).tolist()
+        if x.dtype.kind == "f":
+            values = [float(v) for v in values]
+        return {"array": {"dtype": x.dtype.str, "shape": list(x.shape), "values": values}}
+    if isinstance(x, np.generic):
+        return describe(x.item())
+    if isinstance(x, dict):
+        return {"map": [[k, describe(v)] for k, v in x.items()]}
+    if isinstance(x, (list, tuple)):
+        return {"list": [describe(v) for v in x]}
+    if isinstance(x, bytes):
+        return {"bytes": list(x)}
+    if isinstance(x, bool):
+        return {"bool": x}
+    if isinstance(x, int):
+        return {"int": x}
+    if isinstance(x, float):
+        return {"float": x}
+    if isinstance(x, str):
+        return {"str": x}
+    if x is None:
+        return {"nil": None}
+    raise TypeError(type(x))
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for name, (obj, roundtrip) in cases().items():
+        packed = msgpack_numpy.packb(obj)
+        (OUT / f"{name}.msgpack").write_bytes(packed)
+        back = msgpack_numpy.unpackb(packed)
+        assert json.dumps(describe(back)) == json.dumps(describe(obj)), name
+        manifest[name] = {"value": describe(obj), "roundtrip": roundtrip, "bytes": len(packed)}
+        print(f"{name}: {len(packed)} bytes")
+    assert manifest["actions_example"]["bytes"] == 77
+    (OUT / "cases.json").write_text(json.dumps({
+        "generator": "tools/reference/serve_fixtures.py with openpi-client 0.1.2, msgpack 1.2.4, numpy 1.26.4",
+        "cases": manifest,
+    }, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
