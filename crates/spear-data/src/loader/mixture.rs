@@ -270,6 +270,7 @@ pub(super) fn open_dataset(spec: &DatasetSpec, dir: &Path) -> Result<RldsDataset
 
 /// The registry entry for a mixture name (RLDS or Table 4 name).
 pub(super) fn resolve_spec(name: &str) -> Result<DatasetSpec, String> {
-    crate::oxe::spec_for_mixture(name)
-        .ok_or_else(|| format!("dataset `{name}` is not in the registry (crates/spear-data/src/oxe/registry.rs)"))
+    crate::oxe::spec_for_mixture(name).ok_or_else(|| {
+        format!("dataset `{name}` is not in the registry (crates/spear-data/src/oxe/registry.rs)")
+    })
 }
