@@ -87,6 +87,7 @@ pub struct Policy<B: Backend> {
     normalization: Option<Normalization>,
     spec: PolicySpec,
     pad_state: bool,
+    pi0: bool,
     device: B::Device,
 }
 
@@ -112,15 +113,17 @@ impl<B: Backend> Policy<B> {
             })
             .transpose()?;
         let cameras = model.config().cameras;
+        let pi0 = is_pi0(dir)?;
         let spec = match file(PolicySpec::FILE_NAME) {
             Some(path) => {
                 PolicySpec::read_file(&path).map_err(|problem| PolicyError::File { path, problem })?
             }
-            None if is_pi0(dir)? => PolicySpec::pi0(cameras),
+            None if pi0 => PolicySpec::pi0(cameras),
             None => PolicySpec::spear(cameras),
         };
         let mut policy = Self::new(model, tokenizer, normalization, spec, device)?;
         policy.pad_state = options.pad_state;
+        policy.pi0 = pi0;
         Ok(policy)
     }
 
@@ -145,6 +148,7 @@ impl<B: Backend> Policy<B> {
             normalization,
             spec,
             pad_state: false,
+            pi0: false,
             device: device.clone(),
         })
     }
@@ -157,6 +161,12 @@ impl<B: Backend> Policy<B> {
     /// Its cameras and action rate.
     pub fn spec(&self) -> &PolicySpec {
         &self.spec
+    }
+
+    /// Whether it was loaded from a π0 checkpoint (openpi, lerobot, transformers names): its
+    /// actions are padded to 32 values in the space of the robot it was trained on.
+    pub fn is_pi0(&self) -> bool {
+        self.pi0
     }
 
     /// Whether actions come back in the robot's units (the policy has normalisers) rather than

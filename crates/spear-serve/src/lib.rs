@@ -1,3 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod client;
+pub mod preset;
+pub mod server;
 pub mod wire;
+pub mod worker;

@@ -1,0 +1,254 @@
+//! Robot presets: what a client of one kind sends, mapped onto the policy's cameras, state and
+//! prompt, and the action chunk mapped back into the space that client expects.
+//!
+//! `spear` is SPEAR-1's native schema: `{"images": {CAMERA: frame}, "state": [state_dim],
+//! "prompt": str}` with the cameras named as the policy's `policy.json` names them (`main`,
+//! `wrist`), frames uint8 (0–255) or float (0–1), HWC or CHW, any size; actions come back as
+//! `[horizon, 8]`: translation delta in metres in the base frame, rotation delta in the
+//! end-effector frame as a unit quaternion `(w, x, y, z)`, gripper command (≥ 0.5 closes).
+//! The server refuses to start when the checkpoint's action space is not the preset's.
+
+use spear_policy::{ChannelOrder, Frame, Pixels, RawObservation};
+
+use crate::wire::{Array, Dtype, Item};
+
+/// A client schema the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// SPEAR-1's native schema (end-effector pose state, end-effector delta actions).
+    Spear,
+}
+
+/// The checkpoint facts a preset is checked against and describes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyFacts {
+    /// A name for the metadata (the checkpoint folder's name).
+    pub model: String,
+    /// Camera names in the model's order.
+    pub cameras: Vec<String>,
+    /// State values the model takes.
+    pub state_dim: usize,
+    /// Actions per chunk.
+    pub horizon: usize,
+    /// Values per action.
+    pub action_dim: usize,
+    /// Rate of the chunk's actions, Hz, when the checkpoint records it.
+    pub rate_hz: Option<f64>,
+    /// Whether the checkpoint carries its normalisers (actions come back in robot units).
+    pub in_robot_units: bool,
+    /// Whether it is a π0 checkpoint (actions padded to 32 in its training robot's space).
+    pub pi0: bool,
+}
+
+/// SPEAR-1's action layout.
+const SPEAR_ACTION: [&str; 8] = ["x", "y", "z", "qw", "qx", "qy", "qz", "gripper"];
+
+impl Preset {
+    /// Its name on the command line and in the metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Spear => "spear",
+        }
+    }
+
+    /// Why `policy` cannot be served to this preset's clients, if it cannot.
+    pub fn check(self, policy: &PolicyFacts) -> Result<(), String> {
+        match self {
+            Preset::Spear => {
+                if policy.pi0 {
+                    return Err(format!(
+                        "{} is a π0 checkpoint: its actions are in the space of the robot it was trained on, \
+                         not SPEAR-1's end-effector deltas; serve it with that robot's preset",
+                        policy.model
+                    ));
+                }
+                if policy.action_dim != SPEAR_ACTION.len() {
+                    return Err(format!(
+                        "{} returns {}-value actions; the spear preset sends SPEAR-1's 8 ({})",
+                        policy.model,
+                        policy.action_dim,
+                        SPEAR_ACTION.join(", ")
+                    ));
+                }
+                if !policy.in_robot_units {
+                    return Err(format!(
+                        "{} has no normalization.json: its actions would be normalised values, not metres; \
+                         serve an export of `spear train vla`",
+                        policy.model
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The metadata frame sent on connection.
+    pub fn metadata(self, policy: &PolicyFacts) -> Item {
+        let strs = |v: &[&str]| Item::List(v.iter().map(|s| Item::Str((*s).into())).collect());
+        let mut entries = vec![
+            ("model".to_string(), Item::Str(policy.model.clone())),
+            ("robot".to_string(), Item::Str(self.name().into())),
+            ("horizon".to_string(), Item::Int(policy.horizon as i64)),
+            ("action_dim".to_string(), Item::Int(policy.action_dim as i64)),
+        ];
+        match self {
+            Preset::Spear => {
+                entries.extend([
+                    ("action_layout".to_string(), strs(&SPEAR_ACTION)),
+                    (
+                        "action_units".to_string(),
+                        Item::Str(
+                            "translation delta in metres in the robot base frame; rotation delta in the \
+                             end-effector frame as a unit quaternion (w, x, y, z); gripper command, >= 0.5 closes"
+                                .into(),
+                        ),
+                    ),
+                    ("state_dim".to_string(), Item::Int(policy.state_dim as i64)),
+                    (
+                        "state_layout".to_string(),
+                        strs(&["x", "y", "z", "qw", "qx", "qy", "qz", "gripper_closedness"]),
+                    ),
+                    (
+                        "cameras".to_string(),
+                        Item::List(policy.cameras.iter().map(|c| Item::Str(c.clone())).collect()),
+                    ),
+                    (
+                        "images".to_string(),
+                        Item::Str("uint8 (0-255) or float (0-1), HWC or CHW, any size".into()),
+                    ),
+                ]);
+            }
+        }
+        entries.push(("rate_hz".to_string(), policy.rate_hz.map_or(Item::Nil, Item::Float)));
+        Item::Map(entries)
+    }
+
+    /// The policy's observation from a client's message, or what is wrong with it (naming the key).
+    pub fn observation(self, message: &Item, policy: &PolicyFacts) -> Result<RawObservation, String> {
+        let Item::Map(entries) = message else {
+            return Err(format!("the observation is {}, not a dict", message.kind()));
+        };
+        match self {
+            Preset::Spear => {
+                expect_keys(entries, &["images", "state", "prompt"], &[], "the observation")?;
+                let Some(Item::Map(images)) = message.get("images") else {
+                    return Err("`images` is not a dict of camera name to frame".into());
+                };
+                let names: Vec<&str> = policy.cameras.iter().map(String::as_str).collect();
+                expect_keys(images, &[], &names, "`images`")?;
+                let cameras = policy
+                    .cameras
+                    .iter()
+                    .map(|name| {
+                        message
+                            .get("images")
+                            .and_then(|i| i.get(name))
+                            .map(|frame| frame_of(frame, &format!("images.{name}")))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if cameras.iter().all(Option::is_none) {
+                    return Err(format!("`images` holds no frame (cameras: {})", names.join(", ")));
+                }
+                let state = numbers(message.get("state").expect("checked"), "state")?;
+                if state.len() != policy.state_dim {
+                    return Err(format!(
+                        "`state` has {} values; this policy takes {} ({})",
+                        state.len(),
+                        policy.state_dim,
+                        "x, y, z, qw, qx, qy, qz, gripper closedness"
+                    ));
+                }
+                let Some(Item::Str(prompt)) = message.get("prompt") else {
+                    return Err("`prompt` is not a str".into());
+                };
+                Ok(RawObservation { cameras, state, prompt: prompt.clone() })
+            }
+        }
+    }
+
+    /// The chunk as the client expects it: `[horizon, dim]` float32.
+    pub fn actions(self, chunk: &[Vec<f32>]) -> Array {
+        let dim = chunk.first().map_or(0, Vec::len);
+        let values: Vec<f32> = chunk.iter().flatten().copied().collect();
+        match self {
+            Preset::Spear => Array::f32(vec![chunk.len(), dim], &values),
+        }
+    }
+}
+
+/// Checks that `entries` holds every key of `required`, no key outside `required` and `optional`.
+fn expect_keys(
+    entries: &[(String, Item)],
+    required: &[&str],
+    optional: &[&str],
+    what: &str,
+) -> Result<(), String> {
+    if let Some(missing) = required.iter().find(|k| !entries.iter().any(|(key, _)| key == *k)) {
+        return Err(format!("{what} has no `{missing}`"));
+    }
+    if let Some((extra, _)) =
+        entries.iter().find(|(k, _)| !required.contains(&k.as_str()) && !optional.contains(&k.as_str()))
+    {
+        let known: Vec<&str> = required.iter().chain(optional).copied().collect();
+        return Err(format!("{what} has an unknown key `{extra}` (expected {})", known.join(", ")));
+    }
+    Ok(())
+}
+
+/// A frame from an image array: `[H, W]` grey, `[H, W, C]` (HWC) or `[C, H, W]` (CHW) with C of 1
+/// to 4 (HWC when both would fit), uint8 or float in [0, 1].
+fn frame_of(item: &Item, key: &str) -> Result<Frame, String> {
+    let Item::Array(array) = item else {
+        return Err(format!("`{key}` is {}, not an image array", item.kind()));
+    };
+    let channels = |c: usize| (1..=4).contains(&c);
+    let (height, width, channels, order) = match array.shape[..] {
+        [h, w] => (h, w, 1, ChannelOrder::Hwc),
+        [h, w, c] if channels(c) => (h, w, c, ChannelOrder::Hwc),
+        [c, h, w] if channels(c) => (h, w, c, ChannelOrder::Chw),
+        _ => {
+            return Err(format!(
+                "`{key}` has shape {:?}; an image is [H, W], [H, W, C] or [C, H, W] with C of 1 to 4",
+                array.shape
+            ));
+        }
+    };
+    let pixels = match array.dtype {
+        Dtype::U8 => Pixels::U8(array.data.clone()),
+        Dtype::F16 | Dtype::F32 | Dtype::F64 => {
+            Pixels::F32(array.to_f64().into_iter().map(|v| v as f32).collect())
+        }
+        other => {
+            return Err(format!("`{key}` is {}; images are uint8 (0-255) or float (0-1)", other.numpy()));
+        }
+    };
+    let frame = Frame { height, width, channels, order, pixels };
+    frame.to_image().map_err(|e| format!("`{key}`: {e}"))?;
+    Ok(frame)
+}
+
+/// A vector of finite numbers from an array (any rank) or a list of numbers.
+fn numbers(item: &Item, key: &str) -> Result<Vec<f32>, String> {
+    let values: Vec<f64> = match item {
+        Item::Array(a) if matches!(a.dtype, Dtype::Bool) => {
+            return Err(format!("`{key}` is a bool array, not numbers"));
+        }
+        Item::Array(a) => a.to_f64(),
+        Item::List(items) => items
+            .iter()
+            .map(|i| match i {
+                Item::Int(v) => Ok(*v as f64),
+                Item::Float(v) => Ok(*v),
+                other => Err(format!("`{key}` holds {}, not a number", other.kind())),
+            })
+            .collect::<Result<_, _>>()?,
+        other => return Err(format!("`{key}` is {}, not an array of numbers", other.kind())),
+    };
+    // Checked after the cast: a finite f64 beyond f32's range would become infinite.
+    let values: Vec<f32> = values.into_iter().map(|v| v as f32).collect();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!("`{key}` value {i} is {} (as float32)", values[i]));
+    }
+    Ok(values)
+}
