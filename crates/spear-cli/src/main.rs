@@ -11,6 +11,7 @@ use spear_cli::commands::bench::BenchCommand;
 use spear_cli::commands::data::DataCommand;
 use spear_cli::commands::plot::PlotArgs;
 use spear_cli::commands::policy::PolicyCommand;
+use spear_cli::commands::serve::Serve;
 use spear_cli::commands::train::TrainCommand;
 use spear_cli::commands::vlm::VlmCommand;
 use spear_cli::commands::weights::WeightsCommand;
@@ -56,6 +57,9 @@ enum Command {
     Train(TrainCommand),
     /// Draw a run's metrics (RUN_DIR/metrics.jsonl) into a PNG, one panel per series.
     Plot(PlotArgs),
+    /// Serve a policy to robot clients over openpi's websocket protocol (openpi-client, its DROID,
+    /// LIBERO and ALOHA examples, spear-serve's Rust client); `--probe URL` checks a running server.
+    Serve(Serve),
 }
 
 /// Logs go to stderr through `tracing` (`log` records from burn and wgpu included); `RUST_LOG`
@@ -106,6 +110,7 @@ fn main() -> Result<()> {
         Command::Annotate(command) => command.run()?,
         Command::Train(command) => command.run(backend)?,
         Command::Plot(args) => args.run()?,
+        Command::Serve(args) => args.run(backend)?,
     }
     Ok(())
 }

@@ -167,6 +167,43 @@ impl Preset {
         }
     }
 
+    /// An observation of this preset's shape for the server described by `metadata` (its first
+    /// frame): 224×224 frames with a gradient, a plausible state, an instruction. For probes and
+    /// benchmarks.
+    pub fn example_observation(self, metadata: &Item) -> Result<Item, String> {
+        let frame = |h: usize, w: usize| {
+            let data = (0..h * w * 3).map(|i| ((i / 3) % w * 255 / w.max(1)) as u8).collect();
+            Item::Array(Array { dtype: Dtype::U8, shape: vec![h, w, 3], data })
+        };
+        match self {
+            Preset::Spear => {
+                let Some(Item::List(cameras)) = metadata.get("cameras") else {
+                    return Err("the metadata lists no `cameras`: is this a spear preset server?".into());
+                };
+                let Some(&Item::Int(state_dim)) = metadata.get("state_dim") else {
+                    return Err("the metadata has no `state_dim`".into());
+                };
+                let images = cameras
+                    .iter()
+                    .map(|c| match c {
+                        Item::Str(name) => Ok((name.clone(), frame(224, 224))),
+                        other => Err(format!("a camera name that is {}", other.kind())),
+                    })
+                    .collect::<Result<_, _>>()?;
+                let mut state = vec![0.0f32; state_dim.max(0) as usize];
+                // At 0.5 m in front of the base, 20 cm up, upright (w = 1), gripper open.
+                for (i, v) in [0.5, 0.0, 0.2, 1.0].into_iter().enumerate().take(state.len()) {
+                    state[i] = v;
+                }
+                Ok(Item::Map(vec![
+                    ("images".into(), Item::Map(images)),
+                    ("state".into(), Item::Array(Array::f32(vec![state.len()], &state))),
+                    ("prompt".into(), Item::Str("pick up the red block".into())),
+                ]))
+            }
+        }
+    }
+
     /// The chunk as the client expects it: `[horizon, dim]` float32.
     pub fn actions(self, chunk: &[Vec<f32>]) -> Array {
         let dim = chunk.first().map_or(0, Vec::len);

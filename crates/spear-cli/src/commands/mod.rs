@@ -6,6 +6,7 @@ pub mod data;
 pub mod doctor;
 pub mod plot;
 pub mod policy;
+pub mod serve;
 pub mod train;
 pub mod vlm;
 pub mod weights;
