@@ -101,15 +101,15 @@ fn missing_tensor_is_named() {
 fn extra_tensor_is_named() {
     let dir = copy_snapshot("extra");
     let name = "vision_tower.vision_model.post_layernorm.bias";
-    rewrite_shard(&dir, name, |tensors| {
-        tensors.push(("vision_tower.vision_model.head.probe".into(), vec![2], vec![0.0; 2]))
-    });
+    // A tensor no module has (SigLIP's pooling head would be ignored with its reason instead).
+    let extra = "vision_tower.vision_model.post_layernorm.scale";
+    rewrite_shard(&dir, name, |tensors| tensors.push((extra.into(), vec![2], vec![0.0; 2])));
     edit_index(&dir, |map| {
         let shard = map[name].clone();
-        map.insert("vision_tower.vision_model.head.probe".into(), shard);
+        map.insert(extra.into(), shard);
     });
     let err = try_load(&dir).unwrap_err().to_string();
-    assert!(err.contains("unexpected (left over): vision_tower.vision_model.head.probe"), "{err}");
+    assert!(err.contains(&format!("unexpected (left over): {extra}")), "{err}");
 }
 
 #[test]
