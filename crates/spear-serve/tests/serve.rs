@@ -286,3 +286,31 @@ async fn a_checkpoint_without_normalisers_is_refused_before_listening() {
         Ok(_) => panic!("served a policy whose actions are normalised values"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_are_answered_while_the_model_works() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (address, _stop, _task) = start(ServeConfig::default()).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}")).await.unwrap();
+    let metadata = socket.next().await.unwrap().unwrap();
+    assert!(metadata.is_binary());
+    socket.send(Message::Binary(encode(&observation()).into())).await.unwrap();
+    socket.send(Message::Ping(b"still there?".to_vec().into())).await.unwrap();
+    let sent = std::time::Instant::now();
+    // The pong comes back before the chunk: the connection reads while its request is sampled.
+    match socket.next().await.unwrap().unwrap() {
+        Message::Pong(payload) => assert_eq!(&payload[..], b"still there?"),
+        other => panic!("expected the pong first, got {other:?}"),
+    }
+    let pong_ms = sent.elapsed().as_secs_f64() * 1e3;
+    let response = match socket.next().await.unwrap().unwrap() {
+        Message::Binary(bytes) => spear_serve::wire::decode(&bytes).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    check_chunk(&response);
+    let Some(Item::Float(infer_ms)) = response.get("policy_timing").and_then(|t| t.get("infer_ms")) else {
+        panic!()
+    };
+    eprintln!("pong after {pong_ms:.2} ms, the chunk took {infer_ms:.1} ms");
+}
