@@ -3,24 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::Flex;
-use burn::prelude::*;
-use spear_models::SpearPolicyConfig;
-use spear_models::store::save_policy;
-
 mod common;
-use common::{fixtures, run_spear as spear};
+use common::{fixtures, run_spear as spear, save_tiny_spear1};
 
 /// A tiny random SPEAR-1 checkpoint with the tiny PaliGemma tokenizer, saved once per process.
 fn tiny_checkpoint() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("spear-cli-policy-{}", std::process::id()));
-        let device = Default::default();
-        Flex::seed(&device, 7);
-        let policy = SpearPolicyConfig::tiny().init::<Flex>(&device).unwrap();
-        save_policy(&policy, &dir).unwrap();
-        std::fs::copy(fixtures().join("paligemma-tiny/tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+        save_tiny_spear1(&dir, 7);
         dir
     })
     .clone()

@@ -6,26 +6,18 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use burn::backend::Flex;
-use burn::prelude::*;
 use spear_data::loader::Normalization;
-use spear_models::SpearPolicyConfig;
-use spear_models::store::save_policy;
 use spear_policy::PolicySpec;
 
 mod common;
-use common::{fixtures, run_spear};
+use common::{fixtures, run_spear, save_tiny_spear1};
 
 /// A tiny random SPEAR-1 export: weights, config, tokenizer, identity normalisers, policy.json.
 fn tiny_export() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("spear-cli-serve-{}", std::process::id()));
-        let device = Default::default();
-        Flex::seed(&device, 3);
-        let policy = SpearPolicyConfig::tiny().init::<Flex>(&device).unwrap();
-        save_policy(&policy, &dir).unwrap();
-        std::fs::copy(fixtures().join("paligemma-tiny/tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+        save_tiny_spear1(&dir, 3);
         Normalization::default().write_file(&dir.join(Normalization::FILE_NAME)).unwrap();
         let spec = PolicySpec { rate_hz: Some(5.0), ..PolicySpec::spear(2) };
         spec.write_file(&dir.join(PolicySpec::FILE_NAME)).unwrap();

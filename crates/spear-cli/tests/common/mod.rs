@@ -6,6 +6,18 @@ pub fn fixtures() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spear-models/tests/fixtures")
 }
 
+/// Saves a tiny random SPEAR-1 (seeded) into `dir` with the tiny PaliGemma tokenizer.
+#[allow(dead_code)] // not every test file uses it
+pub fn save_tiny_spear1(dir: &std::path::Path, seed: u64) {
+    use burn::backend::Flex;
+    use burn::prelude::Backend;
+    let device = Default::default();
+    Flex::seed(&device, seed);
+    let policy = spear_models::SpearPolicyConfig::tiny().init::<Flex>(&device).unwrap();
+    spear_models::store::save_policy(&policy, dir).unwrap();
+    std::fs::copy(fixtures().join("paligemma-tiny/tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+}
+
 /// Whether a test of the binary's WGPU backend should run: the feature compiled in (the README's
 /// test command enables it) and an adapter here ([`spear_device::wgpu::test_should_run`]).
 #[allow(dead_code)] // not every test file uses it
