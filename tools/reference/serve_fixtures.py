@@ -10,6 +10,10 @@ repository:
 Writes crates/spear-serve/tests/fixtures/wire/: one NAME.msgpack per case (the bytes `msgpack_numpy.packb` gives)
 and cases.json, which describes each case's decoded value (arrays as dtype, shape and values in C order) and whether
 re-encoding the decoded value must give the same bytes (not for numpy scalars, which decode to plain numbers).
+
+And crates/spear-data/tests/fixtures/resize_with_pad/: images of several sizes and what openpi's
+`image_tools.resize_with_pad` (PIL bilinear, the resize openpi's server applies to every camera of a π0 policy)
+makes of them at two target sizes (cases.json + the bytes of inputs and outputs, uint8 HWC, in order).
 """
 import json
 import pathlib
@@ -102,7 +106,36 @@ def describe(x):
     raise TypeError(type(x))
 
 
+def resize_with_pad_cases():
+    from openpi_client import image_tools
+
+    out = ROOT / "crates/spear-data/tests/fixtures/resize_with_pad"
+    out.mkdir(parents=True, exist_ok=True)
+    blob, cases = bytearray(), []
+    for i, (h, w) in enumerate([(90, 160), (100, 150), (61, 47), (256, 320), (56, 56), (20, 30), (180, 96)]):
+        image = rng_image(100 + i, (h, w, 3))
+        # Smooth structure as well as noise: a gradient plus the noise at a quarter.
+        yy, xx = np.mgrid[0:h, 0:w]
+        image = ((image.astype(np.int32) // 4 + (xx * 191 // max(w - 1, 1))[..., None]) % 256).astype(np.uint8)
+        for th, tw in [(56, 56), (28, 40)]:
+            resized = image_tools.resize_with_pad(image, th, tw)
+            assert resized.dtype == np.uint8 and resized.shape == (th, tw, 3)
+            cases.append({"input": [h, w], "target": [th, tw], "input_offset": len(blob)})
+            blob += image.tobytes()
+            cases[-1]["output_offset"] = len(blob)
+            blob += resized.tobytes()
+    (out / "images.bin").write_bytes(bytes(blob))
+    (out / "cases.json").write_text(json.dumps({
+        "generator": "tools/reference/serve_fixtures.py: openpi_client.image_tools.resize_with_pad "
+                     "(openpi-client 0.1.2, Pillow 13.0.0)",
+        "layout": "images.bin holds each case's input (h x w x 3 uint8) then its output (target h x w x 3) at the offsets",
+        "cases": cases,
+    }, indent=1) + "\n")
+    print(f"resize_with_pad: {len(cases)} cases, {len(blob)} bytes")
+
+
 def main():
+    resize_with_pad_cases()
     OUT.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for name, (obj, roundtrip) in cases().items():

@@ -119,9 +119,10 @@ pub fn resize_into(image: &Image, out: &mut [u8], width: usize, height: usize, f
             scale_into(pixels, image.width, image.height, window, out, width, height);
         }
         Fit::Pad => {
-            let scale = (width as f64 / w).min(height as f64 / h);
-            let sw = ((w * scale).round() as usize).clamp(1, width);
-            let sh = ((h * scale).round() as usize).clamp(1, height);
+            // openpi's `resize_with_pad` exactly (π0's inputs): the sizes truncated, not rounded.
+            let ratio = (w / width as f64).max(h / height as f64);
+            let sw = ((w / ratio) as usize).clamp(1, width);
+            let sh = ((h / ratio) as usize).clamp(1, height);
             let mut scaled = vec![0; sw * sh * 3];
             scale_into(pixels, image.width, image.height, [0.0, 0.0, w, h], &mut scaled, sw, sh);
             out.fill(0);
