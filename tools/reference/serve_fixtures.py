@@ -134,8 +134,71 @@ def resize_with_pad_cases():
     print(f"resize_with_pad: {len(cases)} cases, {len(blob)} bytes")
 
 
+def droid_transforms():
+    """openpi's DROID pipeline for π0 around the model, in numpy as openpi's transforms compute it
+    (docs/reference/openpi-serving.md): DroidInputs (_parse_image: float -> uint8 by truncation, CHW -> HWC;
+    state = joints + gripper), Normalize (z-score, eps 1e-6 on std, stats cut to the state), PadStatesAndActions (32),
+    ResizeImages (openpi_client.image_tools.resize_with_pad, here to the test model's 56x56); and on the way out
+    Unnormalize (stats padded with mean 0, std 1) then DroidOutputs ([..., :8])."""
+    from openpi_client import image_tools
+
+    out = ROOT / "crates/spear-serve/tests/fixtures/droid"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(42)
+    # State statistics longer than DROID's 8 values (cut on the way in); action statistics shorter than the model's
+    # 32 (padded on the way out).
+    stats = {
+        "state": {"mean": rng.normal(size=10).tolist(), "std": rng.uniform(0.05, 2.0, size=10).tolist(),
+                  "q01": rng.normal(size=10).tolist(), "q99": rng.normal(size=10).tolist()},
+        "actions": {"mean": rng.normal(size=8).tolist(), "std": rng.uniform(0.05, 2.0, size=8).tolist()},
+    }
+    (out / "norm_stats.json").write_text(json.dumps({"norm_stats": stats}, indent=2) + "\n")
+    observation = {
+        "observation/exterior_image_1_left": rng.integers(0, 256, size=(90, 160, 3), dtype=np.uint8),
+        "observation/wrist_image_left": rng.random((3, 60, 80), dtype=np.float32),  # CHW float, as some stacks send
+        "observation/joint_position": rng.normal(size=7),
+        "observation/gripper_position": np.array([0.37]),
+        "prompt": "put the marker in the cup",
+    }
+    (out / "observation.msgpack").write_bytes(msgpack_numpy.packb(observation))
+
+    def parse_image(image):
+        image = np.asarray(image)
+        if np.issubdtype(image.dtype, np.floating):
+            image = (255 * image).astype(np.uint8)
+        if image.shape[0] == 3:
+            image = np.transpose(image, (1, 2, 0))
+        return image
+
+    mean, std = (np.asarray(stats["state"][k]) for k in ("mean", "std"))
+    state = np.concatenate([observation["observation/joint_position"], observation["observation/gripper_position"]])
+    state = (state - mean[: state.shape[-1]]) / (std[: state.shape[-1]] + 1e-6)
+    state = np.pad(state, (0, 32 - state.shape[-1]))
+    base = image_tools.resize_with_pad(parse_image(observation["observation/exterior_image_1_left"]), 56, 56)
+    wrist = image_tools.resize_with_pad(parse_image(observation["observation/wrist_image_left"]), 56, 56)
+    (out / "images.bin").write_bytes(base.tobytes() + wrist.tobytes())
+    # The float CHW wrist frame as _parse_image leaves it (before the resize, whose kernel rounds differently).
+    (out / "wrist_parsed.bin").write_bytes(parse_image(observation["observation/wrist_image_left"]).tobytes())
+
+    model_output = rng.normal(size=(4, 32)).astype(np.float32)  # what the model would return, normalised and padded
+    amean = np.pad(np.asarray(stats["actions"]["mean"]), (0, 32 - 8), constant_values=0.0)
+    astd = np.pad(np.asarray(stats["actions"]["std"]), (0, 32 - 8), constant_values=1.0)
+    actions = (model_output * (astd + 1e-6) + amean)[..., :8]
+    assert actions.dtype == np.float64
+    (out / "expected.json").write_text(json.dumps({
+        "generator": "tools/reference/serve_fixtures.py (openpi-client 0.1.2's resize_with_pad, numpy 1.26.4)",
+        "state": state.tolist(),
+        "images": "images.bin: the base camera then the left wrist camera, 56 x 56 x 3 uint8 each; the right wrist "
+                  "camera is absent (openpi: zeros, mask False)",
+        "model_output": model_output.tolist(),
+        "actions": actions.tolist(),
+    }, indent=1) + "\n")
+    print("droid: state", state.shape, "actions", actions.shape)
+
+
 def main():
     resize_with_pad_cases()
+    droid_transforms()
     OUT.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for name, (obj, roundtrip) in cases().items():

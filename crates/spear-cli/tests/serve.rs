@@ -122,3 +122,37 @@ fn a_checkpoint_of_another_action_space_is_refused_before_listening() {
     assert!(!ok && !out.contains("ws://") && !err.contains("ws://"), "{out}\n{err}");
     assert!(err.contains("π0 checkpoint") && err.contains("spear"), "{err}");
 }
+
+#[test]
+fn the_droid_preset_refuses_spear1_and_a_pi0_narrower_than_droid() {
+    let export = tiny_export();
+    let (ok, _, err) = run_spear(&[
+        "--backend",
+        "cpu",
+        "serve",
+        "--checkpoint",
+        export.to_str().unwrap(),
+        "--robot",
+        "droid",
+    ]);
+    assert!(!ok && err.contains("joint velocities") && err.contains("--robot spear"), "{err}");
+    // The tiny π0 fixture's state is 6 wide; DROID sends 8.
+    let stats =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spear-serve/tests/fixtures/droid/norm_stats.json");
+    let (ok, _, err) = run_spear(&[
+        "--backend",
+        "cpu",
+        "serve",
+        "--checkpoint",
+        fixtures().join("pi0-tiny").to_str().unwrap(),
+        "--tokenizer",
+        fixtures().join("paligemma-tiny/tokenizer.json").to_str().unwrap(),
+        "--robot",
+        "droid",
+        "--norm-stats",
+        stats.to_str().unwrap(),
+        "--port",
+        "0",
+    ]);
+    assert!(!ok && err.contains("narrower than DROID's 8"), "{err}");
+}

@@ -10,6 +10,7 @@
 
 use spear_policy::{ChannelOrder, Frame, Pixels, RawObservation};
 
+use crate::openpi::{self, NormStats};
 use crate::wire::{Array, Dtype, Item};
 
 /// A client schema the server speaks.
@@ -17,6 +18,10 @@ use crate::wire::{Array, Dtype, Item};
 pub enum Preset {
     /// SPEAR-1's native schema (end-effector pose state, end-effector delta actions).
     Spear,
+    /// openpi's DROID client (`examples/droid/main.py`): an exterior and a wrist camera, 7 joint
+    /// positions and the gripper's; 8 actions per step (joint velocities and gripper position) from
+    /// a π0 checkpoint with its `norm_stats.json`, through openpi's DROID transforms.
+    Droid,
 }
 
 /// The checkpoint facts a preset is checked against and describes.
@@ -38,7 +43,19 @@ pub struct PolicyFacts {
     pub in_robot_units: bool,
     /// Whether it is a π0 checkpoint (actions padded to 32 in its training robot's space).
     pub pi0: bool,
+    /// openpi's normalisation statistics, for π0 checkpoints.
+    pub norm_stats: Option<NormStats>,
 }
+
+/// DROID's keys, as `examples/droid/main.py` sends them.
+const DROID_BASE: &str = "observation/exterior_image_1_left";
+const DROID_WRIST: &str = "observation/wrist_image_left";
+const DROID_JOINTS: &str = "observation/joint_position";
+const DROID_GRIPPER: &str = "observation/gripper_position";
+/// DROID's action: 7 joint velocities and the gripper position (openpi's `DroidOutputs` keeps the
+/// first 8 values of the unnormalised action).
+const DROID_ACTION: [&str; 8] =
+    ["joint_0", "joint_1", "joint_2", "joint_3", "joint_4", "joint_5", "joint_6", "gripper"];
 
 /// SPEAR-1's action layout.
 const SPEAR_ACTION: [&str; 8] = ["x", "y", "z", "qw", "qx", "qy", "qz", "gripper"];
@@ -48,6 +65,7 @@ impl Preset {
     pub fn name(self) -> &'static str {
         match self {
             Preset::Spear => "spear",
+            Preset::Droid => "droid",
         }
     }
 
@@ -75,6 +93,52 @@ impl Preset {
                         "{} has no normalization.json: its actions would be normalised values, not metres; \
                          serve an export of `spear train vla`",
                         policy.model
+                    ));
+                }
+                Ok(())
+            }
+            Preset::Droid => {
+                if !policy.pi0 {
+                    return Err(format!(
+                        "{} is a SPEAR-1 export: it answers with end-effector deltas (translation, quaternion, \
+                         gripper), and DROID's client executes joint velocities; serve it with --robot spear",
+                        policy.model
+                    ));
+                }
+                let Some(stats) = &policy.norm_stats else {
+                    return Err(format!(
+                        "{} has no norm_stats.json: openpi's DROID policy normalises with the checkpoint's \
+                         statistics (assets/droid/norm_stats.json); pass it with --norm-stats",
+                        policy.model
+                    ));
+                };
+                if policy.cameras.len() != 3 {
+                    return Err(format!(
+                        "{} takes {} cameras; openpi's π0 takes 3",
+                        policy.model,
+                        policy.cameras.len()
+                    ));
+                }
+                let narrow = |what: &str, n: usize| {
+                    format!("the model's {what} ({n} values) is narrower than DROID's 8")
+                };
+                if policy.state_dim < 8 {
+                    return Err(narrow("state", policy.state_dim));
+                }
+                if policy.action_dim < 8 {
+                    return Err(narrow("action", policy.action_dim));
+                }
+                if stats.state.mean.len() < 8 {
+                    return Err(format!(
+                        "norm_stats.json describes {} state values; DROID sends 8",
+                        stats.state.mean.len()
+                    ));
+                }
+                if stats.actions.mean.len() > policy.action_dim {
+                    return Err(format!(
+                        "norm_stats.json describes {} action values; the model returns {}",
+                        stats.actions.mean.len(),
+                        policy.action_dim
                     ));
                 }
                 Ok(())
@@ -118,6 +182,21 @@ impl Preset {
                     ),
                 ]);
             }
+            Preset::Droid => {
+                entries[3].1 = Item::Int(DROID_ACTION.len() as i64);
+                entries.extend([
+                    ("action_layout".to_string(), strs(&DROID_ACTION)),
+                    (
+                        "action_units".to_string(),
+                        Item::Str(
+                            "as openpi's DROID policy returns them: joint velocities (7) and the gripper \
+                             position (1), float64"
+                                .into(),
+                        ),
+                    ),
+                    ("cameras".to_string(), strs(&[DROID_BASE, DROID_WRIST])),
+                ]);
+            }
         }
         entries.push(("rate_hz".to_string(), policy.rate_hz.map_or(Item::Nil, Item::Float)));
         Item::Map(entries)
@@ -150,7 +229,7 @@ impl Preset {
                 if cameras.iter().all(Option::is_none) {
                     return Err(format!("`images` holds no frame (cameras: {})", names.join(", ")));
                 }
-                let state = numbers(message.get("state").expect("checked"), "state")?;
+                let state = numbers_f32(message.get("state").expect("checked"), "state")?;
                 if state.len() != policy.state_dim {
                     return Err(format!(
                         "`state` has {} values; this policy takes {} ({})",
@@ -163,6 +242,38 @@ impl Preset {
                     return Err("`prompt` is not a str".into());
                 };
                 Ok(RawObservation { cameras, state, prompt: prompt.clone() })
+            }
+            Preset::Droid => {
+                expect_keys(
+                    entries,
+                    &[DROID_BASE, DROID_WRIST, DROID_JOINTS, DROID_GRIPPER, "prompt"],
+                    &[],
+                    "the observation",
+                )?;
+                let frame = |key: &str| match message.get(key).expect("checked") {
+                    Item::Array(a) => openpi::parse_image(a, key),
+                    other => Err(format!("`{key}` is {}, not an image array", other.kind())),
+                };
+                let joints = numbers(message.get(DROID_JOINTS).expect("checked"), DROID_JOINTS)?;
+                let gripper = numbers(message.get(DROID_GRIPPER).expect("checked"), DROID_GRIPPER)?;
+                if joints.len() != 7 || gripper.len() != 1 {
+                    return Err(format!(
+                        "`{DROID_JOINTS}` has {} values and `{DROID_GRIPPER}` {}; DROID sends 7 and 1",
+                        joints.len(),
+                        gripper.len()
+                    ));
+                }
+                let stats = policy.norm_stats.as_ref().expect("checked before serving");
+                let state = stats.normalize_state(&[joints, gripper].concat(), policy.state_dim)?;
+                let Some(Item::Str(prompt)) = message.get("prompt") else {
+                    return Err("`prompt` is not a str".into());
+                };
+                // openpi's π0 slots: base, left wrist, and an absent (masked) right wrist.
+                Ok(RawObservation {
+                    cameras: vec![Some(frame(DROID_BASE)?), Some(frame(DROID_WRIST)?), None],
+                    state,
+                    prompt: prompt.clone(),
+                })
             }
         }
     }
@@ -201,15 +312,35 @@ impl Preset {
                     ("prompt".into(), Item::Str("pick up the red block".into())),
                 ]))
             }
+            Preset::Droid => Ok(Item::Map(vec![
+                (DROID_BASE.into(), frame(224, 224)),
+                (DROID_WRIST.into(), frame(224, 224)),
+                (
+                    DROID_JOINTS.into(),
+                    Item::Array(Array::f64(vec![7], &[0.0, -0.5, 0.0, -2.0, 0.0, 1.5, 0.8])),
+                ),
+                (DROID_GRIPPER.into(), Item::Array(Array::f64(vec![1], &[0.0]))),
+                ("prompt".into(), Item::Str("pick up the red block".into())),
+            ])),
         }
     }
 
-    /// The chunk as the client expects it: `[horizon, dim]` float32.
-    pub fn actions(self, chunk: &[Vec<f32>]) -> Array {
-        let dim = chunk.first().map_or(0, Vec::len);
-        let values: Vec<f32> = chunk.iter().flatten().copied().collect();
+    /// The chunk as the client expects it: `[horizon, dim]`, float32 for `spear`; for `droid`
+    /// openpi's `Unnormalize` then the first 8 values, in float64 as openpi returns them.
+    pub fn actions(self, chunk: &[Vec<f32>], policy: &PolicyFacts) -> Array {
         match self {
-            Preset::Spear => Array::f32(vec![chunk.len(), dim], &values),
+            Preset::Spear => {
+                let dim = chunk.first().map_or(0, Vec::len);
+                let values: Vec<f32> = chunk.iter().flatten().copied().collect();
+                Array::f32(vec![chunk.len(), dim], &values)
+            }
+            Preset::Droid => {
+                let stats = policy.norm_stats.as_ref().expect("checked before serving");
+                let dim = DROID_ACTION.len();
+                let values: Vec<f64> =
+                    chunk.iter().flat_map(|a| stats.unnormalize_action(a).into_iter().take(dim)).collect();
+                Array::f64(vec![chunk.len(), dim], &values)
+            }
         }
     }
 }
@@ -265,9 +396,11 @@ fn frame_of(item: &Item, key: &str) -> Result<Frame, String> {
     Ok(frame)
 }
 
-/// A vector of finite numbers from an array (any rank) or a list of numbers.
-fn numbers(item: &Item, key: &str) -> Result<Vec<f32>, String> {
+/// A vector of finite numbers from an array (any rank), a list of numbers or one number.
+fn numbers(item: &Item, key: &str) -> Result<Vec<f64>, String> {
     let values: Vec<f64> = match item {
+        Item::Int(v) => vec![*v as f64],
+        Item::Float(v) => vec![*v],
         Item::Array(a) if matches!(a.dtype, Dtype::Bool) => {
             return Err(format!("`{key}` is a bool array, not numbers"));
         }
@@ -282,8 +415,16 @@ fn numbers(item: &Item, key: &str) -> Result<Vec<f32>, String> {
             .collect::<Result<_, _>>()?,
         other => return Err(format!("`{key}` is {}, not an array of numbers", other.kind())),
     };
-    // Checked after the cast: a finite f64 beyond f32's range would become infinite.
-    let values: Vec<f32> = values.into_iter().map(|v| v as f32).collect();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!("`{key}` value {i} is {}", values[i]));
+    }
+    Ok(values)
+}
+
+/// [`numbers`] as float32, each still finite.
+fn numbers_f32(item: &Item, key: &str) -> Result<Vec<f32>, String> {
+    let values: Vec<f32> = numbers(item, key)?.into_iter().map(|v| v as f32).collect();
+    // A finite f64 beyond f32's range becomes infinite.
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(format!("`{key}` value {i} is {} (as float32)", values[i]));
     }

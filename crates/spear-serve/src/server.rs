@@ -29,6 +29,7 @@ use spear_policy::{Frame, Pixels, Policy, RawObservation};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use crate::openpi::NormStats;
 use crate::preset::{PolicyFacts, Preset};
 use crate::wire::{self, Item};
 use crate::worker::{Answer, Worker};
@@ -124,8 +125,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
 }
 
-/// What a checkpoint loaded as a [`Policy`] tells a preset.
-pub fn facts<B: Backend>(policy: &Policy<B>, model: &str) -> PolicyFacts {
+/// What a checkpoint loaded as a [`Policy`] (with openpi's statistics for a π0 one) tells a preset.
+pub fn facts<B: Backend>(policy: &Policy<B>, model: &str, norm_stats: Option<NormStats>) -> PolicyFacts {
     let config = policy.model().config();
     PolicyFacts {
         model: model.to_string(),
@@ -136,23 +137,26 @@ pub fn facts<B: Backend>(policy: &Policy<B>, model: &str) -> PolicyFacts {
         rate_hz: policy.spec().rate_hz,
         in_robot_units: policy.in_robot_units(),
         pi0: policy.is_pi0(),
+        norm_stats,
     }
 }
 
 impl Server {
-    /// Checks `policy` against `preset`, moves it to the model thread, runs one warm-up inference
-    /// and only then binds `address` (port 0: any free port).
+    /// Checks `policy` (with openpi's `norm_stats` for a π0 checkpoint) against `preset`, moves it
+    /// to the model thread, runs one warm-up inference and only then binds `address` (port 0: any
+    /// free port).
     pub async fn bind<B: Backend>(
         address: &str,
         policy: Policy<B>,
         model: &str,
         preset: Preset,
+        norm_stats: Option<NormStats>,
         config: ServeConfig,
     ) -> Result<Self, ServeError>
     where
         Policy<B>: Send + 'static,
     {
-        let facts = facts(&policy, model);
+        let facts = facts(&policy, model, norm_stats);
         preset.check(&facts).map_err(|reason| ServeError::Incompatible { preset: preset.name(), reason })?;
         let worker = Worker::spawn(policy, config.max_batch);
         worker.act(warm_up(&facts)).await.map_err(ServeError::WarmUp)?;
@@ -374,7 +378,7 @@ fn response(shared: &Shared, answer: &Answer, infer_ms: f64, prev_total_ms: Opti
         server_timing.push(("prev_total_ms".to_string(), Item::Float(prev)));
     }
     Item::Map(vec![
-        ("actions".into(), Item::Array(shared.preset.actions(&answer.chunk))),
+        ("actions".into(), Item::Array(shared.preset.actions(&answer.chunk, &shared.facts))),
         ("policy_timing".into(), Item::Map(vec![("infer_ms".into(), Item::Float(answer.infer_ms))])),
         ("server_timing".into(), Item::Map(server_timing)),
     ])

@@ -99,6 +99,12 @@ impl Array {
         Self { dtype: Dtype::F32, shape, data: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
     }
 
+    /// A float64 array of `shape` (the values' count must match).
+    pub fn f64(shape: Vec<usize>, values: &[f64]) -> Self {
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape and values disagree");
+        Self { dtype: Dtype::F64, shape, data: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
         self.shape.iter().product()

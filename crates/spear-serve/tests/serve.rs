@@ -32,7 +32,8 @@ fn tiny_policy(normalised: bool) -> Policy<Flex> {
 
 /// A server on a free port, stopped when the returned sender is dropped or fired.
 async fn start(config: ServeConfig) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let server = Server::bind("127.0.0.1:0", tiny_policy(true), "tiny", Preset::Spear, config).await.unwrap();
+    let server =
+        Server::bind("127.0.0.1:0", tiny_policy(true), "tiny", Preset::Spear, None, config).await.unwrap();
     let address = server.local_addr().to_string();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
@@ -277,7 +278,8 @@ async fn a_shutdown_closes_idle_connections_with_1001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_without_normalisers_is_refused_before_listening() {
     let refused =
-        Server::bind("127.0.0.1:0", tiny_policy(false), "raw", Preset::Spear, ServeConfig::default()).await;
+        Server::bind("127.0.0.1:0", tiny_policy(false), "raw", Preset::Spear, None, ServeConfig::default())
+            .await;
     match refused {
         Err(ServeError::Incompatible { reason, .. }) => {
             assert!(reason.contains("normalization.json"), "{reason}")

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use spear_policy::{LoadOptions, Policy};
 use spear_serve::client::{Client, actions};
+use spear_serve::openpi::NormStats;
 use spear_serve::preset::Preset;
 use spear_serve::server::{ServeConfig, Server};
 use spear_serve::wire::Item;
@@ -22,9 +23,13 @@ pub struct Serve {
     /// normalization.json, policy.json).
     #[arg(long, required_unless_present = "probe")]
     pub checkpoint: Option<PathBuf>,
-    /// tokenizer.json (default: the checkpoint's).
+    /// tokenizer.json (default: the checkpoint's; π0 checkpoints ship none).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// openpi's norm_stats.json for a π0 checkpoint (default: the checkpoint's own, beside the
+    /// weights or the one under assets/).
+    #[arg(long)]
+    pub norm_stats: Option<PathBuf>,
     /// Address to listen on. The default answers this machine only; `0.0.0.0` (every interface)
     /// is an explicit choice.
     #[arg(long, default_value = "127.0.0.1")]
@@ -83,9 +88,15 @@ impl BackendJob for ServeJob {
             max_message_bytes: args.max_message_mib << 20,
             ..ServeConfig::default()
         };
+        let norm_stats = match &args.norm_stats {
+            Some(path) => Some(path.clone()),
+            None if policy.is_pi0() => NormStats::find(checkpoint).map_err(anyhow::Error::msg)?,
+            None => None,
+        };
+        let norm_stats = norm_stats.map(|p| NormStats::read(&p)).transpose().map_err(anyhow::Error::msg)?;
         let address = format!("{}:{}", args.host, args.port);
         self.runtime.block_on(async {
-            let server = Server::bind(&address, policy, &model, args.robot, config).await?;
+            let server = Server::bind(&address, policy, &model, args.robot, norm_stats, config).await?;
             eprintln!(
                 "spear serve: {} as `{}` on ws://{} (backend {kind}; health: GET /healthz; stop with Ctrl-C)",
                 checkpoint.display(),
