@@ -11,6 +11,9 @@ Writes crates/spear-serve/tests/fixtures/wire/: one NAME.msgpack per case (the b
 and cases.json, which describes each case's decoded value (arrays as dtype, shape and values in C order) and whether
 re-encoding the decoded value must give the same bytes (not for numpy scalars, which decode to plain numbers).
 
+And crates/spear-serve/tests/fixtures/{droid,libero}/: an observation of openpi's DROID and LIBERO clients, a
+norm_stats.json, and what openpi's transforms (written out in numpy from openpi's code) feed π0 and return.
+
 And crates/spear-data/tests/fixtures/resize_with_pad/: images of several sizes and what openpi's
 `image_tools.resize_with_pad` (PIL bilinear, the resize openpi's server applies to every camera of a π0 policy)
 makes of them at two target sizes (cases.json + the bytes of inputs and outputs, uint8 HWC, in order).
@@ -196,9 +199,61 @@ def droid_transforms():
     print("droid: state", state.shape, "actions", actions.shape)
 
 
+def libero_transforms():
+    """openpi's pi0_libero pipeline around the model, in numpy as openpi computes it: LiberoInputs (_parse_image;
+    the 8-value state passed through), Normalize, PadStatesAndActions (32), ResizeImages (here 56x56); on the way out
+    Unnormalize of the actions and of the state the model saw (statistics padded with mean 0, std 1),
+    AbsoluteActions (make_bool_mask(6, -1): the state added to the first 6 values) and LiberoOutputs ([..., :7]).
+    The state added back is unnormalize(float32(normalised state)), as openpi's output path holds it."""
+    from openpi_client import image_tools
+
+    out = ROOT / "crates/spear-serve/tests/fixtures/libero"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    stats = {
+        "state": {"mean": rng.normal(size=8).tolist(), "std": rng.uniform(0.05, 2.0, size=8).tolist()},
+        "actions": {"mean": rng.normal(size=7).tolist(), "std": rng.uniform(0.05, 2.0, size=7).tolist()},
+    }
+    (out / "norm_stats.json").write_text(json.dumps({"norm_stats": stats}, indent=2) + "\n")
+    observation = {
+        "observation/image": rng.integers(0, 256, size=(224, 224, 3), dtype=np.uint8),
+        "observation/wrist_image": rng.integers(0, 256, size=(120, 160, 3), dtype=np.uint8),
+        "observation/state": rng.normal(size=8),
+        "prompt": "put both the alphabet soup and the tomato sauce in the basket",
+    }
+    (out / "observation.msgpack").write_bytes(msgpack_numpy.packb(observation))
+    mean, std = (np.asarray(stats["state"][k]) for k in ("mean", "std"))
+    state = (observation["observation/state"] - mean) / (std + 1e-6)
+    state = np.pad(state, (0, 32 - 8))
+    base = image_tools.resize_with_pad(observation["observation/image"], 56, 56)
+    wrist = image_tools.resize_with_pad(observation["observation/wrist_image"], 56, 56)
+    (out / "images.bin").write_bytes(base.tobytes() + wrist.tobytes())
+    model_output = rng.normal(size=(4, 32)).astype(np.float32)
+
+    def unnormalize(x, s):
+        m = np.pad(np.asarray(s["mean"]), (0, 32 - len(s["mean"])), constant_values=0.0)
+        d = np.pad(np.asarray(s["std"]), (0, 32 - len(s["std"])), constant_values=1.0)
+        return x * (d + 1e-6) + m
+
+    seen_state = unnormalize(state.astype(np.float32), stats["state"])
+    actions = unnormalize(model_output, stats["actions"])
+    actions[..., :6] += np.expand_dims(seen_state[:6], axis=-2)
+    actions = actions[..., :7]
+    (out / "expected.json").write_text(json.dumps({
+        "generator": "tools/reference/serve_fixtures.py (openpi-client 0.1.2's resize_with_pad, numpy 1.26.4)",
+        "state": state.tolist(),
+        "images": "images.bin: the agent-view camera then the wrist camera, 56 x 56 x 3 uint8 each; the right wrist "
+                  "camera is absent (openpi: zeros, mask False)",
+        "model_output": model_output.tolist(),
+        "actions": actions.tolist(),
+    }, indent=1) + "\n")
+    print("libero: state", state.shape, "actions", actions.shape)
+
+
 def main():
     resize_with_pad_cases()
     droid_transforms()
+    libero_transforms()
     OUT.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for name, (obj, roundtrip) in cases().items():

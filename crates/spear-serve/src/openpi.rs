@@ -116,18 +116,26 @@ impl NormStats {
     /// openpi's `Unnormalize` of one padded action: `x · (std + 1e-6) + mean`, the statistics padded
     /// with mean 0 and std 1 to the action's width. In float64, as openpi's (its statistics are).
     pub fn unnormalize_action(&self, action: &[f32]) -> Vec<f64> {
-        action
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| {
-                let (mean, std) = (
-                    self.actions.mean.get(i).copied().unwrap_or(0.0),
-                    self.actions.std.get(i).copied().unwrap_or(1.0),
-                );
-                f64::from(x) * (std + 1e-6) + mean
-            })
-            .collect()
+        unnormalize(&self.actions, action)
     }
+
+    /// The same for the padded, normalised state the model saw: openpi's output path adds this
+    /// state back to delta actions (`AbsoluteActions`).
+    pub fn unnormalize_state(&self, state: &[f32]) -> Vec<f64> {
+        unnormalize(&self.state, state)
+    }
+}
+
+/// `x · (std + 1e-6) + mean` per value, the statistics padded with mean 0 and std 1.
+fn unnormalize(stats: &Stats, x: &[f32]) -> Vec<f64> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let mean = stats.mean.get(i).copied().unwrap_or(0.0);
+            let std = stats.std.get(i).copied().unwrap_or(1.0);
+            f64::from(x) * (std + 1e-6) + mean
+        })
+        .collect()
 }
 
 /// openpi's `_parse_image`: a float frame becomes 8 bits as numpy's `(255 · x).astype(uint8)` does

@@ -22,6 +22,10 @@ pub enum Preset {
     /// positions and the gripper's; 8 actions per step (joint velocities and gripper position) from
     /// a π0 checkpoint with its `norm_stats.json`, through openpi's DROID transforms.
     Droid,
+    /// openpi's LIBERO client (`examples/libero/main.py`): an agent-view and a wrist camera and the
+    /// 8-value end-effector state; 7 actions per step from a π0 checkpoint through openpi's
+    /// `pi0_libero` transforms (the first 6 of each action made absolute by adding the state).
+    Libero,
 }
 
 /// The checkpoint facts a preset is checked against and describes.
@@ -52,6 +56,15 @@ const DROID_BASE: &str = "observation/exterior_image_1_left";
 const DROID_WRIST: &str = "observation/wrist_image_left";
 const DROID_JOINTS: &str = "observation/joint_position";
 const DROID_GRIPPER: &str = "observation/gripper_position";
+/// LIBERO's keys, as `examples/libero/main.py` sends them.
+const LIBERO_BASE: &str = "observation/image";
+const LIBERO_WRIST: &str = "observation/wrist_image";
+const LIBERO_STATE: &str = "observation/state";
+/// LIBERO's action (openpi's `LiberoOutputs` keeps the first 7 values).
+const LIBERO_ACTION: [&str; 7] = ["x", "y", "z", "ax", "ay", "az", "gripper"];
+/// `pi0_libero`'s `AbsoluteActions` mask (`make_bool_mask(6, -1)`): the state is added to the first 6.
+const LIBERO_ABSOLUTE: usize = 6;
+
 /// DROID's action: 7 joint velocities and the gripper position (openpi's `DroidOutputs` keeps the
 /// first 8 values of the unnormalised action).
 const DROID_ACTION: [&str; 8] =
@@ -66,6 +79,7 @@ impl Preset {
         match self {
             Preset::Spear => "spear",
             Preset::Droid => "droid",
+            Preset::Libero => "libero",
         }
     }
 
@@ -97,18 +111,27 @@ impl Preset {
                 }
                 Ok(())
             }
-            Preset::Droid => {
+            Preset::Droid | Preset::Libero => {
+                let (robot, sent, returned, expects) = match self {
+                    Preset::Droid => ("DROID", 8, DROID_ACTION.len(), "joint velocities"),
+                    _ => (
+                        "LIBERO",
+                        8,
+                        LIBERO_ACTION.len(),
+                        "controller-normalised end-effector deltas with axis-angle rotations",
+                    ),
+                };
                 if !policy.pi0 {
                     return Err(format!(
-                        "{} is a SPEAR-1 export: it answers with end-effector deltas (translation, quaternion, \
-                         gripper), and DROID's client executes joint velocities; serve it with --robot spear",
+                        "{} is a SPEAR-1 export: it answers with end-effector deltas in metres and quaternions, \
+                         and {robot}'s client executes {expects}; serve it with --robot spear",
                         policy.model
                     ));
                 }
                 let Some(stats) = &policy.norm_stats else {
                     return Err(format!(
-                        "{} has no norm_stats.json: openpi's DROID policy normalises with the checkpoint's \
-                         statistics (assets/droid/norm_stats.json); pass it with --norm-stats",
+                        "{} has no norm_stats.json: openpi's {robot} policy normalises with the checkpoint's \
+                         statistics (assets/<robot>/norm_stats.json); pass it with --norm-stats",
                         policy.model
                     ));
                 };
@@ -119,18 +142,18 @@ impl Preset {
                         policy.cameras.len()
                     ));
                 }
-                let narrow = |what: &str, n: usize| {
-                    format!("the model's {what} ({n} values) is narrower than DROID's 8")
+                let narrow = |what: &str, n: usize, theirs: usize| {
+                    format!("the model's {what} ({n} values) is narrower than {robot}'s {theirs}")
                 };
-                if policy.state_dim < 8 {
-                    return Err(narrow("state", policy.state_dim));
+                if policy.state_dim < sent {
+                    return Err(narrow("state", policy.state_dim, sent));
                 }
-                if policy.action_dim < 8 {
-                    return Err(narrow("action", policy.action_dim));
+                if policy.action_dim < returned {
+                    return Err(narrow("action", policy.action_dim, returned));
                 }
-                if stats.state.mean.len() < 8 {
+                if stats.state.mean.len() < sent {
                     return Err(format!(
-                        "norm_stats.json describes {} state values; DROID sends 8",
+                        "norm_stats.json describes {} state values; {robot} sends {sent}",
                         stats.state.mean.len()
                     ));
                 }
@@ -195,6 +218,21 @@ impl Preset {
                         ),
                     ),
                     ("cameras".to_string(), strs(&[DROID_BASE, DROID_WRIST])),
+                ]);
+            }
+            Preset::Libero => {
+                entries[3].1 = Item::Int(LIBERO_ACTION.len() as i64);
+                entries.extend([
+                    ("action_layout".to_string(), strs(&LIBERO_ACTION)),
+                    (
+                        "action_units".to_string(),
+                        Item::Str(
+                            "as openpi's pi0_libero policy returns them: the first 6 values with the state \
+                             added (AbsoluteActions), then the gripper; float64"
+                                .into(),
+                        ),
+                    ),
+                    ("cameras".to_string(), strs(&[LIBERO_BASE, LIBERO_WRIST])),
                 ]);
             }
         }
@@ -275,6 +313,31 @@ impl Preset {
                     prompt: prompt.clone(),
                 })
             }
+            Preset::Libero => {
+                let keys = [LIBERO_BASE, LIBERO_WRIST, LIBERO_STATE, "prompt"];
+                expect_keys(entries, &keys, &[], "the observation")?;
+                let frame = |key: &str| match message.get(key).expect("checked") {
+                    Item::Array(a) => openpi::parse_image(a, key),
+                    other => Err(format!("`{key}` is {}, not an image array", other.kind())),
+                };
+                let state = numbers(message.get(LIBERO_STATE).expect("checked"), LIBERO_STATE)?;
+                if state.len() != 8 {
+                    return Err(format!(
+                        "`{LIBERO_STATE}` has {} values; LIBERO sends 8 (position, axis-angle, 2 gripper joints)",
+                        state.len()
+                    ));
+                }
+                let stats = policy.norm_stats.as_ref().expect("checked before serving");
+                let state = stats.normalize_state(&state, policy.state_dim)?;
+                let Some(Item::Str(prompt)) = message.get("prompt") else {
+                    return Err("`prompt` is not a str".into());
+                };
+                Ok(RawObservation {
+                    cameras: vec![Some(frame(LIBERO_BASE)?), Some(frame(LIBERO_WRIST)?), None],
+                    state,
+                    prompt: prompt.clone(),
+                })
+            }
         }
     }
 
@@ -322,12 +385,23 @@ impl Preset {
                 (DROID_GRIPPER.into(), Item::Array(Array::f64(vec![1], &[0.0]))),
                 ("prompt".into(), Item::Str("pick up the red block".into())),
             ])),
+            Preset::Libero => Ok(Item::Map(vec![
+                (LIBERO_BASE.into(), frame(224, 224)),
+                (LIBERO_WRIST.into(), frame(224, 224)),
+                (
+                    LIBERO_STATE.into(),
+                    Item::Array(Array::f64(vec![8], &[-0.2, 0.0, 1.1, 3.1, 0.0, 0.0, 0.04, -0.04])),
+                ),
+                ("prompt".into(), Item::Str("put the bowl on the plate".into())),
+            ])),
         }
     }
 
     /// The chunk as the client expects it: `[horizon, dim]`, float32 for `spear`; for `droid`
-    /// openpi's `Unnormalize` then the first 8 values, in float64 as openpi returns them.
-    pub fn actions(self, chunk: &[Vec<f32>], policy: &PolicyFacts) -> Array {
+    /// openpi's `Unnormalize` then the first 8 values, in float64 as openpi returns them; for
+    /// `libero` the same with the unnormalised `state` (the normalised one the model saw, as
+    /// openpi's output path has it) added to the first 6 values, then the first 7.
+    pub fn actions(self, chunk: &[Vec<f32>], policy: &PolicyFacts, state: &[f32]) -> Array {
         match self {
             Preset::Spear => {
                 let dim = chunk.first().map_or(0, Vec::len);
@@ -339,6 +413,20 @@ impl Preset {
                 let dim = DROID_ACTION.len();
                 let values: Vec<f64> =
                     chunk.iter().flat_map(|a| stats.unnormalize_action(a).into_iter().take(dim)).collect();
+                Array::f64(vec![chunk.len(), dim], &values)
+            }
+            Preset::Libero => {
+                let stats = policy.norm_stats.as_ref().expect("checked before serving");
+                let state = stats.unnormalize_state(state);
+                let dim = LIBERO_ACTION.len();
+                let values: Vec<f64> = chunk
+                    .iter()
+                    .flat_map(|a| {
+                        let mut action = stats.unnormalize_action(a);
+                        action.iter_mut().zip(&state).take(LIBERO_ABSOLUTE).for_each(|(x, s)| *x += s);
+                        action.into_iter().take(dim)
+                    })
+                    .collect();
                 Array::f64(vec![chunk.len(), dim], &values)
             }
         }

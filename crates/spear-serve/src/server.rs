@@ -321,8 +321,11 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
         let started = Instant::now();
         let observation =
             wire::decode(&bytes).and_then(|item| shared.preset.observation(&item, &shared.facts));
+        // The state the model sees: openpi's output path reads it back (`AbsoluteActions`).
+        let mut state = Vec::new();
         let answer = match observation {
             Ok(observation) => {
+                state.clone_from(&observation.state);
                 let act = shared.worker.act(observation);
                 tokio::pin!(act);
                 // Keep reading while the model works: pings are answered, a vanished client is
@@ -345,6 +348,7 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
             Ok(answer) => Message::Binary(Bytes::from(wire::encode(&response(
                 &shared,
                 &answer,
+                &state,
                 started.elapsed().as_secs_f64() * 1e3,
                 prev_total_ms,
             )))),
@@ -372,13 +376,19 @@ async fn receive_failed(socket: WebSocket, error: &axum::Error, limit: usize) {
 }
 
 /// openpi's response: the actions, and the model's and the server's time.
-fn response(shared: &Shared, answer: &Answer, infer_ms: f64, prev_total_ms: Option<f64>) -> Item {
+fn response(
+    shared: &Shared,
+    answer: &Answer,
+    state: &[f32],
+    infer_ms: f64,
+    prev_total_ms: Option<f64>,
+) -> Item {
     let mut server_timing = vec![("infer_ms".to_string(), Item::Float(infer_ms))];
     if let Some(prev) = prev_total_ms {
         server_timing.push(("prev_total_ms".to_string(), Item::Float(prev)));
     }
     Item::Map(vec![
-        ("actions".into(), Item::Array(shared.preset.actions(&answer.chunk, &shared.facts))),
+        ("actions".into(), Item::Array(shared.preset.actions(&answer.chunk, &shared.facts, state))),
         ("policy_timing".into(), Item::Map(vec![("infer_ms".into(), Item::Float(answer.infer_ms))])),
         ("server_timing".into(), Item::Map(server_timing)),
     ])

@@ -1,8 +1,8 @@
-//! π0 through the `droid` preset against openpi's DROID transforms, computed in numpy as openpi
-//! computes them (`tools/reference/serve_fixtures.py`): the state normalised with the checkpoint's
-//! statistics and padded, the frames parsed (float by truncation, CHW) and padded to the model's
-//! size as `resize_with_pad` does, the right wrist absent; the model's output unnormalised and cut
-//! to DROID's 8 values in float64.
+//! π0 through the `droid` and `libero` presets against openpi's transforms, computed in numpy as
+//! openpi computes them (`tools/reference/serve_fixtures.py`): the state normalised with the
+//! checkpoint's statistics and padded, the frames parsed (float by truncation, CHW) and padded to
+//! the model's size as `resize_with_pad` does, the right wrist absent; the model's output
+//! unnormalised (LIBERO: the state added to the first 6 values) and cut, in float64.
 
 use std::path::PathBuf;
 
@@ -14,6 +14,10 @@ use spear_serve::wire::{Dtype, Item, decode};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/droid")
+}
+
+fn libero() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/libero")
 }
 
 fn pi0(norm_stats: Option<NormStats>) -> PolicyFacts {
@@ -30,31 +34,27 @@ fn pi0(norm_stats: Option<NormStats>) -> PolicyFacts {
     }
 }
 
-fn expected() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap()).unwrap()
+fn expected(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap()
 }
 
-fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-}
-
-#[test]
-fn droid_observations_become_what_openpi_feeds_pi0_and_its_actions_what_openpi_returns() {
-    let stats = NormStats::read(&fixtures().join("norm_stats.json")).unwrap();
+/// The state, the two cameras at 56×56 and the actions of `preset` on the fixture in `dir`
+/// against the reference; returns the observation for further checks.
+fn matches_openpi(preset: Preset, dir: &std::path::Path, actions_dim: usize) -> spear_policy::RawObservation {
+    let stats = NormStats::read(&dir.join("norm_stats.json")).unwrap();
     let facts = pi0(Some(stats));
-    Preset::Droid.check(&facts).unwrap();
-    let message = decode(&std::fs::read(fixtures().join("observation.msgpack")).unwrap()).unwrap();
-    let observation = Preset::Droid.observation(&message, &facts).unwrap();
-    let want = expected();
+    preset.check(&facts).unwrap();
+    let message = decode(&std::fs::read(dir.join("observation.msgpack")).unwrap()).unwrap();
+    let observation = preset.observation(&message, &facts).unwrap();
+    let want = expected(dir);
 
     let state = floats(&want["state"]);
     assert_eq!(observation.state.len(), 32);
     for (i, (got, want)) in observation.state.iter().zip(&state).enumerate() {
         assert!((f64::from(*got) - want).abs() <= 1e-6 * want.abs().max(1.0), "state {i}: {got} vs {want}");
     }
-    assert_eq!(observation.prompt, "put the marker in the cup");
 
-    let images = std::fs::read(fixtures().join("images.bin")).unwrap();
+    let images = std::fs::read(dir.join("images.bin")).unwrap();
     let per = 56 * 56 * 3;
     for (k, name) in ["base", "left wrist"].iter().enumerate() {
         let frame = observation.cameras[k].as_ref().unwrap();
@@ -66,13 +66,6 @@ fn droid_observations_become_what_openpi_feeds_pi0_and_its_actions_what_openpi_r
         assert_eq!(rows(&got), rows(reference), "{name}: the padding's place");
     }
     assert!(observation.cameras[2].is_none(), "the right wrist is absent (openpi masks it)");
-    // The float CHW wrist frame parsed exactly as openpi does (truncation, not rounding).
-    let wrist = observation.cameras[1].as_ref().unwrap().to_image().unwrap();
-    assert_eq!((wrist.height, wrist.width), (60, 80));
-    assert!(
-        wrist.pixels == std::fs::read(fixtures().join("wrist_parsed.bin")).unwrap(),
-        "the parsed wrist frame"
-    );
 
     let chunk: Vec<Vec<f32>> = want["model_output"]
         .as_array()
@@ -80,12 +73,39 @@ fn droid_observations_become_what_openpi_feeds_pi0_and_its_actions_what_openpi_r
         .iter()
         .map(|row| floats(row).into_iter().map(|v| v as f32).collect())
         .collect();
-    let actions = Preset::Droid.actions(&chunk, &facts);
-    assert_eq!((actions.dtype, actions.shape.as_slice()), (Dtype::F64, &[4usize, 8][..]));
+    let actions = preset.actions(&chunk, &facts, &observation.state);
+    assert_eq!((actions.dtype, actions.shape.as_slice()), (Dtype::F64, &[4usize, actions_dim][..]));
     let reference: Vec<f64> = want["actions"].as_array().unwrap().iter().flat_map(floats).collect();
     for (i, (got, want)) in actions.to_f64().iter().zip(&reference).enumerate() {
         assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "action value {i}: {got} vs {want}");
     }
+    observation
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+#[test]
+fn droid_observations_become_what_openpi_feeds_pi0_and_its_actions_what_openpi_returns() {
+    let observation = matches_openpi(Preset::Droid, &fixtures(), 8);
+    assert_eq!(observation.prompt, "put the marker in the cup");
+    // The float CHW wrist frame parsed exactly as openpi does (truncation, not rounding).
+    let wrist = observation.cameras[1].as_ref().unwrap().to_image().unwrap();
+    assert_eq!((wrist.height, wrist.width), (60, 80));
+    assert!(
+        wrist.pixels == std::fs::read(fixtures().join("wrist_parsed.bin")).unwrap(),
+        "the parsed wrist frame"
+    );
+}
+
+#[test]
+fn libero_observations_become_what_openpi_feeds_pi0_and_its_actions_what_openpi_returns() {
+    let observation = matches_openpi(Preset::Libero, &libero(), 7);
+    assert_eq!(observation.prompt, "put both the alphabet soup and the tomato sauce in the basket");
+    let stats = NormStats::read(&libero().join("norm_stats.json")).unwrap();
+    let spear1 = PolicyFacts { pi0: false, in_robot_units: true, ..pi0(Some(stats)) };
+    assert!(Preset::Libero.check(&spear1).unwrap_err().contains("axis-angle"));
 }
 
 #[test]
