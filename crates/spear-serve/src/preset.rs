@@ -288,10 +288,6 @@ impl Preset {
                     &[],
                     "the observation",
                 )?;
-                let frame = |key: &str| match message.get(key).expect("checked") {
-                    Item::Array(a) => openpi::parse_image(a, key),
-                    other => Err(format!("`{key}` is {}, not an image array", other.kind())),
-                };
                 let joints = numbers(message.get(DROID_JOINTS).expect("checked"), DROID_JOINTS)?;
                 let gripper = numbers(message.get(DROID_GRIPPER).expect("checked"), DROID_GRIPPER)?;
                 if joints.len() != 7 || gripper.len() != 1 {
@@ -301,25 +297,11 @@ impl Preset {
                         gripper.len()
                     ));
                 }
-                let stats = policy.norm_stats.as_ref().expect("checked before serving");
-                let state = stats.normalize_state(&[joints, gripper].concat(), policy.state_dim)?;
-                let Some(Item::Str(prompt)) = message.get("prompt") else {
-                    return Err("`prompt` is not a str".into());
-                };
-                // openpi's π0 slots: base, left wrist, and an absent (masked) right wrist.
-                Ok(RawObservation {
-                    cameras: vec![Some(frame(DROID_BASE)?), Some(frame(DROID_WRIST)?), None],
-                    state,
-                    prompt: prompt.clone(),
-                })
+                pi0_observation(message, policy, [DROID_BASE, DROID_WRIST], &[joints, gripper].concat())
             }
             Preset::Libero => {
                 let keys = [LIBERO_BASE, LIBERO_WRIST, LIBERO_STATE, "prompt"];
                 expect_keys(entries, &keys, &[], "the observation")?;
-                let frame = |key: &str| match message.get(key).expect("checked") {
-                    Item::Array(a) => openpi::parse_image(a, key),
-                    other => Err(format!("`{key}` is {}, not an image array", other.kind())),
-                };
                 let state = numbers(message.get(LIBERO_STATE).expect("checked"), LIBERO_STATE)?;
                 if state.len() != 8 {
                     return Err(format!(
@@ -327,16 +309,7 @@ impl Preset {
                         state.len()
                     ));
                 }
-                let stats = policy.norm_stats.as_ref().expect("checked before serving");
-                let state = stats.normalize_state(&state, policy.state_dim)?;
-                let Some(Item::Str(prompt)) = message.get("prompt") else {
-                    return Err("`prompt` is not a str".into());
-                };
-                Ok(RawObservation {
-                    cameras: vec![Some(frame(LIBERO_BASE)?), Some(frame(LIBERO_WRIST)?), None],
-                    state,
-                    prompt: prompt.clone(),
-                })
+                pi0_observation(message, policy, [LIBERO_BASE, LIBERO_WRIST], &state)
             }
         }
     }
@@ -431,6 +404,32 @@ impl Preset {
             }
         }
     }
+}
+
+/// openpi's π0 inputs from a robot's two camera keys and its raw `state`: the frames parsed as
+/// openpi's robots parse them, the state normalised with the checkpoint's statistics and padded,
+/// and π0's slots filled as base, left wrist and an absent (masked) right wrist.
+fn pi0_observation(
+    message: &Item,
+    policy: &PolicyFacts,
+    [base, wrist]: [&str; 2],
+    state: &[f64],
+) -> Result<RawObservation, String> {
+    let frame = |key: &str| match message.get(key) {
+        Some(Item::Array(a)) => openpi::parse_image(a, key),
+        Some(other) => Err(format!("`{key}` is {}, not an image array", other.kind())),
+        None => Err(format!("the observation has no `{key}`")),
+    };
+    let stats = policy.norm_stats.as_ref().expect("checked before serving");
+    let state = stats.normalize_state(state, policy.state_dim)?;
+    let Some(Item::Str(prompt)) = message.get("prompt") else {
+        return Err("`prompt` is not a str".into());
+    };
+    Ok(RawObservation {
+        cameras: vec![Some(frame(base)?), Some(frame(wrist)?), None],
+        state,
+        prompt: prompt.clone(),
+    })
 }
 
 /// Checks that `entries` holds every key of `required`, no key outside `required` and `optional`.
