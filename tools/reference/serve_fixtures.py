@@ -137,6 +137,30 @@ def resize_with_pad_cases():
     print(f"resize_with_pad: {len(cases)} cases, {len(blob)} bytes")
 
 
+def parse_image(image):
+    """openpi's _parse_image (droid_policy.py, libero_policy.py)."""
+    image = np.asarray(image)
+    if np.issubdtype(image.dtype, np.floating):
+        image = (255 * image).astype(np.uint8)
+    if image.shape[0] == 3:
+        image = np.transpose(image, (1, 2, 0))
+    return image
+
+
+def normalize_and_pad(state, stats):
+    """openpi's Normalize (z-score, eps 1e-6 on std, stats cut to the state) then PadStatesAndActions (32)."""
+    mean, std = (np.asarray(stats[k]) for k in ("mean", "std"))
+    state = (state - mean[: state.shape[-1]]) / (std[: state.shape[-1]] + 1e-6)
+    return np.pad(state, (0, 32 - state.shape[-1]))
+
+
+def unnormalize(x, stats):
+    """openpi's Unnormalize of 32-wide vectors: statistics padded with mean 0 and std 1."""
+    mean = np.pad(np.asarray(stats["mean"]), (0, 32 - len(stats["mean"])), constant_values=0.0)
+    std = np.pad(np.asarray(stats["std"]), (0, 32 - len(stats["std"])), constant_values=1.0)
+    return x * (std + 1e-6) + mean
+
+
 def droid_transforms():
     """openpi's DROID pipeline for π0 around the model, in numpy as openpi's transforms compute it
     (docs/reference/openpi-serving.md): DroidInputs (_parse_image: float -> uint8 by truncation, CHW -> HWC;
@@ -165,18 +189,8 @@ def droid_transforms():
     }
     (out / "observation.msgpack").write_bytes(msgpack_numpy.packb(observation))
 
-    def parse_image(image):
-        image = np.asarray(image)
-        if np.issubdtype(image.dtype, np.floating):
-            image = (255 * image).astype(np.uint8)
-        if image.shape[0] == 3:
-            image = np.transpose(image, (1, 2, 0))
-        return image
-
-    mean, std = (np.asarray(stats["state"][k]) for k in ("mean", "std"))
     state = np.concatenate([observation["observation/joint_position"], observation["observation/gripper_position"]])
-    state = (state - mean[: state.shape[-1]]) / (std[: state.shape[-1]] + 1e-6)
-    state = np.pad(state, (0, 32 - state.shape[-1]))
+    state = normalize_and_pad(state, stats["state"])
     base = image_tools.resize_with_pad(parse_image(observation["observation/exterior_image_1_left"]), 56, 56)
     wrist = image_tools.resize_with_pad(parse_image(observation["observation/wrist_image_left"]), 56, 56)
     (out / "images.bin").write_bytes(base.tobytes() + wrist.tobytes())
@@ -184,9 +198,7 @@ def droid_transforms():
     (out / "wrist_parsed.bin").write_bytes(parse_image(observation["observation/wrist_image_left"]).tobytes())
 
     model_output = rng.normal(size=(4, 32)).astype(np.float32)  # what the model would return, normalised and padded
-    amean = np.pad(np.asarray(stats["actions"]["mean"]), (0, 32 - 8), constant_values=0.0)
-    astd = np.pad(np.asarray(stats["actions"]["std"]), (0, 32 - 8), constant_values=1.0)
-    actions = (model_output * (astd + 1e-6) + amean)[..., :8]
+    actions = unnormalize(model_output, stats["actions"])[..., :8]
     assert actions.dtype == np.float64
     (out / "expected.json").write_text(json.dumps({
         "generator": "tools/reference/serve_fixtures.py (openpi-client 0.1.2's resize_with_pad, numpy 1.26.4)",
@@ -222,19 +234,11 @@ def libero_transforms():
         "prompt": "put both the alphabet soup and the tomato sauce in the basket",
     }
     (out / "observation.msgpack").write_bytes(msgpack_numpy.packb(observation))
-    mean, std = (np.asarray(stats["state"][k]) for k in ("mean", "std"))
-    state = (observation["observation/state"] - mean) / (std + 1e-6)
-    state = np.pad(state, (0, 32 - 8))
-    base = image_tools.resize_with_pad(observation["observation/image"], 56, 56)
-    wrist = image_tools.resize_with_pad(observation["observation/wrist_image"], 56, 56)
+    state = normalize_and_pad(observation["observation/state"], stats["state"])
+    base = image_tools.resize_with_pad(parse_image(observation["observation/image"]), 56, 56)
+    wrist = image_tools.resize_with_pad(parse_image(observation["observation/wrist_image"]), 56, 56)
     (out / "images.bin").write_bytes(base.tobytes() + wrist.tobytes())
     model_output = rng.normal(size=(4, 32)).astype(np.float32)
-
-    def unnormalize(x, s):
-        m = np.pad(np.asarray(s["mean"]), (0, 32 - len(s["mean"])), constant_values=0.0)
-        d = np.pad(np.asarray(s["std"]), (0, 32 - len(s["std"])), constant_values=1.0)
-        return x * (d + 1e-6) + m
-
     seen_state = unnormalize(state.astype(np.float32), stats["state"])
     actions = unnormalize(model_output, stats["actions"])
     actions[..., :6] += np.expand_dims(seen_state[:6], axis=-2)

@@ -83,6 +83,15 @@ impl Preset {
         }
     }
 
+    /// The names of the values of one action as this preset's clients receive it.
+    fn action_layout(self) -> &'static [&'static str] {
+        match self {
+            Preset::Spear => &SPEAR_ACTION,
+            Preset::Droid => &DROID_ACTION,
+            Preset::Libero => &LIBERO_ACTION,
+        }
+    }
+
     /// Why `policy` cannot be served to this preset's clients, if it cannot.
     pub fn check(self, policy: &PolicyFacts) -> Result<(), String> {
         match self {
@@ -94,7 +103,7 @@ impl Preset {
                         policy.model
                     ));
                 }
-                if policy.action_dim != SPEAR_ACTION.len() {
+                if policy.action_dim != self.action_layout().len() {
                     return Err(format!(
                         "{} returns {}-value actions; the spear preset sends SPEAR-1's 8 ({})",
                         policy.model,
@@ -112,15 +121,12 @@ impl Preset {
                 Ok(())
             }
             Preset::Droid | Preset::Libero => {
-                let (robot, sent, returned, expects) = match self {
-                    Preset::Droid => ("DROID", 8, DROID_ACTION.len(), "joint velocities"),
-                    _ => (
-                        "LIBERO",
-                        8,
-                        LIBERO_ACTION.len(),
-                        "controller-normalised end-effector deltas with axis-angle rotations",
-                    ),
+                let (robot, expects) = match self {
+                    Preset::Droid => ("DROID", "joint velocities"),
+                    _ => ("LIBERO", "controller-normalised end-effector deltas with axis-angle rotations"),
                 };
+                // Both send 8 state values (DROID: 7 joints and the gripper).
+                let (sent, returned) = (8, self.action_layout().len());
                 if !policy.pi0 {
                     return Err(format!(
                         "{} is a SPEAR-1 export: it answers with end-effector deltas in metres and quaternions, \
@@ -176,12 +182,12 @@ impl Preset {
             ("model".to_string(), Item::Str(policy.model.clone())),
             ("robot".to_string(), Item::Str(self.name().into())),
             ("horizon".to_string(), Item::Int(policy.horizon as i64)),
-            ("action_dim".to_string(), Item::Int(policy.action_dim as i64)),
+            ("action_dim".to_string(), Item::Int(self.action_layout().len() as i64)),
+            ("action_layout".to_string(), strs(self.action_layout())),
         ];
         match self {
             Preset::Spear => {
                 entries.extend([
-                    ("action_layout".to_string(), strs(&SPEAR_ACTION)),
                     (
                         "action_units".to_string(),
                         Item::Str(
@@ -206,9 +212,7 @@ impl Preset {
                 ]);
             }
             Preset::Droid => {
-                entries[3].1 = Item::Int(DROID_ACTION.len() as i64);
                 entries.extend([
-                    ("action_layout".to_string(), strs(&DROID_ACTION)),
                     (
                         "action_units".to_string(),
                         Item::Str(
@@ -221,9 +225,7 @@ impl Preset {
                 ]);
             }
             Preset::Libero => {
-                entries[3].1 = Item::Int(LIBERO_ACTION.len() as i64);
                 entries.extend([
-                    ("action_layout".to_string(), strs(&LIBERO_ACTION)),
                     (
                         "action_units".to_string(),
                         Item::Str(
@@ -248,20 +250,16 @@ impl Preset {
         match self {
             Preset::Spear => {
                 expect_keys(entries, &["images", "state", "prompt"], &[], "the observation")?;
-                let Some(Item::Map(images)) = message.get("images") else {
+                let images = message.get("images").expect("checked");
+                let Item::Map(entries) = images else {
                     return Err("`images` is not a dict of camera name to frame".into());
                 };
                 let names: Vec<&str> = policy.cameras.iter().map(String::as_str).collect();
-                expect_keys(images, &[], &names, "`images`")?;
-                let cameras = policy
-                    .cameras
+                expect_keys(entries, &[], &names, "`images`")?;
+                let cameras = names
                     .iter()
                     .map(|name| {
-                        message
-                            .get("images")
-                            .and_then(|i| i.get(name))
-                            .map(|frame| frame_of(frame, &format!("images.{name}")))
-                            .transpose()
+                        images.get(name).map(|frame| frame_of(frame, &format!("images.{name}"))).transpose()
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 if cameras.iter().all(Option::is_none) {
@@ -276,10 +274,7 @@ impl Preset {
                         "x, y, z, qw, qx, qy, qz, gripper closedness"
                     ));
                 }
-                let Some(Item::Str(prompt)) = message.get("prompt") else {
-                    return Err("`prompt` is not a str".into());
-                };
-                Ok(RawObservation { cameras, state, prompt: prompt.clone() })
+                Ok(RawObservation { cameras, state, prompt: prompt(message)? })
             }
             Preset::Droid => {
                 expect_keys(
@@ -422,14 +417,19 @@ fn pi0_observation(
     };
     let stats = policy.norm_stats.as_ref().expect("checked before serving");
     let state = stats.normalize_state(state, policy.state_dim)?;
-    let Some(Item::Str(prompt)) = message.get("prompt") else {
-        return Err("`prompt` is not a str".into());
-    };
     Ok(RawObservation {
         cameras: vec![Some(frame(base)?), Some(frame(wrist)?), None],
         state,
-        prompt: prompt.clone(),
+        prompt: prompt(message)?,
     })
+}
+
+/// The observation's `prompt`.
+fn prompt(message: &Item) -> Result<String, String> {
+    match message.get("prompt") {
+        Some(Item::Str(prompt)) => Ok(prompt.clone()),
+        _ => Err("`prompt` is not a str".into()),
+    }
 }
 
 /// Checks that `entries` holds every key of `required`, no key outside `required` and `optional`.
@@ -478,9 +478,10 @@ fn frame_of(item: &Item, key: &str) -> Result<Frame, String> {
             return Err(format!("`{key}` is {}; images are uint8 (0-255) or float (0-1)", other.numpy()));
         }
     };
+    // Checked and turned into 8-bit channels-last once, here, with the pipeline's own conversion;
+    // the policy then only copies its bytes.
     let frame = Frame { height, width, channels, order, pixels };
-    frame.to_image().map_err(|e| format!("`{key}`: {e}"))?;
-    Ok(frame)
+    Ok(frame.to_image().map_err(|e| format!("`{key}`: {e}"))?.into())
 }
 
 /// A vector of finite numbers from an array (any rank), a list of numbers or one number.

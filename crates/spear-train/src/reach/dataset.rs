@@ -21,26 +21,33 @@ pub const DATASET_VERSION: &str = "1.0.0";
 /// The demonstrator's (and so the dataset's) control rate, Hz.
 const RATE_HZ: f64 = 5.0;
 
+/// The step fields the registry entry reads, as the writer stores them (under `steps/`).
+const IMAGE: &str = "observation/image";
+const WRIST_IMAGE: &str = "observation/wrist_image";
+const STATE: &str = "observation/state";
+const ACTION: &str = "action";
+const INSTRUCTION: &str = "language_instruction";
+
 /// The dataset's registry entry: 5 Hz episodes whose state holds the end-effector pose as position
 /// and quaternion `(w, x, y, z)` followed by the gripper's closedness, and whose action holds the
-/// gripper command at index 7 ([`features`] writes these keys).
+/// gripper command at index 7.
 pub const SPEC: DatasetSpec = DatasetSpec {
     name: DATASET_NAME,
     mixture_name: DATASET_NAME,
     weight: 1.0,
     rate_hz: RATE_HZ,
-    external: "observation/image",
-    wrist: Some("observation/wrist_image"),
-    language: LanguageSource::Text("language_instruction"),
-    pose: vector("observation/state", 0, Orientation::QuatWxyz(3)),
-    gripper_state: linear("observation/state", 7, 0.0, 1.0),
-    gripper_command: linear("action", 7, 0.0, 1.0),
+    external: IMAGE,
+    wrist: Some(WRIST_IMAGE),
+    language: LanguageSource::Text(INSTRUCTION),
+    pose: vector(STATE, 0, Orientation::QuatWxyz(3)),
+    gripper_state: linear(STATE, 7, 0.0, 1.0),
+    gripper_command: linear(ACTION, 7, 0.0, 1.0),
     excluded: None,
 };
 
 /// Hands [`SPEC`] to spear-data's registry, so that loaders, `spear data` and mixtures find
-/// `spear_reach_rotate` by name (idempotent; [`write_dataset`] calls it, and so does any program that reads the dataset by
-/// name without having written it: the `spear` binary at start-up).
+/// `spear_reach_rotate` by name. Idempotent; [`write_dataset`] calls it, and so does any program
+/// that reads the dataset by name without having written it (the `spear` binary at start-up).
 pub fn register() {
     spear_data::oxe::register(SPEC).expect("no other registry entry is called spear_reach_rotate");
 }
@@ -180,15 +187,15 @@ fn episode_example(config: &ReachConfig, seed: u64, index: u64) -> Result<Exampl
         "episode_metadata/target_pose",
         Feature::Float([t.x, t.y, t.z, q.w, q.i, q.j, q.k].map(|v| v as f32).to_vec()),
     );
-    put("steps/action", Feature::Float((0..n).flat_map(|i| demo.action(i)).collect()));
+    put(&format!("steps/{ACTION}"), Feature::Float((0..n).flat_map(|i| demo.action(i)).collect()));
     put("steps/discount", Feature::Float(vec![1.0; n]));
     put("steps/is_first", flags(&|i| i == 0));
     put("steps/is_last", flags(&|i| i + 1 == n));
     put("steps/is_terminal", flags(&|i| i + 1 == n));
-    put("steps/language_instruction", Feature::Bytes(vec![scene.instruction.clone().into_bytes(); n]));
-    put("steps/observation/image", Feature::Bytes(images));
-    put("steps/observation/state", Feature::Float((0..n).flat_map(|i| demo.state(i)).collect()));
-    put("steps/observation/wrist_image", Feature::Bytes(wrists));
+    put(&format!("steps/{INSTRUCTION}"), Feature::Bytes(vec![scene.instruction.clone().into_bytes(); n]));
+    put(&format!("steps/{IMAGE}"), Feature::Bytes(images));
+    put(&format!("steps/{STATE}"), Feature::Float((0..n).flat_map(|i| demo.state(i)).collect()));
+    put(&format!("steps/{WRIST_IMAGE}"), Feature::Bytes(wrists));
     put("steps/reward", Feature::Float((0..n).map(|i| if i + 1 == n { 1.0 } else { 0.0 }).collect()));
     Ok(example)
 }
