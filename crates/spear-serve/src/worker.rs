@@ -18,8 +18,6 @@ pub struct Answer {
     pub chunk: Vec<Vec<f32>>,
     /// Milliseconds the batch it was sampled in took.
     pub infer_ms: f64,
-    /// How many observations that batch held.
-    pub batch: usize,
 }
 
 struct Job {
@@ -69,33 +67,32 @@ fn run<B: Backend>(mut policy: Policy<B>, queue: Receiver<Job>, max_batch: usize
         if jobs.is_empty() {
             continue;
         }
-        let observations: Vec<RawObservation> = jobs.iter().map(|j| j.observation.clone()).collect();
+        let (observations, replies): (Vec<RawObservation>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.observation, j.reply)).unzip();
         let started = Instant::now();
         match policy.act(&observations) {
             Ok(chunks) => {
                 let infer_ms = started.elapsed().as_secs_f64() * 1e3;
-                let batch = jobs.len();
-                for (job, chunk) in jobs.into_iter().zip(chunks) {
-                    let _ = job.reply.send(Ok(Answer { chunk, infer_ms, batch }));
+                for (reply, chunk) in replies.into_iter().zip(chunks) {
+                    let _ = reply.send(Ok(Answer { chunk, infer_ms }));
                 }
             }
             // One observation the pipeline refuses must not fail the others: each runs alone.
-            Err(_) if jobs.len() > 1 => {
-                for job in jobs {
+            Err(_) if observations.len() > 1 => {
+                for (observation, reply) in observations.iter().zip(replies) {
                     let started = Instant::now();
-                    let reply = policy
-                        .act(std::slice::from_ref(&job.observation))
+                    let answer = policy
+                        .act(std::slice::from_ref(observation))
                         .map(|mut chunks| Answer {
                             chunk: chunks.remove(0),
                             infer_ms: started.elapsed().as_secs_f64() * 1e3,
-                            batch: 1,
                         })
                         .map_err(|e| short(&e.to_string()));
-                    let _ = job.reply.send(reply);
+                    let _ = reply.send(answer);
                 }
             }
             Err(e) => {
-                let _ = jobs.remove(0).reply.send(Err(short(&e.to_string())));
+                let _ = replies.into_iter().next().expect("one job").send(Err(short(&e.to_string())));
             }
         }
     }
