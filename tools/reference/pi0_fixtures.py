@@ -58,7 +58,7 @@ def patched_forward(self, time):
     return sinusoid_f64(time, c.dit_config.hidden_size, c.min_period, c.max_period)
 
 
-def build():
+def build(vocab=VOCAB, chunk=CHUNK, state_dim=STATE_DIM, action_dim=ACTION_DIM):
     config = PI0Config(
         vlm_config=dict(
             model_type="paligemma",
@@ -70,7 +70,7 @@ def build():
                 num_attention_heads=8,
                 num_key_value_heads=1,
                 head_dim=16,
-                vocab_size=VOCAB,
+                vocab_size=vocab,
             ),
             vision_config=dict(
                 model_type="siglip_vision_model",
@@ -83,7 +83,7 @@ def build():
                 vision_use_head=False,
             ),
             projection_dim=64,
-            image_token_id=VOCAB,
+            image_token_id=vocab,
         ),
         dit_config=dict(
             model_type="gemma",
@@ -94,9 +94,9 @@ def build():
             num_key_value_heads=1,
             head_dim=16,
         ),
-        chunk_size=CHUNK,
-        max_state_dim=STATE_DIM,
-        max_action_dim=ACTION_DIM,
+        chunk_size=chunk,
+        max_state_dim=state_dim,
+        max_action_dim=action_dim,
         num_inference_steps=STEPS,
         loss_reduction="none",
     )

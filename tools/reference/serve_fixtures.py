@@ -24,6 +24,9 @@ import pathlib
 import numpy as np
 from openpi_client import msgpack_numpy
 
+from openpi_transforms import (aloha_decode_state, aloha_encode_actions, make_bool_mask, normalize_and_pad,
+                               parse_image, unnormalize)
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / "crates/spear-serve/tests/fixtures/wire"
 
@@ -137,30 +140,6 @@ def resize_with_pad_cases():
     print(f"resize_with_pad: {len(cases)} cases, {len(blob)} bytes")
 
 
-def parse_image(image):
-    """openpi's _parse_image (droid_policy.py, libero_policy.py)."""
-    image = np.asarray(image)
-    if np.issubdtype(image.dtype, np.floating):
-        image = (255 * image).astype(np.uint8)
-    if image.shape[0] == 3:
-        image = np.transpose(image, (1, 2, 0))
-    return image
-
-
-def normalize_and_pad(state, stats):
-    """openpi's Normalize (z-score, eps 1e-6 on std, stats cut to the state) then PadStatesAndActions (32)."""
-    mean, std = (np.asarray(stats[k]) for k in ("mean", "std"))
-    state = (state - mean[: state.shape[-1]]) / (std[: state.shape[-1]] + 1e-6)
-    return np.pad(state, (0, 32 - state.shape[-1]))
-
-
-def unnormalize(x, stats):
-    """openpi's Unnormalize of 32-wide vectors: statistics padded with mean 0 and std 1."""
-    mean = np.pad(np.asarray(stats["mean"]), (0, 32 - len(stats["mean"])), constant_values=0.0)
-    std = np.pad(np.asarray(stats["std"]), (0, 32 - len(stats["std"])), constant_values=1.0)
-    return x * (std + 1e-6) + mean
-
-
 def droid_transforms():
     """openpi's DROID pipeline for π0 around the model, in numpy as openpi's transforms compute it
     (docs/reference/openpi-serving.md): DroidInputs (_parse_image: float -> uint8 by truncation, CHW -> HWC;
@@ -254,10 +233,64 @@ def libero_transforms():
     print("libero: state", state.shape, "actions", actions.shape)
 
 
+def aloha_transforms():
+    """openpi's pi0_aloha pipeline around the model, in numpy as openpi computes it: AlohaInputs(adapt_to_pi=True)
+    (each frame float -> uint8 by truncation and CHW -> HWC; cam_high to the base slot, cam_left_wrist and
+    cam_right_wrist to the wrist slots, cam_low ignored, an absent camera masked; the state's joint signs flipped and
+    its grippers converted to π0's angles), Normalize, PadStatesAndActions (32), ResizeImages (here 56x56), no prompt
+    from the client; on the way out Unnormalize of the actions and of the state the model saw, AbsoluteActions
+    (make_bool_mask(6, -1, 6, -1): the state added to the 12 joints) and AlohaOutputs ([:, :14], signs flipped back,
+    grippers to ALOHA's joint). And pi0_aloha_sim's, the same without AbsoluteActions."""
+    from openpi_client import image_tools
+
+    out = ROOT / "crates/spear-serve/tests/fixtures/aloha"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(9)
+    stats = {
+        "state": {"mean": rng.normal(size=14).tolist(), "std": rng.uniform(0.05, 2.0, size=14).tolist()},
+        "actions": {"mean": rng.normal(size=14).tolist(), "std": rng.uniform(0.05, 2.0, size=14).tolist()},
+    }
+    (out / "norm_stats.json").write_text(json.dumps({"norm_stats": stats}, indent=2) + "\n")
+    state = rng.normal(scale=0.5, size=14)
+    state[[6, 13]] = rng.uniform(0.05, 0.95, size=2)  # gripper positions, normalised linear travel
+    observation = {
+        "state": state,
+        "images": {
+            "cam_high": rng.integers(0, 256, size=(3, 224, 224), dtype=np.uint8),
+            "cam_low": rng.integers(0, 256, size=(3, 8, 8), dtype=np.uint8),  # accepted, unused
+            "cam_left_wrist": rng.random((3, 90, 120), dtype=np.float32),
+        },
+    }
+    (out / "observation.msgpack").write_bytes(msgpack_numpy.packb(observation))
+    pi_state = aloha_decode_state(observation["state"].copy())
+    normalised = normalize_and_pad(pi_state, stats["state"])
+    base = image_tools.resize_with_pad(parse_image(observation["images"]["cam_high"]), 56, 56)
+    wrist = image_tools.resize_with_pad(parse_image(observation["images"]["cam_left_wrist"]), 56, 56)
+    (out / "images.bin").write_bytes(base.tobytes() + wrist.tobytes())
+    model_output = rng.normal(size=(4, 32)).astype(np.float32)
+    seen_state = unnormalize(normalised.astype(np.float32), stats["state"])
+    absolute = unnormalize(model_output, stats["actions"])
+    mask = np.asarray(make_bool_mask(6, -1, 6, -1))
+    absolute[..., :14] += np.expand_dims(np.where(mask, seen_state[:14], 0), axis=-2)
+    actions = aloha_encode_actions(absolute)
+    sim_actions = aloha_encode_actions(unnormalize(model_output, stats["actions"]))
+    (out / "expected.json").write_text(json.dumps({
+        "generator": "tools/reference/serve_fixtures.py (openpi-client 0.1.2's resize_with_pad, numpy 1.26.4)",
+        "state": normalised.tolist(),
+        "images": "images.bin: cam_high then cam_left_wrist, 56 x 56 x 3 uint8 each; the right wrist camera is "
+                  "absent (openpi: zeros, mask False)",
+        "model_output": model_output.tolist(),
+        "actions": actions.tolist(),
+        "sim_actions": sim_actions.tolist(),
+    }, indent=1) + "\n")
+    print("aloha: state", normalised.shape, "actions", actions.shape)
+
+
 def main():
     resize_with_pad_cases()
     droid_transforms()
     libero_transforms()
+    aloha_transforms()
     OUT.mkdir(parents=True, exist_ok=True)
     manifest = {}
     for name, (obj, roundtrip) in cases().items():

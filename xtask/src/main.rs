@@ -35,7 +35,8 @@ commands are `spear` subcommands, built in release with the chosen backend:
   weights       inspect a checkpoint (`weights inspect PATH`)
   policy act    sample an action chunk (see `spear policy act --help`)
   serve         serve a policy to robot clients over openpi's websocket protocol: --checkpoint DIR
-                [--host 127.0.0.1] [--port 8000] [--robot spear|droid|libero] [--api-key K] [--max-batch N];
+                [--host 127.0.0.1] [--port 8000] [--robot spear|droid|libero|aloha|aloha-sim] [--api-key K]
+                [--max-batch N] [--default-prompt TEXT];
                 `serve --probe URL` sends one observation to a running server and prints the chunk
   plot          draw RUN_DIR/metrics.jsonl into a PNG, one panel per series
   annotate      3D question-answer data: --images DIR --points DIR --masks DIR [--labels F]

@@ -161,6 +161,19 @@ impl PaliGemmaTokenizer {
         self.encode(format!("{BOS}{prompt}\n"))
     }
 
+    /// The ids openpi's `PaligemmaTokenizer` gives π0 for `prompt`: `<bos>`, the tokens of the
+    /// prompt stripped and with `_` and newlines made spaces, then the tokens of `"\n"` encoded
+    /// on their own (so no merge across the end of the prompt, unlike [`Self::encode_prefix`]),
+    /// the whole cut to `max_tokens` (openpi's `max_token_len`, 48 for π0).
+    pub fn encode_pi0_prompt(&self, prompt: &str, max_tokens: usize) -> Result<Vec<u32>, TokenizerError> {
+        let cleaned = prompt.trim().replace(['_', '\n'], " ");
+        let mut ids = vec![self.bos_id];
+        ids.extend(self.encode_text(&cleaned)?);
+        ids.extend(self.encode_text("\n")?);
+        ids.truncate(max_tokens);
+        Ok(ids)
+    }
+
     /// The ids that `PaliGemmaProcessor` appends for `suffix=answer` (training): the tokens of
     /// `answer + "<eos>"`, tokenized as one string.
     pub fn encode_suffix(&self, answer: &str) -> Result<Vec<u32>, TokenizerError> {

@@ -130,6 +130,18 @@ fn prompt_and_newline_are_tokenized_as_one_text() {
     let (bos, a) = (tokenizer.bos_id(), 280);
     assert_eq!(tokenizer.encode_prefix("a ").unwrap(), [bos, a, id]);
     assert_eq!(tokenizer.encode_prefix("a").unwrap(), [bos, a, 260]);
+    // openpi's π0 layout encodes the newline on its own: no merge across the prompt's end. The
+    // prompt is stripped before `_` becomes a space, so "a_" keeps its trailing space.
+    let pi0 = tokenizer.encode_pi0_prompt("a_", 48).unwrap();
+    assert_eq!(pi0.first(), Some(&bos));
+    assert_eq!(pi0.last(), Some(&260));
+    assert!(!pi0.contains(&id), "{pi0:?}");
+    assert_eq!(pi0, tokenizer.encode_pi0_prompt(" a_\n", 48).unwrap());
+    assert_eq!(tokenizer.encode_pi0_prompt(" a ", 48).unwrap(), [bos, a, 260]);
+    // Cut to openpi's max_token_len, <bos> included.
+    let long = tokenizer.encode_pi0_prompt(&"a b ".repeat(40), 48).unwrap();
+    assert_eq!(long.len(), 48);
+    assert_eq!(long[..3], tokenizer.encode_pi0_prompt("a b", 48).unwrap()[..3]);
 }
 
 #[test]

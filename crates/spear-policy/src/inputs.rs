@@ -31,16 +31,40 @@ pub fn image_batch<B: Backend>(
     Tensor::<B, 4>::from_data(TensorData::new(data, [n, height, width, 3]), device).permute([0, 3, 1, 2])
 }
 
-/// Prompts as the policy takes them (`<bos>` prompt `"\n"`), each instruction tokenised once.
+/// Prompts as the policy takes them, each instruction tokenised once (the cache is cleared when
+/// it reaches [`Prompts::CACHE_LIMIT`] instructions, so a server fed ever-new instructions stays
+/// bounded).
 pub struct Prompts {
     tokenizer: PaliGemmaTokenizer,
+    layout: PromptLayout,
     cache: HashMap<String, Vec<u32>>,
 }
 
+/// How an instruction becomes token ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PromptLayout {
+    /// `PaliGemmaProcessor`'s `<bos>` prompt `"\n"` as one string: SPEAR-VLM and SPEAR-1.
+    Processor,
+    /// openpi's π0 tokenisation, cut to this many tokens.
+    Pi0 { max_tokens: usize },
+}
+
 impl Prompts {
-    /// Prompts of `tokenizer`.
+    /// Instructions kept tokenised at most.
+    pub const CACHE_LIMIT: usize = 4096;
+
+    /// openpi's `max_token_len` for π0.
+    pub const PI0_MAX_TOKENS: usize = 48;
+
+    /// Prompts as SPEAR trains on them ([`PaliGemmaTokenizer::encode_prefix`]).
     pub fn new(tokenizer: PaliGemmaTokenizer) -> Self {
-        Self { tokenizer, cache: HashMap::new() }
+        Self { tokenizer, layout: PromptLayout::Processor, cache: HashMap::new() }
+    }
+
+    /// Prompts as openpi feeds π0 ([`PaliGemmaTokenizer::encode_pi0_prompt`], 48 tokens).
+    pub fn pi0(tokenizer: PaliGemmaTokenizer) -> Self {
+        let layout = PromptLayout::Pi0 { max_tokens: Self::PI0_MAX_TOKENS };
+        Self { tokenizer, layout, cache: HashMap::new() }
     }
 
     /// The token ids of `instruction`.
@@ -48,7 +72,13 @@ impl Prompts {
         if let Some(ids) = self.cache.get(instruction) {
             return Ok(ids.clone());
         }
-        let ids = self.tokenizer.encode_prefix(instruction)?;
+        let ids = match self.layout {
+            PromptLayout::Processor => self.tokenizer.encode_prefix(instruction)?,
+            PromptLayout::Pi0 { max_tokens } => self.tokenizer.encode_pi0_prompt(instruction, max_tokens)?,
+        };
+        if self.cache.len() >= Self::CACHE_LIMIT {
+            self.cache.clear();
+        }
         self.cache.insert(instruction.to_string(), ids.clone());
         Ok(ids)
     }

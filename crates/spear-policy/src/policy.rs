@@ -121,9 +121,12 @@ impl<B: Backend> Policy<B> {
             None if pi0 => PolicySpec::pi0(cameras),
             None => PolicySpec::spear(cameras),
         };
-        let mut policy = Self::new(model, tokenizer, normalization, spec, device)?;
+        let mut policy = Self::new(model, tokenizer.clone(), normalization, spec, device)?;
         policy.pad_state = options.pad_state;
-        policy.pi0 = pi0;
+        if pi0 {
+            policy.pi0 = true;
+            policy.prompts = Prompts::pi0(tokenizer);
+        }
         Ok(policy)
     }
 
@@ -279,9 +282,19 @@ impl<B: Backend> Policy<B> {
     /// units when the policy has normalisers. The noise comes from the backend's generator (seed
     /// it for reproducible chunks).
     pub fn act(&mut self, observations: &[RawObservation]) -> Result<Vec<Vec<Vec<f32>>>, PolicyError> {
+        let noise = self.model.noise(observations.len(), &self.device);
+        self.act_from(observations, noise)
+    }
+
+    /// [`Policy::act`] from given starting noise, `[observations, horizon, action_dim]` (to
+    /// compare with a reference implementation fed the same noise).
+    pub fn act_from(
+        &mut self,
+        observations: &[RawObservation],
+        noise: Tensor<B, 3>,
+    ) -> Result<Vec<Vec<Vec<f32>>>, PolicyError> {
         let inputs = self.inputs(observations)?;
         let observation = self.observation(&inputs);
-        let noise = self.model.noise(observations.len(), &self.device);
         let sampled = self.model.sample(&observation, noise)?;
         let (horizon, dim) = (self.model.horizon(), self.model.action_dim());
         let values: Vec<f32> = sampled.into_data().convert::<f32>().to_vec().expect("f32 actions");

@@ -26,6 +26,15 @@ pub enum Preset {
     /// 8-value end-effector state; 7 actions per step from a π0 checkpoint through openpi's
     /// `pi0_libero` transforms (the first 6 of each action made absolute by adding the state).
     Libero,
+    /// openpi's ALOHA clients (`examples/aloha_real`): `images` `{cam_high, cam_low?,
+    /// cam_left_wrist?, cam_right_wrist?}` (CHW), the 14-value `state` of two arms; 14 absolute
+    /// joint positions per step from a π0 checkpoint through openpi's `pi0_aloha` transforms
+    /// (joint signs flipped and grippers converted into π0's space and back, the arms' joints
+    /// predicted as deltas and made absolute by adding the state).
+    Aloha,
+    /// openpi's simulated ALOHA client (`examples/aloha_sim`) with `pi0_aloha_sim`'s transforms:
+    /// as `aloha`, but the actions are absolute already and the prompt defaults to "Transfer cube".
+    AlohaSim,
 }
 
 /// The checkpoint facts a preset is checked against and describes.
@@ -49,6 +58,9 @@ pub struct PolicyFacts {
     pub pi0: bool,
     /// openpi's normalisation statistics, for π0 checkpoints.
     pub norm_stats: Option<NormStats>,
+    /// The instruction for clients that send none (openpi's `--default_prompt`); a client's own
+    /// `prompt` wins.
+    pub default_prompt: Option<String>,
 }
 
 /// DROID's keys, as `examples/droid/main.py` sends them.
@@ -70,6 +82,35 @@ const LIBERO_ABSOLUTE: usize = 6;
 const DROID_ACTION: [&str; 8] =
     ["joint_0", "joint_1", "joint_2", "joint_3", "joint_4", "joint_5", "joint_6", "gripper"];
 
+/// ALOHA's cameras, as its clients name them in `images` (`cam_low` is accepted and unused, as
+/// in openpi's `AlohaInputs`).
+const ALOHA_CAMERAS: [&str; 4] = ["cam_high", "cam_low", "cam_left_wrist", "cam_right_wrist"];
+/// ALOHA's state and action: per arm 6 joints then the gripper, left arm first.
+const ALOHA_ACTION: [&str; 14] = [
+    "left_waist",
+    "left_shoulder",
+    "left_elbow",
+    "left_forearm_roll",
+    "left_wrist_angle",
+    "left_wrist_rotate",
+    "left_gripper",
+    "right_waist",
+    "right_shoulder",
+    "right_elbow",
+    "right_forearm_roll",
+    "right_wrist_angle",
+    "right_wrist_rotate",
+    "right_gripper",
+];
+/// openpi's `_joint_flip_mask`: ALOHA's joint signs against π0's.
+const ALOHA_FLIP: [f64; 14] = [1., -1., -1., 1., 1., 1., 1., 1., -1., -1., 1., 1., 1., 1.];
+/// The grippers' places in ALOHA's state and action.
+const ALOHA_GRIPPERS: [usize; 2] = [6, 13];
+/// `pi0_aloha`'s policy metadata: the arm pose the real client resets to.
+const ALOHA_RESET_POSE: [f64; 6] = [0.0, -1.5, 1.5, 0.0, 0.0, 0.0];
+/// `pi0_aloha_sim`'s default prompt.
+const ALOHA_SIM_PROMPT: &str = "Transfer cube";
+
 /// SPEAR-1's action layout.
 const SPEAR_ACTION: [&str; 8] = ["x", "y", "z", "qw", "qx", "qy", "qz", "gripper"];
 
@@ -80,6 +121,8 @@ impl Preset {
             Preset::Spear => "spear",
             Preset::Droid => "droid",
             Preset::Libero => "libero",
+            Preset::Aloha => "aloha",
+            Preset::AlohaSim => "aloha-sim",
         }
     }
 
@@ -89,6 +132,7 @@ impl Preset {
             Preset::Spear => &SPEAR_ACTION,
             Preset::Droid => &DROID_ACTION,
             Preset::Libero => &LIBERO_ACTION,
+            Preset::Aloha | Preset::AlohaSim => &ALOHA_ACTION,
         }
     }
 
@@ -120,13 +164,17 @@ impl Preset {
                 }
                 Ok(())
             }
-            Preset::Droid | Preset::Libero => {
-                let (robot, expects) = match self {
-                    Preset::Droid => ("DROID", "joint velocities"),
-                    _ => ("LIBERO", "controller-normalised end-effector deltas with axis-angle rotations"),
+            Preset::Droid | Preset::Libero | Preset::Aloha | Preset::AlohaSim => {
+                // The state values each robot sends. DROID: 7 joints and the gripper; LIBERO:
+                // position, axis-angle and 2 gripper joints; ALOHA: per arm 6 joints and the gripper.
+                let (robot, expects, sent) = match self {
+                    Preset::Droid => ("DROID", "joint velocities", 8),
+                    Preset::Libero => {
+                        ("LIBERO", "controller-normalised end-effector deltas with axis-angle rotations", 8)
+                    }
+                    _ => ("ALOHA", "absolute joint positions of two arms", ALOHA_ACTION.len()),
                 };
-                // Both send 8 state values (DROID: 7 joints and the gripper).
-                let (sent, returned) = (8, self.action_layout().len());
+                let returned = self.action_layout().len();
                 if !policy.pi0 {
                     return Err(format!(
                         "{} is a SPEAR-1 export: it answers with end-effector deltas in metres and quaternions, \
@@ -237,6 +285,24 @@ impl Preset {
                     ("cameras".to_string(), strs(&[LIBERO_BASE, LIBERO_WRIST])),
                 ]);
             }
+            Preset::Aloha | Preset::AlohaSim => {
+                let config = if self == Preset::Aloha { "pi0_aloha" } else { "pi0_aloha_sim" };
+                entries.extend([
+                    (
+                        "action_units".to_string(),
+                        Item::Str(format!(
+                            "as openpi's {config} policy returns them: absolute joint positions in ALOHA's \
+                             signs (radians) and gripper positions, per arm 6 joints then the gripper; float64"
+                        )),
+                    ),
+                    ("cameras".to_string(), strs(&ALOHA_CAMERAS)),
+                    ("images".to_string(), Item::Str("a dict of camera to frame, CHW, uint8 or float".into())),
+                ]);
+                if self == Preset::Aloha {
+                    let pose = ALOHA_RESET_POSE.iter().map(|&v| number_item(v)).collect();
+                    entries.push(("reset_pose".to_string(), Item::List(pose)));
+                }
+            }
         }
         entries.push(("rate_hz".to_string(), policy.rate_hz.map_or(Item::Nil, Item::Float)));
         Item::Map(entries)
@@ -249,7 +315,7 @@ impl Preset {
         };
         match self {
             Preset::Spear => {
-                expect_keys(entries, &["images", "state", "prompt"], &[], "the observation")?;
+                expect_keys(entries, &["images", "state"], &["prompt"], "the observation")?;
                 let images = message.get("images").expect("checked");
                 let Item::Map(entries) = images else {
                     return Err("`images` is not a dict of camera name to frame".into());
@@ -274,15 +340,11 @@ impl Preset {
                         "x, y, z, qw, qx, qy, qz, gripper closedness"
                     ));
                 }
-                Ok(RawObservation { cameras, state, prompt: prompt(message)? })
+                Ok(RawObservation { cameras, state, prompt: self.prompt(message, policy)? })
             }
             Preset::Droid => {
-                expect_keys(
-                    entries,
-                    &[DROID_BASE, DROID_WRIST, DROID_JOINTS, DROID_GRIPPER, "prompt"],
-                    &[],
-                    "the observation",
-                )?;
+                let keys = [DROID_BASE, DROID_WRIST, DROID_JOINTS, DROID_GRIPPER];
+                expect_keys(entries, &keys, &["prompt"], "the observation")?;
                 let joints = numbers(message.get(DROID_JOINTS).expect("checked"), DROID_JOINTS)?;
                 let gripper = numbers(message.get(DROID_GRIPPER).expect("checked"), DROID_GRIPPER)?;
                 if joints.len() != 7 || gripper.len() != 1 {
@@ -292,11 +354,13 @@ impl Preset {
                         gripper.len()
                     ));
                 }
-                pi0_observation(message, policy, [DROID_BASE, DROID_WRIST], &[joints, gripper].concat())
+                let cameras =
+                    vec![Some(pi0_frame(message, DROID_BASE)?), Some(pi0_frame(message, DROID_WRIST)?), None];
+                self.pi0_observation(message, policy, cameras, &[joints, gripper].concat())
             }
             Preset::Libero => {
-                let keys = [LIBERO_BASE, LIBERO_WRIST, LIBERO_STATE, "prompt"];
-                expect_keys(entries, &keys, &[], "the observation")?;
+                let keys = [LIBERO_BASE, LIBERO_WRIST, LIBERO_STATE];
+                expect_keys(entries, &keys, &["prompt"], "the observation")?;
                 let state = numbers(message.get(LIBERO_STATE).expect("checked"), LIBERO_STATE)?;
                 if state.len() != 8 {
                     return Err(format!(
@@ -304,8 +368,74 @@ impl Preset {
                         state.len()
                     ));
                 }
-                pi0_observation(message, policy, [LIBERO_BASE, LIBERO_WRIST], &state)
+                let cameras = vec![
+                    Some(pi0_frame(message, LIBERO_BASE)?),
+                    Some(pi0_frame(message, LIBERO_WRIST)?),
+                    None,
+                ];
+                self.pi0_observation(message, policy, cameras, &state)
             }
+            Preset::Aloha | Preset::AlohaSim => {
+                expect_keys(entries, &["images", "state"], &["prompt"], "the observation")?;
+                let images = message.get("images").expect("checked");
+                let Item::Map(frames) = images else {
+                    return Err("`images` is not a dict of camera name to frame".into());
+                };
+                expect_keys(frames, &[ALOHA_CAMERAS[0]], &ALOHA_CAMERAS[1..], "`images`")?;
+                // π0's slots: base ← cam_high, left wrist ← cam_left_wrist, right wrist ←
+                // cam_right_wrist (an absent wrist camera is masked).
+                let cameras = ["cam_high", "cam_left_wrist", "cam_right_wrist"]
+                    .iter()
+                    .map(|name| images.get(name).map(|_| pi0_frame(images, name)).transpose())
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut state = numbers(message.get("state").expect("checked"), "state")?;
+                if state.len() != ALOHA_ACTION.len() {
+                    return Err(format!(
+                        "`state` has {} values; ALOHA sends 14 (per arm 6 joints and the gripper)",
+                        state.len()
+                    ));
+                }
+                // openpi's `_decode_state`: into π0's joint signs and gripper angles.
+                state.iter_mut().zip(ALOHA_FLIP).for_each(|(s, flip)| *s *= flip);
+                for g in ALOHA_GRIPPERS {
+                    state[g] = gripper_to_angular(state[g]);
+                }
+                self.pi0_observation(message, policy, cameras, &state)
+            }
+        }
+    }
+
+    /// openpi's π0 inputs from the robot's frames in π0's camera slots and its `state` in π0's
+    /// space: the state normalised with the checkpoint's statistics and padded.
+    fn pi0_observation(
+        self,
+        message: &Item,
+        policy: &PolicyFacts,
+        cameras: Vec<Option<Frame>>,
+        state: &[f64],
+    ) -> Result<RawObservation, String> {
+        let stats = policy.norm_stats.as_ref().expect("checked before serving");
+        let state = stats.normalize_state(state, policy.state_dim)?;
+        Ok(RawObservation { cameras, state, prompt: self.prompt(message, policy)? })
+    }
+
+    /// The observation's `prompt` (a str, or bytes of UTF-8 as openpi's DROID client may send),
+    /// else the server's default, else the preset's (`aloha-sim`: openpi's "Transfer cube").
+    fn prompt(self, message: &Item, policy: &PolicyFacts) -> Result<String, String> {
+        match message.get("prompt") {
+            Some(Item::Str(prompt)) => Ok(prompt.clone()),
+            Some(Item::Bytes(bytes)) => {
+                String::from_utf8(bytes.clone()).map_err(|_| "`prompt` is bytes that are not UTF-8".into())
+            }
+            Some(other) => Err(format!("`prompt` is {}, not a str", other.kind())),
+            None => policy
+                .default_prompt
+                .clone()
+                .or_else(|| (self == Preset::AlohaSim).then(|| ALOHA_SIM_PROMPT.into()))
+                .ok_or_else(|| {
+                    "the observation has no `prompt` and the server has no default (spear serve --default-prompt)"
+                        .into()
+                }),
         }
     }
 
@@ -362,13 +492,32 @@ impl Preset {
                 ),
                 ("prompt".into(), Item::Str("put the bowl on the plate".into())),
             ])),
+            Preset::Aloha | Preset::AlohaSim => {
+                let chw = |h: usize, w: usize| {
+                    let data = (0..3 * h * w).map(|i| (i % w * 255 / w.max(1)) as u8).collect();
+                    Item::Array(Array { dtype: Dtype::U8, shape: vec![3, h, w], data })
+                };
+                let images = ["cam_high", "cam_left_wrist", "cam_right_wrist"]
+                    .iter()
+                    .map(|name| (name.to_string(), chw(224, 224)))
+                    .collect();
+                // Both arms near openpi's reset pose, grippers half open; no prompt, as ALOHA's
+                // clients send none (the server's default applies).
+                let arm = [0.0, -0.96, 1.16, 0.0, -0.3, 0.0, 0.5];
+                Ok(Item::Map(vec![
+                    ("images".into(), Item::Map(images)),
+                    ("state".into(), Item::Array(Array::f64(vec![14], &[arm, arm].concat()))),
+                ]))
+            }
         }
     }
 
     /// The chunk as the client expects it: `[horizon, dim]`, float32 for `spear`; for `droid`
     /// openpi's `Unnormalize` then the first 8 values, in float64 as openpi returns them; for
     /// `libero` the same with the unnormalised `state` (the normalised one the model saw, as
-    /// openpi's output path has it) added to the first 6 values, then the first 7.
+    /// openpi's output path has it) added to the first 6 values, then the first 7; for `aloha` the
+    /// state added to the 12 joints, then the first 14 in ALOHA's signs and gripper units
+    /// (`aloha-sim`: nothing added).
     pub fn actions(self, chunk: &[Vec<f32>], policy: &PolicyFacts, state: &[f32]) -> Array {
         match self {
             Preset::Spear => {
@@ -397,39 +546,64 @@ impl Preset {
                     .collect();
                 Array::f64(vec![chunk.len(), dim], &values)
             }
+            Preset::Aloha | Preset::AlohaSim => {
+                let stats = policy.norm_stats.as_ref().expect("checked before serving");
+                let state = stats.unnormalize_state(state);
+                let dim = ALOHA_ACTION.len();
+                let values: Vec<f64> = chunk
+                    .iter()
+                    .flat_map(|a| {
+                        let mut action = stats.unnormalize_action(a);
+                        action.truncate(dim);
+                        if self == Preset::Aloha {
+                            // AbsoluteActions(make_bool_mask(6, -1, 6, -1)): the joints, not the grippers.
+                            for (i, (x, s)) in action.iter_mut().zip(&state).enumerate() {
+                                if !ALOHA_GRIPPERS.contains(&i) {
+                                    *x += s;
+                                }
+                            }
+                        }
+                        // `_encode_actions`: back into ALOHA's signs and gripper joints.
+                        action.iter_mut().zip(ALOHA_FLIP).for_each(|(x, flip)| *x *= flip);
+                        for g in ALOHA_GRIPPERS {
+                            action[g] = gripper_from_angular(action[g]);
+                        }
+                        action
+                    })
+                    .collect();
+                Array::f64(vec![chunk.len(), dim], &values)
+            }
         }
     }
 }
 
-/// openpi's π0 inputs from a robot's two camera keys and its raw `state`: the frames parsed as
-/// openpi's robots parse them, the state normalised with the checkpoint's statistics and padded,
-/// and π0's slots filled as base, left wrist and an absent (masked) right wrist.
-fn pi0_observation(
-    message: &Item,
-    policy: &PolicyFacts,
-    [base, wrist]: [&str; 2],
-    state: &[f64],
-) -> Result<RawObservation, String> {
-    let frame = |key: &str| match message.get(key) {
+/// A frame of `key` in `message` as openpi's robots parse it (`_parse_image`).
+fn pi0_frame(message: &Item, key: &str) -> Result<Frame, String> {
+    match message.get(key) {
         Some(Item::Array(a)) => openpi::parse_image(a, key),
         Some(other) => Err(format!("`{key}` is {}, not an image array", other.kind())),
         None => Err(format!("the observation has no `{key}`")),
-    };
-    let stats = policy.norm_stats.as_ref().expect("checked before serving");
-    let state = stats.normalize_state(state, policy.state_dim)?;
-    Ok(RawObservation {
-        cameras: vec![Some(frame(base)?), Some(frame(wrist)?), None],
-        state,
-        prompt: prompt(message)?,
-    })
+    }
 }
 
-/// The observation's `prompt`.
-fn prompt(message: &Item) -> Result<String, String> {
-    match message.get("prompt") {
-        Some(Item::Str(prompt)) => Ok(prompt.clone()),
-        _ => Err("`prompt` is not a str".into()),
-    }
+/// openpi's `_gripper_to_angular`: an ALOHA gripper position (normalised linear travel) as the
+/// angle π0 was trained on, normalised.
+fn gripper_to_angular(value: f64) -> f64 {
+    let linear = value * (0.05800 - 0.01844) + 0.01844;
+    let (arm, horn) = (0.036f64, 0.022f64);
+    let angle =
+        ((horn.powi(2) + linear.powi(2) - arm.powi(2)) / (2.0 * horn * linear)).clamp(-1.0, 1.0).asin();
+    (angle - 0.5476) / (1.6296 - 0.5476)
+}
+
+/// openpi's `_gripper_from_angular`: π0's gripper value as ALOHA's gripper joint, normalised.
+fn gripper_from_angular(value: f64) -> f64 {
+    (value + 0.5476 - -0.6213) / (1.4910 - -0.6213)
+}
+
+/// A metadata number as msgpack writes a Python literal: integers as ints.
+fn number_item(v: f64) -> Item {
+    if v.fract() == 0.0 { Item::Int(v as i64) } else { Item::Float(v) }
 }
 
 /// Checks that `entries` holds every key of `required`, no key outside `required` and `optional`.

@@ -49,6 +49,9 @@ pub struct ServeConfig {
     pub read_timeout: Duration,
     /// Time in-flight requests get to finish after a shutdown signal.
     pub drain_timeout: Duration,
+    /// The instruction for observations without a `prompt` (openpi's `--default_prompt`; ALOHA's
+    /// clients send none).
+    pub default_prompt: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -61,6 +64,7 @@ impl Default for ServeConfig {
             handshake_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(600),
             drain_timeout: Duration::from_secs(30),
+            default_prompt: None,
         }
     }
 }
@@ -125,7 +129,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
 }
 
-/// What a checkpoint loaded as a [`Policy`] (with openpi's statistics for a π0 one) tells a preset.
+/// What a checkpoint loaded as a [`Policy`] (with openpi's statistics for a π0 one) tells a preset;
+/// no default prompt.
 pub fn facts<B: Backend>(policy: &Policy<B>, model: &str, norm_stats: Option<NormStats>) -> PolicyFacts {
     let config = policy.model().config();
     PolicyFacts {
@@ -138,6 +143,7 @@ pub fn facts<B: Backend>(policy: &Policy<B>, model: &str, norm_stats: Option<Nor
         in_robot_units: policy.in_robot_units(),
         pi0: policy.is_pi0(),
         norm_stats,
+        default_prompt: None,
     }
 }
 
@@ -156,7 +162,10 @@ impl Server {
     where
         Policy<B>: Send + 'static,
     {
-        let facts = facts(&policy, model, norm_stats);
+        let facts = PolicyFacts {
+            default_prompt: config.default_prompt.clone(),
+            ..facts(&policy, model, norm_stats)
+        };
         preset.check(&facts).map_err(|reason| ServeError::Incompatible { preset: preset.name(), reason })?;
         let worker = Worker::spawn(policy, config.max_batch);
         worker.act(warm_up(&facts)).await.map_err(ServeError::WarmUp)?;

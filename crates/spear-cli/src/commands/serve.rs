@@ -49,6 +49,9 @@ pub struct Serve {
     /// Largest message accepted, MiB.
     #[arg(long, default_value_t = 128)]
     pub max_message_mib: usize,
+    /// The instruction for observations that carry no `prompt` (ALOHA's clients send none).
+    #[arg(long)]
+    pub default_prompt: Option<String>,
     /// Instead of serving: send one observation of the preset's shape to the server at this URL
     /// (`ws://host:port` or `host:port`), then 10 more, and print the latency and the chunk.
     #[arg(long)]
@@ -86,6 +89,7 @@ impl BackendJob for ServeJob {
             api_key: args.api_key.clone(),
             max_batch: args.max_batch,
             max_message_bytes: args.max_message_mib << 20,
+            default_prompt: args.default_prompt.clone(),
             ..ServeConfig::default()
         };
         let norm_stats = match &args.norm_stats {
