@@ -1,9 +1,10 @@
-//! `spear serve` through the binary: a tiny SPEAR-1 export served on 127.0.0.1, probed by
-//! `spear serve --probe` and by openpi's own Python client (openpi-client 0.1.2, from the
-//! virtualenv `.ci/run` creates), stopped by SIGTERM; a checkpoint of another action space refused.
+//! `spear serve` through the binary: a tiny SPEAR-1 export and a tiny π0 served on 127.0.0.1,
+//! probed by `spear serve --probe` and by openpi's own Python client (openpi-client 0.1.2, from the
+//! virtualenv `.ci/run` creates) with SPEAR-1-, DROID-, LIBERO- and ALOHA-shaped observations,
+//! stopped by SIGTERM; a checkpoint of another action space refused.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use spear_data::loader::Normalization;
@@ -33,9 +34,14 @@ struct Served {
     log: BufReader<std::process::ChildStderr>,
 }
 
+/// The tiny π0 of spear-serve's DROID fixture (openpi's 32-wide state and actions, 10 actions per
+/// chunk) with its norm_stats.json.
+fn tiny_pi0() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spear-serve/tests/fixtures/pi0_droid")
+}
+
 impl Served {
-    fn start(extra: &[&str]) -> Self {
-        let dir = tiny_export();
+    fn start(dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spear"))
             .args(["--backend", "cpu", "serve", "--checkpoint", dir.to_str().unwrap(), "--port", "0"])
             .args(extra)
@@ -67,7 +73,7 @@ impl Served {
 
 #[test]
 fn probe_and_sigterm() {
-    let served = Served::start(&[]);
+    let served = Served::start(&tiny_export(), &[]);
     let (ok, out, err) = run_spear(&["serve", "--probe", &served.address]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("robot         spear") && out.contains("chunk    [5, 8] <f4"), "{out}");
@@ -76,8 +82,9 @@ fn probe_and_sigterm() {
     assert!(ok && log.contains("stopped"), "{log}");
 }
 
-#[test]
-fn openpi_client_against_spear_serve() {
+/// The python of `SPEAR_OPENPI_PYTHON`, or `None` (the test is skipped) when it is not set and
+/// `SPEAR_REQUIRE_OPENPI` is not either.
+fn openpi_python() -> Option<std::ffi::OsString> {
     let Some(python) = std::env::var_os("SPEAR_OPENPI_PYTHON") else {
         assert!(
             std::env::var_os("SPEAR_REQUIRE_OPENPI").is_none(),
@@ -86,22 +93,49 @@ fn openpi_client_against_spear_serve() {
         eprintln!(
             "skipped: SPEAR_OPENPI_PYTHON is not set (a python with tools/reference/requirements-serve.txt; .ci/run makes one)"
         );
-        return;
+        return None;
     };
-    let served = Served::start(&["--max-batch", "4"]);
+    Some(python)
+}
+
+/// tests/serve/real_client.py as `robot`'s client against `served`, which it then stops.
+fn real_client(python: &std::ffi::OsStr, served: Served, robot: &str) {
     let (host, port) = served.address.rsplit_once(':').unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/serve/real_client.py");
     let out = Command::new(python)
         .arg(script)
-        .args([host, port])
+        .args([host, port, robot])
         .env("NO_PROXY", "127.0.0.1,localhost")
         .output()
         .expect("run the openpi client script");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let (ok, log) = served.stop();
-    assert!(out.status.success(), "openpi client failed:\n{stdout}\n{stderr}\nserver log:\n{log}");
+    assert!(out.status.success(), "openpi client ({robot}) failed:\n{stdout}\n{stderr}\nserver log:\n{log}");
     assert!(stdout.contains("every check passed"), "{stdout}");
     assert!(ok, "{log}");
+}
+
+#[test]
+fn openpi_client_against_spear_serve() {
+    let Some(python) = openpi_python() else { return };
+    real_client(&python, Served::start(&tiny_export(), &["--max-batch", "4"]), "spear");
+}
+
+#[test]
+fn openpi_client_against_a_pi0_served_as_droid_libero_and_aloha() {
+    let Some(python) = openpi_python() else { return };
+    let tokenizer = fixtures().join("paligemma-tiny/tokenizer.json");
+    let aloha_stats =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spear-serve/tests/fixtures/aloha/norm_stats.json");
+    for (robot, extra) in [
+        ("droid", vec![]),
+        ("libero", vec![]),
+        ("aloha", vec!["--norm-stats", aloha_stats.to_str().unwrap(), "--default-prompt", "fold the towel"]),
+    ] {
+        let mut args = vec!["--tokenizer", tokenizer.to_str().unwrap(), "--robot", robot, "--max-batch", "4"];
+        args.extend(extra);
+        real_client(&python, Served::start(&tiny_pi0(), &args), robot);
+    }
 }
 
 #[test]
