@@ -136,6 +136,17 @@ impl Preset {
         }
     }
 
+    /// The rate openpi's example client of this robot steps through a chunk at, Hz, for
+    /// checkpoints that record none (π0's): DROID's 15 (`DROID_CONTROL_FREQUENCY`), ALOHA's 50
+    /// (the runtime's `max_hz`); LIBERO's simulation steps as fast as the policy answers.
+    fn client_rate_hz(self) -> Option<f64> {
+        match self {
+            Preset::Droid => Some(15.0),
+            Preset::Aloha | Preset::AlohaSim => Some(50.0),
+            Preset::Spear | Preset::Libero => None,
+        }
+    }
+
     /// Why `policy` cannot be served to this preset's clients, if it cannot.
     pub fn check(self, policy: &PolicyFacts) -> Result<(), String> {
         match self {
@@ -304,7 +315,8 @@ impl Preset {
                 }
             }
         }
-        entries.push(("rate_hz".to_string(), policy.rate_hz.map_or(Item::Nil, Item::Float)));
+        let rate = policy.rate_hz.or(self.client_rate_hz());
+        entries.push(("rate_hz".to_string(), rate.map_or(Item::Nil, Item::Float)));
         Item::Map(entries)
     }
 

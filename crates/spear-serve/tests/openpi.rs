@@ -77,12 +77,7 @@ fn matches_openpi(preset: Preset, dir: &std::path::Path, actions_dim: usize) -> 
     }
     assert!(observation.cameras[2].is_none(), "the right wrist is absent (openpi masks it)");
 
-    let chunk: Vec<Vec<f32>> = want["model_output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| floats(row).into_iter().map(|v| v as f32).collect())
-        .collect();
+    let chunk = model_output(&want);
     let actions = preset.actions(&chunk, &facts, &observation.state);
     assert_eq!((actions.dtype, actions.shape.as_slice()), (Dtype::F64, &[4usize, actions_dim][..]));
     let key = if preset == Preset::AlohaSim { "sim_actions" } else { "actions" };
@@ -91,6 +86,12 @@ fn matches_openpi(preset: Preset, dir: &std::path::Path, actions_dim: usize) -> 
         assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "action value {i}: {got} vs {want}");
     }
     observation
+}
+
+/// The reference's `model_output`: what the model would return, per action, as float32.
+fn model_output(want: &serde_json::Value) -> Vec<Vec<f32>> {
+    let rows = want["model_output"].as_array().unwrap();
+    rows.iter().map(|row| floats(row).into_iter().map(|v| v as f32).collect()).collect()
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {
@@ -139,12 +140,7 @@ fn aloha_observations_become_what_openpi_feeds_pi0_and_its_actions_what_openpi_r
     let facts = PolicyFacts { default_prompt: Some("fold the towel".into()), ..pi0(Some(stats.clone())) };
     let observation = Preset::Aloha.observation(&message, &facts).unwrap();
     let want = expected(&dir);
-    let chunk: Vec<Vec<f32>> = want["model_output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| floats(row).into_iter().map(|v| v as f32).collect())
-        .collect();
+    let chunk = model_output(&want);
     let actions = Preset::Aloha.actions(&chunk, &facts, &observation.state).to_f64();
     let reference: Vec<f64> = want["actions"].as_array().unwrap().iter().flat_map(floats).collect();
     assert_eq!(actions.len(), 4 * 14);
@@ -163,6 +159,10 @@ fn aloha_observations_become_what_openpi_feeds_pi0_and_its_actions_what_openpi_r
         }
     }
     assert!(Preset::AlohaSim.metadata(&facts).get("reset_pose").is_none());
+    // π0 checkpoints record no rate: the one openpi's example client steps at (LIBERO's sim: none).
+    assert_eq!(metadata.get("rate_hz"), Some(&Item::Float(50.0)));
+    assert_eq!(Preset::Droid.metadata(&facts).get("rate_hz"), Some(&Item::Float(15.0)));
+    assert_eq!(Preset::Libero.metadata(&facts).get("rate_hz"), Some(&Item::Nil));
 
     // What ALOHA's clients cannot send.
     let Item::Map(entries) = &message else { panic!() };

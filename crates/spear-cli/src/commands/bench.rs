@@ -3,13 +3,14 @@
 //!
 //! `spear bench vlm` lives in [`vlm`]; `spear bench policy` in [`policy`], its FLOP/byte model and
 //! the machine's measured peaks in [`roofline`]; `spear bench train` in [`train`]; `spear bench
-//! data` in [`data`]; `spear bench annotate` in [`annotate`]. Each module owns its arguments, its
-//! run and its report.
+//! data` in [`data`]; `spear bench annotate` in [`annotate`]; `spear bench serve` in [`serve`].
+//! Each module owns its arguments, its run and its report.
 
 pub mod annotate;
 pub mod data;
 pub mod policy;
 pub mod roofline;
+pub mod serve;
 pub mod train;
 pub mod vlm;
 
@@ -39,6 +40,10 @@ pub enum BenchCommand {
     /// 100k points), beside Open3D on the same clouds; also checks that both keep the same points
     /// and fit the same boxes.
     Annotate(annotate::BenchAnnotateArgs),
+    /// openpi's Python client against `spear serve` (a π0 checkpoint as `droid`) at 1, 4 and 16
+    /// concurrent clients, beside openpi's server design around transformers' PI0: p50 and p99
+    /// round trips, chunks per second, server overhead.
+    Serve(serve::BenchServeArgs),
 }
 
 impl BenchCommand {
@@ -50,6 +55,7 @@ impl BenchCommand {
             BenchCommand::Train(args) => run_on(backend, args)?,
             BenchCommand::Data(args) => args.run(),
             BenchCommand::Annotate(args) => args.run(),
+            BenchCommand::Serve(args) => run_on(backend, args)?,
         }
     }
 }
