@@ -11,6 +11,11 @@ Writes crates/spear-serve/tests/fixtures/pi0_droid/:
                                   32-wide state and actions, a 10-action chunk and the vocabulary of the tiny
                                   PaliGemma tokenizer (crates/spear-models/tests/fixtures/paligemma-tiny).
 * norm_stats.json                 openpi's format, DROID-sized statistics (8 state values, 8 action values).
+* lerobot_stats.json              the same statistics as lerobot writes a dataset's meta/stats.json (per feature
+                                  mean, std, min, max, count, quantiles; an image feature's nested per-channel lists).
+* policy_preprocessor_step_3_normalizer_processor.safetensors
+                                  the same as a lerobot (>= 0.4) policy saves its normaliser: the processor's
+                                  state_dict, keys `{feature}.{statistic}`, float32.
 * images.bin                      each observation's exterior frame (56 x 56 x 3 uint8, HWC) then its wrist frame
                                   (3 x 56 x 56 float32 in [0, 1], CHW, as some stacks send), in order.
 * expected.json                   the observations' other fields, the starting noise, the token ids, the state the
@@ -29,6 +34,7 @@ import numpy as np
 import tokenizers
 import torch
 import transformers
+from safetensors.torch import save_file
 from transformers.models.pi0 import modeling_pi0
 
 from fixture_io import ROOT
@@ -105,9 +111,20 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(OUT)
     for extra in OUT.iterdir():
-        if extra.name not in ("config.json", "model.safetensors", "norm_stats.json", "images.bin", "expected.json"):
+        if extra.name not in ("config.json", "model.safetensors"):
             extra.unlink()
     (OUT / "norm_stats.json").write_text(json.dumps({"norm_stats": stats}, indent=2) + "\n")
+    lerobot = {"observation.images.exterior_image_1_left": {"mean": [[[0.5]], [[0.4]], [[0.3]]],
+                                                            "std": [[[0.2]], [[0.2]], [[0.2]]]}}
+    for feature, key in [("observation.state", "state"), ("action", "actions")]:
+        st = stats[key]
+        lerobot[feature] = {"mean": st["mean"], "std": st["std"], "min": (np.array(st["mean"]) - 3).tolist(),
+                            "max": (np.array(st["mean"]) + 3).tolist(), "count": [1000], "q01": st["q01"],
+                            "q99": st["q99"]}
+    (OUT / "lerobot_stats.json").write_text(json.dumps(lerobot, indent=4) + "\n")
+    save_file({f"{feature}.{stat}": torch.tensor(lerobot[feature][stat], dtype=torch.float32)
+               for feature in ("observation.state", "action") for stat in ("mean", "std", "min", "max")},
+              str(OUT / "policy_preprocessor_step_3_normalizer_processor.safetensors"))
     blob = b"".join(o["observation/exterior_image_1_left"].tobytes() + o["observation/wrist_image_left"].tobytes()
                     for o in observations)
     (OUT / "images.bin").write_bytes(blob)

@@ -1,6 +1,7 @@
 //! openpi's transforms for π0 checkpoints, as its policy server applies them
-//! (`docs/reference/openpi-serving.md`): the normalisation statistics of `norm_stats.json`
-//! (z-score with ε = 1e-6 on `std`: the statistics cut to the state's length on the way in,
+//! (`docs/reference/openpi-serving.md`): the normalisation statistics (openpi's `norm_stats.json`,
+//! or lerobot's: a dataset's `meta/stats.json` or a policy's normaliser safetensors) applied as
+//! openpi applies them (z-score with ε = 1e-6 on `std`: the statistics cut to the state's length on the way in,
 //! padded with mean 0 and std 1 to the model's width on the way out) and the robots' image parsing
 //! (float frames to 8 bits by truncation, CHW to HWC when the first axis is 3).
 
@@ -34,23 +35,56 @@ struct File {
     norm_stats: std::collections::BTreeMap<String, Stats>,
 }
 
+/// lerobot's names of the state and the action (dataset features, normaliser keys).
+const LEROBOT_STATE: &str = "observation.state";
+const LEROBOT_ACTION: &str = "action";
+/// How lerobot (≥ 0.4) names a policy's saved normaliser: `policy_preprocessor_step_{i}_` then
+/// this (`processor/normalize_processor.py`; its `state_dict` keys are `{feature}.{statistic}`).
+const LEROBOT_NORMALIZER: &str = "_normalizer_processor.safetensors";
+
 impl NormStats {
     /// The file's usual name.
     pub const FILE_NAME: &'static str = "norm_stats.json";
 
-    /// Reads an openpi `norm_stats.json` (`{"norm_stats": {"state": {mean, std, …}, "actions": …}}`).
-    /// openpi's server fails on any other top-level statistic, so one is refused here.
+    /// Reads the statistics of a π0 checkpoint: openpi's `norm_stats.json` (`{"norm_stats":
+    /// {"state": {mean, std, …}, "actions": …}}`; openpi's server fails on any other top-level
+    /// statistic, so one is refused here), lerobot's `stats.json` (`{"observation.state": {mean,
+    /// std, …}, "action": …}`, other features ignored) or lerobot's normaliser safetensors
+    /// (`observation.state.mean`, `….std`, `action.mean`, `action.std`).
     pub fn read(path: &Path) -> Result<Self, String> {
         let fail = |problem: String| format!("{}: {problem}", path.display());
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let file: File =
-            serde_json::from_str(&text).map_err(|e| fail(format!("not openpi's norm_stats.json: {e}")))?;
-        let mut stats = file.norm_stats;
-        let mut take = |key: &str| stats.remove(key).ok_or_else(|| fail(format!("no `norm_stats.{key}`")));
-        let (state, actions) = (take("state")?, take("actions")?);
-        if let Some(other) = stats.keys().next() {
-            return Err(fail(format!("`norm_stats.{other}` is neither `state` nor `actions`")));
-        }
+        let (state, actions) = if path.extension().is_some_and(|e| e == "safetensors") {
+            read_lerobot_normalizer(path).map_err(fail)?
+        } else {
+            let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+            if value.get("norm_stats").is_some() {
+                let file: File = serde_json::from_value(value)
+                    .map_err(|e| fail(format!("not openpi's norm_stats.json: {e}")))?;
+                let mut stats = file.norm_stats;
+                let mut take =
+                    |key: &str| stats.remove(key).ok_or_else(|| fail(format!("no `norm_stats.{key}`")));
+                let (state, actions) = (take("state")?, take("actions")?);
+                if let Some(other) = stats.keys().next() {
+                    return Err(fail(format!("`norm_stats.{other}` is neither `state` nor `actions`")));
+                }
+                (state, actions)
+            } else if value.get(LEROBOT_STATE).is_some() || value.get(LEROBOT_ACTION).is_some() {
+                let take = |key: &str| match value.get(key) {
+                    Some(stats) => serde_json::from_value::<Stats>(stats.clone())
+                        .map_err(|e| fail(format!("`{key}` in lerobot's stats: {e}"))),
+                    None => Err(fail(format!("lerobot's stats without `{key}`"))),
+                };
+                (take(LEROBOT_STATE)?, take(LEROBOT_ACTION)?)
+            } else {
+                return Err(fail(
+                    "neither openpi's norm_stats.json ({\"norm_stats\": …}) nor lerobot's stats \
+                     ({\"observation.state\": …, \"action\": …})"
+                        .into(),
+                ));
+            }
+        };
         for (name, s) in [("state", &state), ("actions", &actions)] {
             if s.mean.len() != s.std.len() || s.mean.is_empty() {
                 return Err(fail(format!("`{name}`: {} means and {} stds", s.mean.len(), s.std.len())));
@@ -66,14 +100,23 @@ impl NormStats {
     }
 
     /// The statistics a checkpoint folder carries: `norm_stats.json` beside the weights, else the one
-    /// `assets/*/norm_stats.json` of an openpi checkpoint (refused when there are several).
+    /// `assets/*/norm_stats.json` of an openpi checkpoint (refused when there are several), else
+    /// lerobot's `policy_preprocessor_step_*_normalizer_processor.safetensors`.
     pub fn find(dir: &Path) -> Result<Option<PathBuf>, String> {
         let beside = dir.join(Self::FILE_NAME);
         if beside.is_file() {
             return Ok(Some(beside));
         }
+        let lerobot = || {
+            let entries = std::fs::read_dir(dir).ok()?;
+            entries.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with("policy_preprocessor_step_") && n.ends_with(LEROBOT_NORMALIZER)
+                })
+            })
+        };
         let assets = dir.join("assets");
-        let Ok(entries) = std::fs::read_dir(&assets) else { return Ok(None) };
+        let Ok(entries) = std::fs::read_dir(&assets) else { return Ok(lerobot()) };
         let mut found: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path().join(Self::FILE_NAME))
@@ -81,7 +124,7 @@ impl NormStats {
             .collect();
         found.sort();
         match found.len() {
-            0 => Ok(None),
+            0 => Ok(lerobot()),
             1 => Ok(found.pop()),
             _ => Err(format!(
                 "{} holds several norm_stats.json ({}); pass the robot's with --norm-stats",
@@ -124,6 +167,31 @@ impl NormStats {
     pub fn unnormalize_state(&self, state: &[f32]) -> Vec<f64> {
         unnormalize(&self.state, state)
     }
+}
+
+/// The state's and the action's mean and std from lerobot's normaliser safetensors.
+fn read_lerobot_normalizer(path: &Path) -> Result<(Stats, Stats), String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let tensors =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+    let vector = |name: String| -> Result<Vec<f64>, String> {
+        let view = tensors.tensor(&name).map_err(|_| format!("no tensor `{name}` (lerobot's normaliser)"))?;
+        let data = view.data();
+        match view.dtype() {
+            safetensors::Dtype::F32 => Ok(data
+                .chunks_exact(4)
+                .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap())))
+                .collect()),
+            safetensors::Dtype::F64 => {
+                Ok(data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect())
+            }
+            other => Err(format!("`{name}` is {other:?}; statistics are float32 or float64")),
+        }
+    };
+    let stats = |feature: &str| -> Result<Stats, String> {
+        Ok(Stats { mean: vector(format!("{feature}.mean"))?, std: vector(format!("{feature}.std"))? })
+    };
+    Ok((stats(LEROBOT_STATE)?, stats(LEROBOT_ACTION)?))
 }
 
 /// `x · (std + 1e-6) + mean` per value, the statistics padded with mean 0 and std 1.

@@ -26,8 +26,9 @@ pub struct Serve {
     /// tokenizer.json (default: the checkpoint's; π0 checkpoints ship none).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// openpi's norm_stats.json for a π0 checkpoint (default: the checkpoint's own, beside the
-    /// weights or the one under assets/).
+    /// The statistics of a π0 checkpoint: openpi's norm_stats.json, lerobot's stats.json or its
+    /// policy_preprocessor_step_*_normalizer_processor.safetensors (default: the checkpoint's own,
+    /// beside the weights or the one under assets/).
     #[arg(long)]
     pub norm_stats: Option<PathBuf>,
     /// Address to listen on. The default answers this machine only; `0.0.0.0` (every interface)
