@@ -23,10 +23,11 @@
 use burn::prelude::*;
 use burn::tensor::{Bool, Distribution};
 use rand::Rng;
-use rand_distr::Distribution as _;
+use rand_distr::{Distribution as _, StandardNormal};
 use serde::{Deserialize, Serialize};
 use spear_geometry::flow::beta_distribution;
 use spear_geometry::tensor as geo;
+use spear_geometry::{quat, s3};
 
 use crate::attention::TokenLayout;
 use crate::error::ModelError;
@@ -543,8 +544,9 @@ impl<B: Backend> SpearPolicy<B> {
     }
 
     /// Draws the noise, flow times (π0's Beta distribution, see [`FlowConfig`]) and geodesic
-    /// integration steps of a training batch: times from `rng` on the host, tensors on the device
-    /// (reproducible through `B::seed`).
+    /// integration steps of a training batch, all from `rng` on the host (in that order), then
+    /// uploads them: the draws are a function of `rng` alone, not of the backend's generator, so
+    /// a micro-batch seeded from its index gets the same draws on any device, thread or rank.
     pub fn draw<R: Rng + ?Sized>(&self, batch: usize, rng: &mut R, device: &B::Device) -> FlowDraws<B> {
         let flow = &self.config.flow;
         let beta = beta_distribution(flow.time_alpha, flow.time_beta).expect("validated with the config");
@@ -554,8 +556,22 @@ impl<B: Backend> SpearPolicy<B> {
                 1.0 - t
             })
             .collect();
-        let tau_tensor = per_sample(&tau, device);
-        FlowDraws { noise: self.noise(batch, device), delta: geo::sample_delta(tau_tensor), tau }
+        let (horizon, dim) = (self.config.horizon, self.action_dim());
+        let mut noise: Vec<f32> = (0..batch * horizon * dim).map(|_| rng.sample(StandardNormal)).collect();
+        if self.config.rotation == RotationMode::S3 {
+            for action in noise.chunks_mut(dim) {
+                let q = quat::canonicalize(&quat::sample_uniform(rng));
+                for (slot, v) in action[ROTATION].iter_mut().zip([q.w, q.i, q.j, q.k]) {
+                    *slot = v as f32;
+                }
+            }
+        }
+        let delta: Vec<f64> = tau.iter().map(|&t| s3::sample_delta(rng, t)).collect();
+        FlowDraws {
+            noise: Tensor::from_data(TensorData::new(noise, [batch, horizon, dim]), device),
+            delta: per_sample(&delta, device),
+            tau,
+        }
     }
 
     /// The training loss of a batch with target chunks `actions` `[B, H, action_dim]` (quaternions

@@ -3,9 +3,14 @@
 //! AdamW at the warmup-cosine rate, the EMA of the weights, metrics, validation, checkpoints and
 //! resuming.
 //!
-//! **Exact resuming.** Before every step the backend's generator is re-seeded from `(seed, step)`,
-//! so the noise a step draws does not depend on what ran before it; everything else random (the
-//! loader's stream, flow times) lives in the task's state, which each checkpoint carries. A run
+//! **Draws by micro-batch.** Micro-batches are numbered over the whole run (step × micro-batches
+//! per step + place in the step). Each gets a generator seeded from `(seed, number)` alone
+//! ([`micro_batch_rng`]) for its random draws (flow times, noise), and the backend's generator is
+//! re-seeded from the same pair before it, so a micro-batch draws the same numbers whatever ran
+//! before it and wherever it runs. The loader's stream lives in the task's state, which each
+//! checkpoint carries.
+//!
+//! **Exact resuming.** A run
 //! killed at any point and resumed with `--resume` from its last checkpoint therefore writes the
 //! same metrics, bit for bit, as a run that was never interrupted (on the CPU backend with one
 //! thread; tested — with several, burn-flex sums tensors of over 64K elements in parallel chunks
@@ -19,6 +24,8 @@ use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointError};
@@ -79,8 +86,14 @@ pub trait Task<B: AutodiffBackend> {
     /// The next micro-batch of the training stream.
     fn next_batch(&mut self) -> Result<Self::Batch, TrainError>;
 
-    /// The micro-batch's loss.
-    fn loss(&mut self, model: &Self::Model, batch: Self::Batch) -> Result<Loss<B>, TrainError>;
+    /// The micro-batch's loss, its random draws (flow times, noise) taken from `rng`, the
+    /// micro-batch's own generator ([`micro_batch_rng`]).
+    fn loss(
+        &mut self,
+        model: &Self::Model,
+        batch: Self::Batch,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Loss<B>, TrainError>;
 
     /// Validation metrics of `model` (the EMA weights when the run keeps them), named
     /// `val_…`. Must not change the training stream.
@@ -190,12 +203,18 @@ pub fn notify(observer: &mut dyn Observer, text: &str) {
     observer.message(text);
 }
 
-/// The backend seed of optimiser step `step` (0-based): a function of the run's seed and the
-/// step alone.
-pub fn step_seed(seed: u64, step: u64) -> u64 {
-    // splitmix64 of the pair, so that neighbouring steps get unrelated streams.
+/// The backend seed of micro-batch `index` (0-based, numbered over the run; with one
+/// micro-batch per step, the step): a function of the run's seed and the index alone.
+pub fn step_seed(seed: u64, index: u64) -> u64 {
+    // splitmix64 of the pair, so that neighbouring micro-batches get unrelated streams.
     use spear_data::hash::{GOLDEN, mix64};
-    mix64(seed ^ step.wrapping_add(1).wrapping_mul(GOLDEN))
+    mix64(seed ^ index.wrapping_add(1).wrapping_mul(GOLDEN))
+}
+
+/// The generator of micro-batch `index`'s random draws: a function of the run's seed and the
+/// index alone, unrelated to the backend's stream of the same index.
+pub fn micro_batch_rng(seed: u64, index: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(spear_data::hash::mix64(step_seed(seed, index) ^ 0xF10))
 }
 
 /// The first half of a training step on one micro-batch: its loss read back (failing as
@@ -304,13 +323,14 @@ where
     tracing::info!(run_dir = %run_dir.display(), from = step, steps = r.steps, "training");
     observer.start(step, r.steps);
     while step < r.steps {
-        B::seed(device, step_seed(r.seed, step));
         let lr = schedule.lr(step);
         let mut accumulated = GradientsAccumulator::<T::Model>::new();
         let mut values: Vec<(&str, f64)> = Vec::new();
-        for _ in 0..r.grad_accum {
+        for k in 0..r.grad_accum {
+            let index = step * r.grad_accum as u64 + k as u64;
+            B::seed(device, step_seed(r.seed, index));
             let batch = task.next_batch()?;
-            let (loss, parts) = task.loss(&model, batch)?;
+            let (loss, parts) = task.loss(&model, batch, &mut micro_batch_rng(r.seed, index))?;
             let (value, grads) = gradients(&model, loss, step + 1)?;
             accumulated.accumulate(&model, grads);
             let share = 1.0 / r.grad_accum as f64;
@@ -376,4 +396,24 @@ where
         seconds: started.elapsed().as_secs_f64(),
         _backend: std::marker::PhantomData,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::Rng;
+
+    use super::micro_batch_rng;
+
+    #[test]
+    fn a_micro_batch_draws_by_its_number_alone() {
+        let draws = |seed, index| -> Vec<u64> {
+            let mut rng = micro_batch_rng(seed, index);
+            (0..4).map(|_| rng.random()).collect()
+        };
+        assert_eq!(draws(7, 3), draws(7, 3));
+        assert_ne!(draws(7, 3), draws(7, 4));
+        assert_ne!(draws(7, 3), draws(8, 3));
+        // Not the backend's stream of the same number either.
+        assert_ne!(draws(7, 3)[0], super::step_seed(7, 3));
+    }
 }

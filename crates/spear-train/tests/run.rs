@@ -71,7 +71,12 @@ impl Task<Grad> for Regression {
         Ok(batch(&mut self.rng, &Default::default()))
     }
 
-    fn loss(&mut self, model: &Mlp<Grad>, (x, y): Self::Batch) -> Result<Loss<Grad>, TrainError> {
+    fn loss(
+        &mut self,
+        model: &Mlp<Grad>,
+        (x, y): Self::Batch,
+        _: &mut ChaCha8Rng,
+    ) -> Result<Loss<Grad>, TrainError> {
         let noise = Tensor::random(x.dims(), Distribution::Normal(0.0, 0.1), &x.device());
         let error = model.forward(x + noise) - y;
         let loss = if self.nan { error.powi_scalar(2).mean() / 0.0 } else { error.powi_scalar(2).mean() };

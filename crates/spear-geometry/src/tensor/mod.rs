@@ -35,4 +35,4 @@ pub use s3::{
     arc_angle, cosine_loss, euler_step_linear, euler_step_s3, geodesic_loss, integrate, interpolate,
     linear_interpolate, linear_target_velocity, rotation_loss, target_velocity,
 };
-pub use sample::{sample_beta, sample_delta, sample_uniform};
+pub use sample::{sample_beta, sample_uniform};

@@ -1,11 +1,11 @@
-//! Random draws for flow matching: noise quaternions, flow times and integration steps.
+//! Random draws for flow matching: noise quaternions and flow times.
 
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 use rand::Rng;
 use rand_distr::Distribution as _;
 
 use super::quat::norm;
-use crate::{GeometryError, flow::beta_distribution, s3::MIN_DELTA};
+use crate::{GeometryError, flow::beta_distribution};
 
 /// `n` quaternions drawn uniformly from S³ on the device (normalised 4D Gaussians), shape
 /// `[n, 4]`, in either half-space; compose with [`super::canonicalize`] for the paper's noise.
@@ -31,13 +31,4 @@ pub fn sample_beta<B: Backend, R: Rng + ?Sized>(
     let distribution = beta_distribution(alpha, beta)?;
     let values: Vec<f32> = (0..n).map(|_| distribution.sample(rng) as f32).collect();
     Ok(Tensor::from_data(TensorData::new(values, [n]), device))
-}
-
-/// Integration steps `δ ~ U(0.01, 1 − τ)` of the geodesic loss, one per element of `tau`
-/// (any shape). Where `τ > 0.99` the interval is empty and `δ = 0.01`, as in
-/// [`crate::s3::sample_delta`]. Reproducible through `B::seed`.
-pub fn sample_delta<B: Backend, const D: usize>(tau: Tensor<B, D>) -> Tensor<B, D> {
-    let unit = tau.random_like(Distribution::Uniform(0.0, 1.0));
-    let width = tau.neg().add_scalar(1.0).clamp_min(MIN_DELTA).sub_scalar(MIN_DELTA);
-    (width * unit).add_scalar(MIN_DELTA)
 }

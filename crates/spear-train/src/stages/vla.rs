@@ -185,7 +185,6 @@ fn device_batch<B: Backend>(
 #[derive(Serialize, Deserialize)]
 struct VlaState {
     loader: LoaderState,
-    flow_rng: ChaCha8Rng,
 }
 
 /// SPEAR-1's training task.
@@ -194,7 +193,6 @@ pub struct VlaTask<B: AutodiffBackend> {
     batches: Prefetch,
     /// The loader's state after the last batch taken (what a checkpoint must resume from).
     loader_state: LoaderState,
-    flow_rng: ChaCha8Rng,
     prompts: Prompts,
     policy: SpearPolicyConfig,
     validation: Vec<Batch>,
@@ -209,7 +207,6 @@ impl<B: AutodiffBackend> VlaTask<B> {
     pub fn new(
         mixture: MixtureConfig,
         validation: Option<MixtureConfig>,
-        config: &TrainConfig,
         policy: SpearPolicyConfig,
         prompts: Prompts,
         device: B::Device,
@@ -245,7 +242,6 @@ impl<B: AutodiffBackend> VlaTask<B> {
             batches: loader.prefetch(),
             mixture,
             loader_state,
-            flow_rng: ChaCha8Rng::seed_from_u64(config.run.seed ^ 0xF10),
             prompts,
             policy,
             validation: validation_batches,
@@ -335,9 +331,14 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
         Ok(batch)
     }
 
-    fn loss(&mut self, model: &SpearPolicy<B>, batch: Batch) -> Result<Loss<B>, TrainError> {
+    fn loss(
+        &mut self,
+        model: &SpearPolicy<B>,
+        batch: Batch,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Loss<B>, TrainError> {
         let b = device_batch::<B>(&batch, &self.policy, &mut self.prompts, &self.device)?;
-        let draws = model.draw(batch.size, &mut self.flow_rng, &self.device);
+        let draws = model.draw(batch.size, rng, &self.device);
         let loss = model
             .loss(&b.observation, b.actions, Some(b.mask), &draws)
             .map_err(|e| TrainError::task("policy loss", e))?;
@@ -387,8 +388,7 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
     }
 
     fn state(&self) -> serde_json::Value {
-        serde_json::to_value(VlaState { loader: self.loader_state.clone(), flow_rng: self.flow_rng.clone() })
-            .expect("the state serialises")
+        serde_json::to_value(VlaState { loader: self.loader_state.clone() }).expect("the state serialises")
     }
 
     fn restore(&mut self, state: &serde_json::Value) -> Result<(), TrainError> {
@@ -399,7 +399,6 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
         // The old producer thread ends when its channel closes.
         self.batches = loader.prefetch();
         self.loader_state = state.loader;
-        self.flow_rng = state.flow_rng;
         Ok(())
     }
 }
@@ -498,14 +497,8 @@ pub fn run<B: AutodiffBackend>(
     let validation = validation_mixture(&mut training)?;
     let model = initial_policy::<B>(config, &policy_config, device)?;
     initial(&model.valid());
-    let mut task = VlaTask::<B>::new(
-        training,
-        validation,
-        config,
-        policy_config,
-        Prompts::new(tokenizer),
-        device.clone(),
-    )?;
+    let mut task =
+        VlaTask::<B>::new(training, validation, policy_config, Prompts::new(tokenizer), device.clone())?;
     let datasets = task.datasets.clone();
     let validation_samples = task.validation_samples();
     if validation_samples == 0 {

@@ -258,7 +258,12 @@ impl<B: AutodiffBackend> Task<B> for VlmTask<B> {
         self.batch_of(chosen)
     }
 
-    fn loss(&mut self, model: &SpearVlm<B>, batch: VqaBatch) -> Result<Loss<B>, TrainError> {
+    fn loss(
+        &mut self,
+        model: &SpearVlm<B>,
+        batch: VqaBatch,
+        _: &mut ChaCha8Rng,
+    ) -> Result<Loss<B>, TrainError> {
         let logits = Self::logits(model, &batch, self.image_size, &self.device)?;
         let t = targets::<B>(&batch.rows, &self.device);
         Ok((vqa_loss(logits, t.targets, t.loss_mask, t.is_3d, self.lambda), Vec::new()))
