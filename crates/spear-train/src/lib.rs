@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod dist;
 pub mod embedded;
 pub mod metrics;
 pub mod model;

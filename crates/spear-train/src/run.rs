@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::TrainConfig;
+use crate::dist::{DistError, Rank};
 use crate::metrics::{MetricsError, MetricsWriter};
 use crate::optim::{Ema, WarmupCosine, adamw, clip_global_norm, scale_grads};
 
@@ -63,6 +64,14 @@ pub enum TrainError {
     /// The task failed (data, model input, export).
     #[error("{0}")]
     Task(String),
+    /// Exchanging with the other ranks failed.
+    #[error("step {step}: {source}")]
+    Dist {
+        /// The optimiser step (1-based).
+        step: u64,
+        /// What failed.
+        source: DistError,
+    },
 }
 
 impl TrainError {
@@ -281,7 +290,17 @@ pub fn prepare_run_dir(
 }
 
 /// Trains `model` on `task` as `config` says, in `run_dir` (see [`prepare_run_dir`]), resuming
-/// from its last checkpoint when `resume`.
+/// from its last checkpoint when `resume`, as `rank` of a data-parallel run ([`Rank::single`]:
+/// on one device).
+///
+/// With several ranks, each step has `run.grad_accum × world` micro-batches; every rank reads
+/// each of them from `task` (so every rank's stream, and its state, is the one-device stream),
+/// and computes those whose place in the step is its index modulo the world size. Gradients are
+/// summed over the ranks after accumulation, then scaled by one over the step's micro-batches,
+/// before clipping: every rank takes the same update. Only the main rank (0) prepares the run
+/// folder, validates, writes metrics and checkpoints; the others wait for its checkpoints. All
+/// ranks must start from the same `model`.
+#[allow(clippy::too_many_arguments)]
 pub fn train<B, T>(
     config: &TrainConfig,
     task: &mut T,
@@ -290,12 +309,19 @@ pub fn train<B, T>(
     resume: bool,
     device: &B::Device,
     observer: &mut dyn Observer,
+    rank: &Rank,
 ) -> Result<Trained<B, T::Model>, TrainError>
 where
     B: AutodiffBackend,
     T: Task<B>,
 {
-    let from = prepare_run_dir(run_dir, config, resume)?;
+    let from = if rank.is_main() {
+        prepare_run_dir(run_dir, config, resume)?
+    } else if resume {
+        checkpoint::latest(run_dir)?
+    } else {
+        None
+    };
     let started = Instant::now();
     let r = &config.run;
     let schedule = WarmupCosine::new(&config.optim);
@@ -317,7 +343,14 @@ where
     if step >= r.steps {
         notify(observer, &format!("the run has its {} steps already", r.steps));
     }
-    let mut metrics = MetricsWriter::open(run_dir, from.as_ref().map(|_| step))?;
+    let mut metrics = match rank.is_main() {
+        true => Some(MetricsWriter::open(run_dir, from.as_ref().map(|_| step))?),
+        false => None,
+    };
+    let world = rank.world();
+    let micro = r.grad_accum * world;
+    let share = 1.0 / micro as f64;
+    let dist = |step: u64| move |source: DistError| TrainError::Dist { step, source };
     let mut last: Vec<(String, f64)> = Vec::new();
     let mut last_checkpoint = from.clone();
     tracing::info!(run_dir = %run_dir.display(), from = step, steps = r.steps, "training");
@@ -325,23 +358,32 @@ where
     while step < r.steps {
         let lr = schedule.lr(step);
         let mut accumulated = GradientsAccumulator::<T::Model>::new();
-        let mut values: Vec<(&str, f64)> = Vec::new();
-        for k in 0..r.grad_accum {
-            let index = step * r.grad_accum as u64 + k as u64;
-            B::seed(device, step_seed(r.seed, index));
+        // This rank's micro-batches' values (loss first), in order.
+        let (mut names, mut mine): (Vec<&str>, Vec<f64>) = (Vec::new(), Vec::new());
+        for k in 0..micro {
             let batch = task.next_batch()?;
+            if k % world != rank.index() {
+                continue;
+            }
+            let index = step * micro as u64 + k as u64;
+            B::seed(device, step_seed(r.seed, index));
             let (loss, parts) = task.loss(&model, batch, &mut micro_batch_rng(r.seed, index))?;
             let (value, grads) = gradients(&model, loss, step + 1)?;
             accumulated.accumulate(&model, grads);
-            let share = 1.0 / r.grad_accum as f64;
-            for (name, v) in std::iter::once(("loss", value)).chain(parts) {
-                *named(&mut values, name) += v * share;
+            names = std::iter::once("loss").chain(parts.iter().map(|(n, _)| *n)).collect();
+            mine.extend(std::iter::once(value).chain(parts.iter().map(|(_, v)| *v)));
+        }
+        // Every micro-batch's values, added in the order one device would have added them.
+        let all = rank.gather::<B::InnerBackend>(&mine, device).map_err(dist(step + 1))?;
+        let mut values: Vec<(&str, f64)> = Vec::new();
+        for k in 0..micro {
+            let (of, at) = (k % world, k / world);
+            for (i, name) in names.iter().enumerate() {
+                *named(&mut values, name) += all[of][at * names.len() + i] * share;
             }
         }
-        let mut grads = accumulated.grads();
-        if r.grad_accum > 1 {
-            grads = scale_grads(&model, grads, 1.0 / r.grad_accum as f64);
-        }
+        let grads = rank.all_reduce_grads(&model, accumulated.grads()).map_err(dist(step + 1))?;
+        let grads = if micro > 1 { scale_grads(&model, grads, share) } else { grads };
         let (updated, norm) = update(&mut optimizer, model, grads, lr, config.optim.clip_norm);
         model = updated;
         if let Some(ema) = &mut ema {
@@ -354,6 +396,14 @@ where
         observer.step(step, loss, lr);
 
         let mut line: Vec<(String, f64)> = Vec::new();
+        let Some(metrics) = metrics.as_mut() else {
+            // Not the main rank: wait for its checkpoints, then name them as it did.
+            if step.is_multiple_of(r.checkpoint_every) || step == r.steps {
+                rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
+                last_checkpoint = checkpoint::latest(run_dir)?;
+            }
+            continue;
+        };
         if step.is_multiple_of(r.log_every) || step == r.steps {
             line.extend(window.take_means());
             line.push(("lr".into(), lr));
@@ -380,6 +430,7 @@ where
             checkpoint::prune(run_dir, r.keep_checkpoints, &dir)?;
             notify(observer, &format!("checkpoint {}", dir.display()));
             last_checkpoint = Some(dir);
+            rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
         }
     }
     let checkpoint = last_checkpoint.ok_or_else(|| TrainError::RunDir {

@@ -1,19 +1,22 @@
 //! The training loop: a run killed after a checkpoint and resumed writes the uninterrupted run's
-//! metrics byte for byte; gradient accumulation, divergence and run-folder misuse.
+//! metrics byte for byte; gradient accumulation, divergence and run-folder misuse; two
+//! data-parallel peers in one process equal one device accumulating their two micro-batches,
+//! bit for bit.
 //!
-//! One test function (one process): burn's CPU generator is global, and the loop re-seeds it
-//! before every step.
+//! The task draws its noise from the micro-batch's generator, never from burn's CPU generator,
+//! which is global (shared by the test functions and by in-process peers).
 
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module};
 use burn::nn::{Linear, LinearConfig};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spear_train::config::TrainConfig;
+use spear_train::dist::Rank;
 use spear_train::metrics::metrics_path;
 use spear_train::run::{Loss, Quiet, Task, TrainError, train};
 
@@ -36,8 +39,7 @@ impl<B: Backend> Mlp<B> {
 }
 
 /// Regression onto `sin(x[..2])`, with inputs from a seeded host stream (the task's state) and
-/// noise from the backend's generator (re-seeded per step by the loop), as the policy draws its
-/// flow noise.
+/// noise from the micro-batch's generator, as the policy draws its flow noise.
 struct Regression {
     rng: ChaCha8Rng,
     /// Fail when asked for this batch (a kill).
@@ -75,9 +77,10 @@ impl Task<Grad> for Regression {
         &mut self,
         model: &Mlp<Grad>,
         (x, y): Self::Batch,
-        _: &mut ChaCha8Rng,
+        rng: &mut ChaCha8Rng,
     ) -> Result<Loss<Grad>, TrainError> {
-        let noise = Tensor::random(x.dims(), Distribution::Normal(0.0, 0.1), &x.device());
+        let noise: Vec<f32> = (0..32).map(|_| rng.random_range(-0.1..0.1)).collect();
+        let noise = Tensor::<Grad, 1>::from_floats(noise.as_slice(), &x.device()).reshape([8, 4]);
         let error = model.forward(x + noise) - y;
         let loss = if self.nan { error.powi_scalar(2).mean() / 0.0 } else { error.powi_scalar(2).mean() };
         Ok((
@@ -146,9 +149,17 @@ fn the_loop_resumes_exactly_and_refuses_misuse() {
 
     // Uninterrupted.
     let straight = temp("straight");
-    let done =
-        train(&config, &mut Regression::new(None), start.clone(), &straight, false, &device, &mut Quiet)
-            .unwrap();
+    let done = train(
+        &config,
+        &mut Regression::new(None),
+        start.clone(),
+        &straight,
+        false,
+        &device,
+        &mut Quiet,
+        &Rank::single(),
+    )
+    .unwrap();
     assert_eq!(done.steps, 12);
     let expected = read(metrics_path(&straight));
     assert_eq!(expected.lines().count(), 12);
@@ -163,21 +174,46 @@ fn the_loop_resumes_exactly_and_refuses_misuse() {
 
     // Killed while taking step 7: steps 5 and 6 are logged after the checkpoint of step 4.
     let killed = temp("killed");
-    let error =
-        train(&config, &mut Regression::new(Some(7)), start.clone(), &killed, false, &device, &mut Quiet)
-            .err()
-            .unwrap();
+    let error = train(
+        &config,
+        &mut Regression::new(Some(7)),
+        start.clone(),
+        &killed,
+        false,
+        &device,
+        &mut Quiet,
+        &Rank::single(),
+    )
+    .err()
+    .unwrap();
     assert!(error.to_string().contains("killed"), "{error}");
     assert_eq!(read(metrics_path(&killed)).lines().count(), 6);
     // A new run may not overwrite it; resuming continues it, into a differently drawn model.
-    let again =
-        train(&config, &mut Regression::new(None), start.clone(), &killed, false, &device, &mut Quiet);
+    let again = train(
+        &config,
+        &mut Regression::new(None),
+        start.clone(),
+        &killed,
+        false,
+        &device,
+        &mut Quiet,
+        &Rank::single(),
+    );
     assert!(again.err().unwrap().to_string().contains("--resume"));
     Grad::seed(&device, 1234);
     let other = Mlp::new(&device);
     spear_train::optim::materialize(&other);
-    let resumed =
-        train(&config, &mut Regression::new(None), other, &killed, true, &device, &mut Quiet).unwrap();
+    let resumed = train(
+        &config,
+        &mut Regression::new(None),
+        other,
+        &killed,
+        true,
+        &device,
+        &mut Quiet,
+        &Rank::single(),
+    )
+    .unwrap();
     assert_eq!((resumed.resumed_from, resumed.steps), (4, 12));
     assert_eq!(read(metrics_path(&killed)), expected, "metrics of the resumed run, byte for byte");
     let weights = |m: &Mlp<Flex>| m.b.weight.val().into_data().to_vec::<f32>().unwrap();
@@ -194,7 +230,16 @@ fn the_loop_resumes_exactly_and_refuses_misuse() {
 
     // Nothing to resume.
     let empty = temp("empty");
-    let error = train(&config, &mut Regression::new(None), start.clone(), &empty, true, &device, &mut Quiet);
+    let error = train(
+        &config,
+        &mut Regression::new(None),
+        start.clone(),
+        &empty,
+        true,
+        &device,
+        &mut Quiet,
+        &Rank::single(),
+    );
     assert!(error.err().unwrap().to_string().contains("no checkpoint to resume from"));
 
     // With accumulation, each step takes `grad_accum` micro-batches (their summed gradients
@@ -203,16 +248,100 @@ fn the_loop_resumes_exactly_and_refuses_misuse() {
     let config2 = run_config(&["run.batch_size=64", "run.grad_accum=2", "run.steps=3"]);
     let mut task = Regression::new(None);
     let trained =
-        train(&config2, &mut task, start.clone(), &accumulated, false, &device, &mut Quiet).unwrap();
+        train(&config2, &mut task, start.clone(), &accumulated, false, &device, &mut Quiet, &Rank::single())
+            .unwrap();
     assert_eq!((trained.steps, task.batches), (3, 6));
 
     // A loss that is not a number stops the run at that step.
     let diverged = temp("diverged");
     let mut task = Regression::new(None);
     task.nan = true;
-    let error = train(&config, &mut task, start, &diverged, false, &device, &mut Quiet).err().unwrap();
+    let error = train(&config, &mut task, start, &diverged, false, &device, &mut Quiet, &Rank::single())
+        .err()
+        .unwrap();
     assert!(matches!(error, TrainError::Diverged { step: 1, .. }), "{error}");
     for dir in [straight, killed, empty, accumulated, diverged] {
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn two_peers_equal_one_device_accumulating_their_micro_batches_bit_for_bit() {
+    let device = Default::default();
+    let start = model();
+    // One device: two micro-batches per step.
+    let single = temp("single");
+    let config =
+        run_config(&["run.steps=6", "run.batch_size=64", "run.grad_accum=2", "run.checkpoint_every=3"]);
+    let one = train(
+        &config,
+        &mut Regression::new(None),
+        start.clone(),
+        &single,
+        false,
+        &device,
+        &mut Quiet,
+        &Rank::single(),
+    )
+    .unwrap();
+
+    // Two peers in this process, one micro-batch each per step.
+    let peers = temp("peers");
+    let config =
+        run_config(&["run.steps=6", "run.batch_size=64", "run.grad_accum=1", "run.checkpoint_every=3"]);
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|r| {
+                let (config, start, peers) = (&config, start.clone(), &peers);
+                scope.spawn(move || {
+                    // Small buckets: several per step, one of them a single whole parameter.
+                    let rank = Rank::local::<Flex>(r, 2, &device).unwrap().with_bucket_bytes(256);
+                    let mut task = Regression::new(None);
+                    let trained =
+                        train(config, &mut task, start, peers, false, &device, &mut Quiet, &rank).unwrap();
+                    rank.finish::<Flex>().unwrap();
+                    (trained, task.batches)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    // Every rank read the whole stream; the main rank logged what one device logged.
+    assert!(runs.iter().all(|(t, batches)| t.steps == 6 && *batches == 12));
+    assert_eq!(read(metrics_path(&peers)), read(metrics_path(&single)), "metrics, byte for byte");
+    let params =
+        |m: &Mlp<Flex>| [&m.a.weight, &m.b.weight].map(|w| w.val().into_data().to_vec::<f32>().unwrap());
+    for (trained, _) in &runs {
+        assert_eq!(params(&trained.model.valid()), params(&one.model.valid()), "weights");
+        assert_eq!(params(&trained.weights()), params(&one.weights()), "EMA weights");
+    }
+    // The checkpoints hold the same weights, AdamW moments and EMA, bit for bit (compared as
+    // values: a record's map keyed by parameter id is written in no fixed order).
+    let last = |dir: &Path| dir.join(std::fs::read_to_string(dir.join("latest")).unwrap().trim());
+    assert_eq!(last(&peers).file_name(), last(&single).file_name());
+    let record =
+        |path: PathBuf| canonical(rmpv::decode::read_value(&mut &std::fs::read(path).unwrap()[..]).unwrap());
+    let mut compared = 0;
+    for file in std::fs::read_dir(last(&single)).unwrap().flatten() {
+        let name = file.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".mpk") {
+            assert!(record(file.path()) == record(last(&peers).join(&name)), "{name}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 3, "model, optimizer and EMA records");
+}
+
+/// A msgpack value with every map's entries sorted by key.
+fn canonical(value: rmpv::Value) -> rmpv::Value {
+    match value {
+        rmpv::Value::Map(entries) => {
+            let mut entries: Vec<_> = entries.into_iter().map(|(k, v)| (k, canonical(v))).collect();
+            entries.sort_by_key(|(k, _)| format!("{k:?}"));
+            rmpv::Value::Map(entries)
+        }
+        rmpv::Value::Array(items) => rmpv::Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
     }
 }

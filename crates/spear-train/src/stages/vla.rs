@@ -24,6 +24,7 @@ use crate::config::{DataSource, ModelSize, Rotation, Stage, TrainConfig};
 use spear_policy::PolicySpec;
 use spear_policy::inputs::{Prompts, image_batch};
 
+use crate::dist::Rank;
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::materialize;
 use crate::run::{Loss, Observer, Task, TrainError, Trained, notify, train};
@@ -507,7 +508,7 @@ pub fn run<B: AutodiffBackend>(
             "no validation data (no `val` split, and no episode held out by data.val_fraction): validation skipped",
         );
     }
-    let trained = train(config, &mut task, model, run_dir, resume, device, observer)?;
+    let trained = train(config, &mut task, model, run_dir, resume, device, observer, &Rank::single())?;
     let export =
         export(&trained.weights(), &tokenizer_file, task.normalization(), &spec, &run_dir.join("final"))?;
     let normalization = task.normalization().clone();

@@ -29,6 +29,7 @@ use crate::config::TrainConfig;
 use spear_policy::Frame;
 use spear_policy::inputs::{VLM_FIT, fit_frame, image_batch};
 
+use crate::dist::Rank;
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::{materialize, vqa_loss};
 use crate::run::{Loss, Observer, Task, TrainError, Trained, train};
@@ -441,7 +442,7 @@ pub fn run<B: AutodiffBackend>(
     };
     initial(&model.valid(), &mut task)?;
     let examples = task.sizes();
-    let trained = train(config, &mut task, model, run_dir, resume, device, observer)?;
+    let trained = train(config, &mut task, model, run_dir, resume, device, observer, &Rank::single())?;
     let export = run_dir.join("final");
     save_vlm(&trained.weights(), &vlm_config, &export).map_err(|e| TrainError::task(export.display(), e))?;
     export_tokenizer(&tokenizer_file, &export)?;
