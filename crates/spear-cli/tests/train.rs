@@ -75,6 +75,28 @@ const VLA: [&str; 11] = [
 ];
 
 #[test]
+fn two_devices_train_as_one_device_accumulating_two_micro_batches() {
+    // Two data-parallel peers on the CPU, one micro-batch each per step, against one device
+    // taking both: the same metrics, byte for byte.
+    let mut settings = VLA.to_vec();
+    settings.push("run.steps=4");
+    let one = temp("vla-accumulated");
+    let (ok, out, err) = train("vla", &one, &[&settings[..], &["run.grad_accum=2"]].concat(), &[]);
+    assert!(ok, "{out}\n{err}");
+    let two = temp("vla-two-devices");
+    let (ok, out, err) = train("vla", &two, &settings, &["--devices", "2"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("| trained |"), "{out}");
+    assert_eq!(metrics(&two), metrics(&one), "the metrics of --devices 2 and of run.grad_accum=2");
+
+    // A batch that does not split over the devices is refused, in the dry run too.
+    let (ok, _, err) = train("vla", &temp("vla-three"), &settings, &["--devices", "3", "--dry-run"]);
+    assert!(!ok && err.contains("does not split into run.grad_accum 1 × 3 devices"), "{err}");
+    let (ok, out, err) = train("vla", &temp("vla-dry"), &settings, &["--devices", "2", "--dry-run"]);
+    assert!(ok && out.contains("2 device(s): global batch 4, per device 2"), "{out}\n{err}");
+}
+
+#[test]
 fn the_embedded_vla_default_trains_evaluates_exports_and_resumes_exactly() {
     let straight = temp("vla-straight");
     let mut settings = VLA.to_vec();

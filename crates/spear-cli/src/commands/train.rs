@@ -78,6 +78,11 @@ pub struct TrainArgs {
     /// With --dry-run: also print the fully resolved config (TOML).
     #[arg(long, requires = "dry_run")]
     pub resolved: bool,
+    /// Data-parallel ranks in this process, one per device: a count (on the CPU, that many peers
+    /// share the one device, for testing). The global batch stays `run.batch_size`, split into
+    /// `run.grad_accum × devices` micro-batches per step. VLA runs only, so far.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub devices: u16,
 }
 
 /// One `spear train` command on the chosen backend.
@@ -142,6 +147,15 @@ pub fn dry_run<B: burn::tensor::backend::Backend>(
     let mut text = format!(
         "{}: {:?}, {:?} model, {} steps × batch {} (accumulation {}), seed {}\n",
         r.name, config.stage, config.model.size, r.steps, r.batch_size, r.grad_accum, r.seed
+    );
+    let world = usize::from(args.devices);
+    spear_train::stages::vla::check_world(&config, world)?;
+    text += &format!(
+        "  {world} device(s): global batch {}, per device {} a step in {} micro-batch(es) of {}\n",
+        r.batch_size,
+        r.batch_size / world,
+        r.grad_accum,
+        r.batch_size / (world * r.grad_accum)
     );
     text += &format!(
         "  AdamW lr {:e} (warmup {}, cosine to {:e} at {}), β ({}, {}), wd {:e}, clip {}, EMA {}\n",
@@ -323,12 +337,13 @@ pub fn vla<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
         spear_train::stages::vla::mixture_file(&config)?
     };
     let mut untrained = None;
+    let devices = vec![device.clone(); usize::from(args.devices)];
     let outcome = spear_train::stages::vla::run::<B>(
         &config,
         mixture,
         &out,
         args.resume,
-        device,
+        &devices,
         &mut progress,
         &mut |p| untrained = Some(p.clone()),
     )?;
@@ -389,6 +404,7 @@ pub fn vla<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
 /// `spear train vlm` on backend `B`.
 pub fn vlm<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &B::Device) -> Result<()> {
     use spear_train::run::Task;
+    anyhow::ensure!(args.devices == 1, "--devices: data-parallel VLM runs are not there yet (VLA runs are)");
     let (config, out) = start(Kind::Vlm, args, backend)?;
     let mut progress = Progress::new();
     let annotations = match &config.data.source {

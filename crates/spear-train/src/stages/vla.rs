@@ -27,7 +27,7 @@ use spear_policy::inputs::{Prompts, image_batch};
 use crate::dist::Rank;
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::materialize;
-use crate::run::{Loss, Observer, Task, TrainError, Trained, notify, train};
+use crate::run::{Loss, Observer, Quiet, Task, TrainError, Trained, notify, train};
 
 /// The policy a run trains: SPEAR-1 (or its tiny version) with the run's VLM, rotation mode and
 /// rotation weight.
@@ -102,10 +102,11 @@ pub fn training_mixture(
     mut mixture: MixtureConfig,
     config: &TrainConfig,
     policy: &SpearPolicyConfig,
+    world: usize,
 ) -> MixtureConfig {
     let l = &mut mixture.loader;
     l.seed = config.run.seed;
-    l.batch_size = config.run.batch_size / config.run.grad_accum;
+    l.batch_size = config.run.batch_size / (config.run.grad_accum * world);
     let ([h, w], [wh, ww]) = (policy.vlm.image_size, policy.vlm.wrist_image_size);
     (l.external_size, l.wrist_size) = ([w, h], [ww, wh]);
     l.horizon = policy.horizon;
@@ -463,6 +464,18 @@ pub fn mixture_file(config: &TrainConfig) -> Result<MixtureConfig, TrainError> {
     MixtureConfig::from_file(path).map_err(|e| TrainError::task("data.source", e))
 }
 
+/// Refuses a world size that does not divide the batch into whole micro-batches.
+pub fn check_world(config: &TrainConfig, world: usize) -> Result<(), TrainError> {
+    let (batch, accum) = (config.run.batch_size, config.run.grad_accum);
+    if world == 0 || !batch.is_multiple_of(accum * world) {
+        return Err(TrainError::Task(format!(
+            "run.batch_size {batch} does not split into run.grad_accum {accum} × {world} devices of whole \
+             micro-batches"
+        )));
+    }
+    Ok(())
+}
+
 /// What a finished VLA run leaves.
 pub struct VlaOutcome<B: AutodiffBackend> {
     /// The training's end state.
@@ -482,24 +495,51 @@ pub struct VlaOutcome<B: AutodiffBackend> {
 /// Runs a VLA training as `config` says, in `run_dir`, on `mixture` (a file's, or the embedded
 /// task's), and exports the result to `RUN/final`. `initial` receives the starting weights (for
 /// baselines) before training.
+///
+/// With several `devices`, the run is data-parallel over them, one rank each in this process
+/// (burn-collective's local mode; on the CPU the same device may be named several times): every
+/// rank starts from the one model built here, each step's `run.batch_size` is split into
+/// `run.grad_accum × devices` micro-batches, and this thread is the main rank.
 pub fn run<B: AutodiffBackend>(
     config: &TrainConfig,
     mixture: MixtureConfig,
     run_dir: &Path,
     resume: bool,
-    device: &B::Device,
+    devices: &[B::Device],
     observer: &mut dyn Observer,
     initial: &mut dyn FnMut(&SpearPolicy<B::InnerBackend>),
 ) -> Result<VlaOutcome<B>, TrainError> {
+    let world = devices.len();
+    let device = devices.first().ok_or_else(|| TrainError::Task("no device to train on".into()))?;
+    check_world(config, world)?;
     let (tokenizer, tokenizer_file) = load_tokenizer(config)?;
     let policy_config = policy_config(config, vlm_config(config, &tokenizer));
-    let mut training = training_mixture(mixture, config, &policy_config);
+    let mut training = training_mixture(mixture, config, &policy_config, world);
     let spec = policy_spec(&training, &policy_config);
     let validation = validation_mixture(&mut training)?;
     let model = initial_policy::<B>(config, &policy_config, device)?;
     initial(&model.valid());
-    let mut task =
-        VlaTask::<B>::new(training, validation, policy_config, Prompts::new(tokenizer), device.clone())?;
+    let peers = |rank: usize, device: &B::Device| -> Result<(), TrainError> {
+        let fail = |e| TrainError::Dist { step: 0, source: e };
+        let dist = Rank::local::<B::InnerBackend>(rank, world, device).map_err(fail)?;
+        let prompts = Prompts::new(tokenizer.clone());
+        let mut task = VlaTask::<B>::new(
+            training.clone(),
+            validation.clone(),
+            policy_config.clone(),
+            prompts,
+            device.clone(),
+        )?;
+        train(config, &mut task, model.clone().fork(device), run_dir, resume, device, &mut Quiet, &dist)?;
+        dist.finish::<B::InnerBackend>().map_err(fail)
+    };
+    let mut task = VlaTask::<B>::new(
+        training.clone(),
+        validation.clone(),
+        policy_config.clone(),
+        Prompts::new(tokenizer.clone()),
+        device.clone(),
+    )?;
     let datasets = task.datasets.clone();
     let validation_samples = task.validation_samples();
     if validation_samples == 0 {
@@ -508,7 +548,24 @@ pub fn run<B: AutodiffBackend>(
             "no validation data (no `val` split, and no episode held out by data.val_fraction): validation skipped",
         );
     }
-    let trained = train(config, &mut task, model, run_dir, resume, device, observer, &Rank::single())?;
+    let peers = &peers;
+    let trained = std::thread::scope(|scope| {
+        let others: Vec<_> =
+            devices.iter().enumerate().skip(1).map(|(r, d)| scope.spawn(move || peers(r, d))).collect();
+        let main = if world == 1 {
+            train(config, &mut task, model.clone(), run_dir, resume, device, observer, &Rank::single())
+        } else {
+            let fail = |e| TrainError::Dist { step: 0, source: e };
+            let rank = Rank::local::<B::InnerBackend>(0, world, device).map_err(fail)?;
+            let trained = train(config, &mut task, model.clone(), run_dir, resume, device, observer, &rank)?;
+            rank.finish::<B::InnerBackend>().map_err(fail)?;
+            Ok(trained)
+        };
+        for other in others {
+            other.join().map_err(|_| TrainError::Task("a rank panicked".into()))??;
+        }
+        main
+    })?;
     let export =
         export(&trained.weights(), &tokenizer_file, task.normalization(), &spec, &run_dir.join("final"))?;
     let normalization = task.normalization().clone();
