@@ -16,7 +16,7 @@
 //! Local mode only so far: several peers in one process (one per device; on the CPU, threads on
 //! the one device), through burn-collective's in-process server.
 
-use burn::collective::{self, CollectiveConfig, PeerId, ReduceOperation};
+use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
 use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -33,8 +33,10 @@ pub struct DistError {
     pub world: usize,
     /// The operation.
     pub what: &'static str,
-    /// burn-collective's error.
+    /// burn-collective's error, or that another rank stopped.
     pub problem: String,
+    /// Whether it only reflects another rank's stop ([`Rank::abort`]): that rank has the cause.
+    pub peer_stopped: bool,
 }
 
 /// One rank of a data-parallel run, or the only one.
@@ -97,8 +99,22 @@ impl Rank {
         PeerId(self.index as u32)
     }
 
-    fn error(&self, what: &'static str, e: impl std::fmt::Debug) -> DistError {
-        DistError { rank: self.index, world: self.world, what, problem: format!("{e:?}") }
+    fn error(&self, what: &'static str, e: CollectiveError) -> DistError {
+        // What a rank waiting in, or arriving at, an operation gets after another rank's abort.
+        let peer_stopped =
+            matches!(e, CollectiveError::LocalServerMissing | CollectiveError::RegisterNotFirstOperation);
+        let problem = if peer_stopped { "another rank stopped".to_string() } else { format!("{e:?}") };
+        DistError { rank: self.index, world: self.world, what, problem, peer_stopped }
+    }
+
+    /// Releases every other rank of this process from the collective: those waiting in an
+    /// operation, and those that reach one later, get an error ([`DistError::peer_stopped`])
+    /// instead of waiting forever for this rank. Called by [`crate::run::train`] when this rank
+    /// stops on an error.
+    pub fn abort<B: Backend>(&self) {
+        if self.world > 1 {
+            abort::<B>();
+        }
     }
 
     /// `grads` of `model` summed over every rank, parameter by parameter in module order.
@@ -218,4 +234,10 @@ fn restore<B: Backend>(grads: &mut GradientsParams, id: ParamId, flat: Tensor<B,
         };
     }
     rank!(1, 2, 3, 4, 5, 6);
+}
+
+/// Releases every rank of this process from burn-collective's local server (see
+/// [`Rank::abort`]); also for a rank that failed before it could join.
+pub fn abort<B: Backend>() {
+    collective::reset_collective::<B>();
 }

@@ -72,6 +72,16 @@ pub enum TrainError {
         /// What failed.
         source: DistError,
     },
+    /// A rank of a data-parallel run stopped the run.
+    #[error("rank {rank} of {world}: {source}")]
+    Rank {
+        /// The rank.
+        rank: usize,
+        /// The world size.
+        world: usize,
+        /// Why it stopped.
+        source: Box<TrainError>,
+    },
 }
 
 impl TrainError {
@@ -299,9 +309,105 @@ pub fn prepare_run_dir(
 /// summed over the ranks after accumulation, then scaled by one over the step's micro-batches,
 /// before clipping: every rank takes the same update. Only the main rank (0) prepares the run
 /// folder, validates, writes metrics and checkpoints; the others wait for its checkpoints. All
-/// ranks must start from the same `model`.
+/// ranks must start from the same `model`. A rank that stops on an error releases the others
+/// ([`Rank::abort`]), which then stop too, each with a [`TrainError::Dist`] that says so.
 #[allow(clippy::too_many_arguments)]
 pub fn train<B, T>(
+    config: &TrainConfig,
+    task: &mut T,
+    model: T::Model,
+    run_dir: &Path,
+    resume: bool,
+    device: &B::Device,
+    observer: &mut dyn Observer,
+    rank: &Rank,
+) -> Result<Trained<B, T::Model>, TrainError>
+where
+    B: AutodiffBackend,
+    T: Task<B>,
+{
+    train_rank(config, task, model, run_dir, resume, device, observer, rank)
+        .inspect_err(|_| rank.abort::<B::InnerBackend>())
+}
+
+/// Runs one rank per device in this process (burn-collective's local mode): rank 0 on this
+/// thread through `main`, the others on their own threads through `peer`. A rank that fails to
+/// join, stops on an error or panics releases the others ([`crate::dist::abort`]), so the run
+/// always ends; the error returned is the one that stopped it (not the others' "another rank
+/// stopped"), naming its rank. On one device, `main` runs alone with [`Rank::single`].
+pub fn data_parallel<B, R>(
+    devices: &[B::Device],
+    main: impl FnOnce(&Rank, &B::Device) -> Result<R, TrainError>,
+    peer: impl Fn(&Rank, &B::Device) -> Result<(), TrainError> + Sync,
+) -> Result<R, TrainError>
+where
+    B: AutodiffBackend,
+{
+    let world = devices.len();
+    if world == 1 {
+        return main(&Rank::single(), &devices[0]);
+    }
+    // One rank's body: joined, guarded against panics, releasing the others when it stops.
+    fn guarded<B: AutodiffBackend, R>(
+        index: usize,
+        world: usize,
+        device: &B::Device,
+        body: impl FnOnce(&Rank, &B::Device) -> Result<R, TrainError>,
+    ) -> Result<R, TrainError> {
+        let outcome = Rank::local::<B::InnerBackend>(index, world, device)
+            .map_err(|source| TrainError::Dist { step: 0, source })
+            .and_then(|rank| {
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&rank, device)))
+                    .unwrap_or_else(|panic| {
+                        let text = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        Err(TrainError::Task(format!("panicked: {text}")))
+                    });
+                if out.is_ok() {
+                    rank.finish::<B::InnerBackend>()
+                        .map_err(|source| TrainError::Dist { step: 0, source })?;
+                }
+                out
+            });
+        if outcome.is_err() {
+            crate::dist::abort::<B::InnerBackend>();
+        }
+        outcome.map_err(|e| TrainError::Rank { rank: index, world, source: Box::new(e) })
+    }
+    let peer = &peer;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = devices
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(r, d)| scope.spawn(move || guarded::<B, ()>(r, world, d, peer)))
+            .collect();
+        let main = guarded::<B, R>(0, world, &devices[0], main);
+        let mut errors: Vec<TrainError> =
+            others.into_iter().filter_map(|h| h.join().expect("a rank's panic is caught").err()).collect();
+        match main {
+            Ok(trained) if errors.is_empty() => Ok(trained),
+            main => {
+                if let Err(e) = main {
+                    errors.insert(0, e);
+                }
+                let echo = |e: &TrainError| {
+                    matches!(e, TrainError::Rank { source, .. }
+                        if matches!(**source, TrainError::Dist { ref source, .. } if source.peer_stopped))
+                };
+                let cause = errors.iter().position(|e| !echo(e)).unwrap_or(0);
+                Err(errors.swap_remove(cause))
+            }
+        }
+    })
+}
+
+/// [`train`] until it stops.
+#[allow(clippy::too_many_arguments)]
+fn train_rank<B, T>(
     config: &TrainConfig,
     task: &mut T,
     model: T::Model,

@@ -265,8 +265,12 @@ fn the_loop_resumes_exactly_and_refuses_misuse() {
     }
 }
 
+/// burn-collective's local server is one per process and backend: one test at a time uses it.
+static COLLECTIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn two_peers_equal_one_device_accumulating_their_micro_batches_bit_for_bit() {
+    let _collective = COLLECTIVE.lock().unwrap_or_else(|e| e.into_inner());
     let device = Default::default();
     let start = model();
     // One device: two micro-batches per step.
@@ -344,4 +348,31 @@ fn canonical(value: rmpv::Value) -> rmpv::Value {
         rmpv::Value::Array(items) => rmpv::Value::Array(items.into_iter().map(canonical).collect()),
         other => other,
     }
+}
+
+#[test]
+fn a_rank_that_stops_ends_the_run_on_every_rank_with_its_cause() {
+    let _collective = COLLECTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Default::default();
+    let start = model();
+    let config = run_config(&["run.steps=6", "run.batch_size=64", "run.grad_accum=1"]);
+    let run = |dir: &str, peer_fails: fn(&mut Regression)| {
+        let dir = temp(dir);
+        let main = |rank: &Rank, device: &burn::backend::flex::FlexDevice| {
+            train(&config, &mut Regression::new(None), start.clone(), &dir, false, device, &mut Quiet, rank)
+        };
+        let peer = |rank: &Rank, device: &burn::backend::flex::FlexDevice| {
+            let mut task = Regression::new(None);
+            peer_fails(&mut task);
+            train(&config, &mut task, start.clone(), &dir, false, device, &mut Quiet, rank).map(|_| ())
+        };
+        spear_train::run::data_parallel::<Grad, _>(&[device, device], main, peer).err().unwrap()
+    };
+    // Rank 1's data fails while rank 0 waits in the step's exchange: the run ends, naming rank 1.
+    let error = run("stopped", |task| task.fail_at = Some(5));
+    assert!(matches!(error, TrainError::Rank { rank: 1, world: 2, .. }), "{error}");
+    assert!(error.to_string().contains("killed"), "{error}");
+    // A loss that is not a number on rank 1 at step 1.
+    let error = run("diverged-rank", |task| task.nan = true);
+    assert!(error.to_string().contains("rank 1 of 2: step 1: the loss is inf"), "{error}");
 }

@@ -27,7 +27,7 @@ use spear_policy::inputs::{Prompts, image_batch};
 use crate::dist::Rank;
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::materialize;
-use crate::run::{Loss, Observer, Quiet, Task, TrainError, Trained, notify, train};
+use crate::run::{Loss, Observer, Quiet, Task, TrainError, Trained, data_parallel, notify, train};
 
 /// The policy a run trains: SPEAR-1 (or its tiny version) with the run's VLM, rotation mode and
 /// rotation weight.
@@ -519,9 +519,7 @@ pub fn run<B: AutodiffBackend>(
     let validation = validation_mixture(&mut training)?;
     let model = initial_policy::<B>(config, &policy_config, device)?;
     initial(&model.valid());
-    let peers = |rank: usize, device: &B::Device| -> Result<(), TrainError> {
-        let fail = |e| TrainError::Dist { step: 0, source: e };
-        let dist = Rank::local::<B::InnerBackend>(rank, world, device).map_err(fail)?;
+    let peer = |rank: &Rank, device: &B::Device| -> Result<(), TrainError> {
         let prompts = Prompts::new(tokenizer.clone());
         let mut task = VlaTask::<B>::new(
             training.clone(),
@@ -530,8 +528,8 @@ pub fn run<B: AutodiffBackend>(
             prompts,
             device.clone(),
         )?;
-        train(config, &mut task, model.clone().fork(device), run_dir, resume, device, &mut Quiet, &dist)?;
-        dist.finish::<B::InnerBackend>().map_err(fail)
+        train(config, &mut task, model.clone().fork(device), run_dir, resume, device, &mut Quiet, rank)?;
+        Ok(())
     };
     let mut task = VlaTask::<B>::new(
         training.clone(),
@@ -548,24 +546,10 @@ pub fn run<B: AutodiffBackend>(
             "no validation data (no `val` split, and no episode held out by data.val_fraction): validation skipped",
         );
     }
-    let peers = &peers;
-    let trained = std::thread::scope(|scope| {
-        let others: Vec<_> =
-            devices.iter().enumerate().skip(1).map(|(r, d)| scope.spawn(move || peers(r, d))).collect();
-        let main = if world == 1 {
-            train(config, &mut task, model.clone(), run_dir, resume, device, observer, &Rank::single())
-        } else {
-            let fail = |e| TrainError::Dist { step: 0, source: e };
-            let rank = Rank::local::<B::InnerBackend>(0, world, device).map_err(fail)?;
-            let trained = train(config, &mut task, model.clone(), run_dir, resume, device, observer, &rank)?;
-            rank.finish::<B::InnerBackend>().map_err(fail)?;
-            Ok(trained)
-        };
-        for other in others {
-            other.join().map_err(|_| TrainError::Task("a rank panicked".into()))??;
-        }
-        main
-    })?;
+    let main = |rank: &Rank, device: &B::Device| {
+        train(config, &mut task, model.clone(), run_dir, resume, device, observer, rank)
+    };
+    let trained = data_parallel::<B, _>(devices, main, peer)?;
     let export =
         export(&trained.weights(), &tokenizer_file, task.normalization(), &spec, &run_dir.join("final"))?;
     let normalization = task.normalization().clone();
