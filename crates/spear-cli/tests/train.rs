@@ -230,7 +230,16 @@ fn the_embedded_vlm_default_trains_exports_answers_and_resumes_exactly() {
     let (ok, out, err) = train("vlm", &resumed, &settings, &["--resume"]);
     assert!(ok, "{out}\n{err}");
     assert_eq!(metrics(&resumed), lines, "resumed metrics equal the uninterrupted run's");
-    for dir in [straight, resumed] {
+
+    // Two data-parallel peers equal one device accumulating their two micro-batches.
+    let accumulated = temp("vlm-accumulated");
+    let (ok, out, err) = train("vlm", &accumulated, &[&settings[..], &["run.grad_accum=2"]].concat(), &[]);
+    assert!(ok, "{out}\n{err}");
+    let two = temp("vlm-two-devices");
+    let (ok, out, err) = train("vlm", &two, &settings, &["--devices", "2"]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(metrics(&two), metrics(&accumulated), "the metrics of --devices 2 and of run.grad_accum=2");
+    for dir in [straight, resumed, accumulated, two] {
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -330,6 +330,18 @@ where
         .inspect_err(|_| rank.abort::<B::InnerBackend>())
 }
 
+/// Refuses a world size that does not divide the batch into whole micro-batches.
+pub fn check_world(config: &TrainConfig, world: usize) -> Result<(), TrainError> {
+    let (batch, accum) = (config.run.batch_size, config.run.grad_accum);
+    if world == 0 || !batch.is_multiple_of(accum * world) {
+        return Err(TrainError::Task(format!(
+            "run.batch_size {batch} does not split into run.grad_accum {accum} × {world} devices of whole \
+             micro-batches"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs one rank per device in this process (burn-collective's local mode): rank 0 on this
 /// thread through `main`, the others on their own threads through `peer`. A rank that fails to
 /// join, stops on an error or panics releases the others ([`crate::dist::abort`]), so the run

@@ -80,7 +80,7 @@ pub struct TrainArgs {
     pub resolved: bool,
     /// Data-parallel ranks in this process, one per device: a count (on the CPU, that many peers
     /// share the one device, for testing). The global batch stays `run.batch_size`, split into
-    /// `run.grad_accum × devices` micro-batches per step. VLA runs only, so far.
+    /// `run.grad_accum × devices` micro-batches per step.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub devices: u16,
 }
@@ -149,7 +149,7 @@ pub fn dry_run<B: burn::tensor::backend::Backend>(
         r.name, config.stage, config.model.size, r.steps, r.batch_size, r.grad_accum, r.seed
     );
     let world = usize::from(args.devices);
-    spear_train::stages::vla::check_world(&config, world)?;
+    spear_train::run::check_world(&config, world)?;
     text += &format!(
         "  {world} device(s): global batch {}, per device {} a step in {} micro-batch(es) of {}\n",
         r.batch_size,
@@ -404,7 +404,6 @@ pub fn vla<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
 /// `spear train vlm` on backend `B`.
 pub fn vlm<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &B::Device) -> Result<()> {
     use spear_train::run::Task;
-    anyhow::ensure!(args.devices == 1, "--devices: data-parallel VLM runs are not there yet (VLA runs are)");
     let (config, out) = start(Kind::Vlm, args, backend)?;
     let mut progress = Progress::new();
     let annotations = match &config.data.source {
@@ -413,12 +412,13 @@ pub fn vlm<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
         DataSource::Mixture(_) => unreachable!("the config's validation refuses a mixture for a VLM stage"),
     };
     let mut untrained = Vec::new();
+    let devices = vec![device.clone(); usize::from(args.devices)];
     let outcome = spear_train::stages::vlm::run::<B>(
         &config,
         &annotations,
         &out,
         args.resume,
-        device,
+        &devices,
         &mut progress,
         &mut |model, task| {
             if !args.resume {

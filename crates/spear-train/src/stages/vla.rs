@@ -464,18 +464,6 @@ pub fn mixture_file(config: &TrainConfig) -> Result<MixtureConfig, TrainError> {
     MixtureConfig::from_file(path).map_err(|e| TrainError::task("data.source", e))
 }
 
-/// Refuses a world size that does not divide the batch into whole micro-batches.
-pub fn check_world(config: &TrainConfig, world: usize) -> Result<(), TrainError> {
-    let (batch, accum) = (config.run.batch_size, config.run.grad_accum);
-    if world == 0 || !batch.is_multiple_of(accum * world) {
-        return Err(TrainError::Task(format!(
-            "run.batch_size {batch} does not split into run.grad_accum {accum} × {world} devices of whole \
-             micro-batches"
-        )));
-    }
-    Ok(())
-}
-
 /// What a finished VLA run leaves.
 pub struct VlaOutcome<B: AutodiffBackend> {
     /// The training's end state.
@@ -511,7 +499,7 @@ pub fn run<B: AutodiffBackend>(
 ) -> Result<VlaOutcome<B>, TrainError> {
     let world = devices.len();
     let device = devices.first().ok_or_else(|| TrainError::Task("no device to train on".into()))?;
-    check_world(config, world)?;
+    crate::run::check_world(config, world)?;
     let (tokenizer, tokenizer_file) = load_tokenizer(config)?;
     let policy_config = policy_config(config, vlm_config(config, &tokenizer));
     let mut training = training_mixture(mixture, config, &policy_config, world);

@@ -32,7 +32,7 @@ use spear_policy::inputs::{VLM_FIT, fit_frame, image_batch};
 use crate::dist::Rank;
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::{materialize, vqa_loss};
-use crate::run::{Loss, Observer, Task, TrainError, Trained, train};
+use crate::run::{Loss, Observer, Quiet, Task, TrainError, Trained, data_parallel, train};
 
 /// One training row: its image and tokens.
 #[derive(Debug, Clone)]
@@ -193,6 +193,7 @@ struct Cursor {
 const VALIDATION_ROWS: usize = 256;
 
 /// SPEAR-VLM's training task.
+#[derive(Clone)]
 pub struct VlmTask<B: AutodiffBackend> {
     train: Vec<VqaRow>,
     validation: Vec<VqaRow>,
@@ -388,10 +389,13 @@ pub fn run<B: AutodiffBackend>(
     annotations: &Path,
     run_dir: &Path,
     resume: bool,
-    device: &B::Device,
+    devices: &[B::Device],
     observer: &mut dyn Observer,
     initial: &mut BeforeTraining<'_, B>,
 ) -> Result<VlmOutcome<B>, TrainError> {
+    let world = devices.len();
+    let device = devices.first().ok_or_else(|| TrainError::Task("no device to train on".into()))?;
+    crate::run::check_world(config, world)?;
     let (tokenizer, tokenizer_file) = load_tokenizer(config)?;
     let vlm_config = vlm_config(config, &tokenizer);
     let examples = read_annotations(annotations)?;
@@ -435,14 +439,24 @@ pub fn run<B: AutodiffBackend>(
         quantizer,
         lambda: config.loss.lambda_3d,
         seed,
-        micro_batch: config.run.batch_size / config.run.grad_accum,
+        micro_batch: config.run.batch_size / (config.run.grad_accum * world),
         image_size: vlm_config.image_size,
         cursor: Cursor { epoch: 0, position: 0 },
         device: device.clone(),
     };
     initial(&model.valid(), &mut task)?;
     let examples = task.sizes();
-    let trained = train(config, &mut task, model, run_dir, resume, device, observer, &Rank::single())?;
+    let peer = |rank: &Rank, device: &B::Device| -> Result<(), TrainError> {
+        let mut task = VlmTask { device: device.clone(), ..task.clone() };
+        train(config, &mut task, model.clone().fork(device), run_dir, resume, device, &mut Quiet, rank)
+            .map(|_| ())
+    };
+    let mut main_task = task.clone();
+    let main = |rank: &Rank, device: &B::Device| {
+        train(config, &mut main_task, model.clone(), run_dir, resume, device, observer, rank)
+    };
+    let trained = data_parallel::<B, _>(devices, main, peer)?;
+    let task = main_task;
     let export = run_dir.join("final");
     save_vlm(&trained.weights(), &vlm_config, &export).map_err(|e| TrainError::task(export.display(), e))?;
     export_tokenizer(&tokenizer_file, &export)?;
