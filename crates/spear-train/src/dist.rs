@@ -17,7 +17,7 @@
 //! the one device), through burn-collective's in-process server.
 
 use burn::collective::{self, CollectiveConfig, CollectiveError, PeerId, ReduceOperation};
-use burn::module::{AutodiffModule, ModuleVisitor, Param, ParamId};
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
@@ -240,4 +240,22 @@ fn restore<B: Backend>(grads: &mut GradientsParams, id: ParamId, flat: Tensor<B,
 /// [`Rank::abort`]); also for a rank that failed before it could join.
 pub fn abort<B: Backend>() {
     collective::reset_collective::<B>();
+}
+
+/// `model` with every parameter a new autodiff leaf of the same values, parameter ids and
+/// trainability: what each rank of this process must train. Clones share their parameters'
+/// autodiff nodes, and burn-autodiff 0.21 merges the graphs of threads that share a node under
+/// locks taken in opposite orders by its backward pass and its graph registration: ranks training
+/// clones of one model deadlock, now and then.
+pub fn own_copy<B: AutodiffBackend, M: AutodiffModule<B>>(model: M) -> M {
+    struct Fresh;
+    impl<B: AutodiffBackend> ModuleMapper<B> for Fresh {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            param.map(|tensor| {
+                let fresh = Tensor::from_inner(tensor.clone().inner());
+                if tensor.is_require_grad() { fresh.require_grad() } else { fresh }
+            })
+        }
+    }
+    model.map(&mut Fresh)
 }

@@ -16,7 +16,7 @@ use burn::tensor::backend::Backend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spear_train::config::TrainConfig;
-use spear_train::dist::Rank;
+use spear_train::dist::{Rank, own_copy};
 use spear_train::metrics::metrics_path;
 use spear_train::run::{Loss, Quiet, Task, TrainError, train};
 
@@ -290,26 +290,28 @@ fn two_peers_equal_one_device_accumulating_their_micro_batches_bit_for_bit() {
     .unwrap();
 
     // Two peers in this process, one micro-batch each per step.
-    let peers = temp("peers");
-    let config =
-        run_config(&["run.steps=6", "run.batch_size=64", "run.grad_accum=1", "run.checkpoint_every=3"]);
-    let runs: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..2)
-            .map(|r| {
-                let (config, start, peers) = (&config, start.clone(), &peers);
-                scope.spawn(move || {
-                    // Small buckets: several per step, one of them a single whole parameter.
-                    let rank = Rank::local::<Flex>(r, 2, &device).unwrap().with_bucket_bytes(256);
-                    let mut task = Regression::new(None);
-                    let trained =
-                        train(config, &mut task, start, peers, false, &device, &mut Quiet, &rank).unwrap();
-                    rank.finish::<Flex>().unwrap();
-                    (trained, task.batches)
+    let two_peers = |dir: &Path, steps: &str, resume: bool| -> Vec<_> {
+        let config = run_config(&[steps, "run.batch_size=64", "run.grad_accum=1", "run.checkpoint_every=3"]);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2)
+                .map(|r| {
+                    let (config, start) = (&config, own_copy(start.clone()));
+                    scope.spawn(move || {
+                        // Small buckets: several per step, one of them a single whole parameter.
+                        let rank = Rank::local::<Flex>(r, 2, &device).unwrap().with_bucket_bytes(256);
+                        let mut task = Regression::new(None);
+                        let trained =
+                            train(config, &mut task, start, dir, resume, &device, &mut Quiet, &rank).unwrap();
+                        rank.finish::<Flex>().unwrap();
+                        (trained, task.batches)
+                    })
                 })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let peers = temp("peers");
+    let runs = two_peers(&peers, "run.steps=6", false);
 
     // Every rank read the whole stream; the main rank logged what one device logged.
     assert!(runs.iter().all(|(t, batches)| t.steps == 6 && *batches == 12));
@@ -335,6 +337,13 @@ fn two_peers_equal_one_device_accumulating_their_micro_batches_bit_for_bit() {
         }
     }
     assert_eq!(compared, 3, "model, optimizer and EMA records");
+
+    // Stopped at the checkpoint of step 3 and resumed by both ranks: the same metrics again.
+    let resumed = temp("peers-resumed");
+    two_peers(&resumed, "run.steps=3", false);
+    let runs = two_peers(&resumed, "run.steps=6", true);
+    assert!(runs.iter().all(|(t, _)| (t.resumed_from, t.steps) == (3, 6)));
+    assert_eq!(read(metrics_path(&resumed)), read(metrics_path(&single)), "resumed metrics");
 }
 
 /// A msgpack value with every map's entries sorted by key.
@@ -359,12 +368,22 @@ fn a_rank_that_stops_ends_the_run_on_every_rank_with_its_cause() {
     let run = |dir: &str, peer_fails: fn(&mut Regression)| {
         let dir = temp(dir);
         let main = |rank: &Rank, device: &burn::backend::flex::FlexDevice| {
-            train(&config, &mut Regression::new(None), start.clone(), &dir, false, device, &mut Quiet, rank)
+            train(
+                &config,
+                &mut Regression::new(None),
+                own_copy(start.clone()),
+                &dir,
+                false,
+                device,
+                &mut Quiet,
+                rank,
+            )
         };
         let peer = |rank: &Rank, device: &burn::backend::flex::FlexDevice| {
             let mut task = Regression::new(None);
             peer_fails(&mut task);
-            train(&config, &mut task, start.clone(), &dir, false, device, &mut Quiet, rank).map(|_| ())
+            train(&config, &mut task, own_copy(start.clone()), &dir, false, device, &mut Quiet, rank)
+                .map(|_| ())
         };
         spear_train::run::data_parallel::<Grad, _>(&[device, device], main, peer).err().unwrap()
     };

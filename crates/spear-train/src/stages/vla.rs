@@ -24,7 +24,7 @@ use crate::config::{DataSource, ModelSize, Rotation, Stage, TrainConfig};
 use spear_policy::PolicySpec;
 use spear_policy::inputs::{Prompts, image_batch};
 
-use crate::dist::Rank;
+use crate::dist::{Rank, own_copy};
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::materialize;
 use crate::run::{Loss, Observer, Quiet, Task, TrainError, Trained, data_parallel, notify, train};
@@ -516,7 +516,8 @@ pub fn run<B: AutodiffBackend>(
             prompts,
             device.clone(),
         )?;
-        train(config, &mut task, model.clone().fork(device), run_dir, resume, device, &mut Quiet, rank)?;
+        let model = own_copy(model.clone().fork(device));
+        train(config, &mut task, model, run_dir, resume, device, &mut Quiet, rank)?;
         Ok(())
     };
     let mut task = VlaTask::<B>::new(

@@ -29,7 +29,7 @@ use crate::config::TrainConfig;
 use spear_policy::Frame;
 use spear_policy::inputs::{VLM_FIT, fit_frame, image_batch};
 
-use crate::dist::Rank;
+use crate::dist::{Rank, own_copy};
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::{materialize, vqa_loss};
 use crate::run::{Loss, Observer, Quiet, Task, TrainError, Trained, data_parallel, train};
@@ -448,8 +448,8 @@ pub fn run<B: AutodiffBackend>(
     let examples = task.sizes();
     let peer = |rank: &Rank, device: &B::Device| -> Result<(), TrainError> {
         let mut task = VlmTask { device: device.clone(), ..task.clone() };
-        train(config, &mut task, model.clone().fork(device), run_dir, resume, device, &mut Quiet, rank)
-            .map(|_| ())
+        let model = own_copy(model.clone().fork(device));
+        train(config, &mut task, model, run_dir, resume, device, &mut Quiet, rank).map(|_| ())
     };
     let mut main_task = task.clone();
     let main = |rank: &Rank, device: &B::Device| {
