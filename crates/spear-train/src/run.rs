@@ -326,8 +326,142 @@ where
     B: AutodiffBackend,
     T: Task<B>,
 {
-    train_rank(config, task, model, run_dir, resume, device, observer, rank)
-        .inspect_err(|_| rank.abort::<B::InnerBackend>())
+    // The whole run as one fallible body, so that any error releases the other ranks.
+    let run = move || -> Result<Trained<B, T::Model>, TrainError> {
+        let from = if rank.is_main() {
+            prepare_run_dir(run_dir, config, resume)?
+        } else if resume {
+            checkpoint::latest(run_dir)?
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let r = &config.run;
+        let schedule = WarmupCosine::new(&config.optim);
+        let mut optimizer = adamw(&config.optim).init::<B, T::Model>();
+        let mut ema = (config.ema.decay > 0.0).then(|| Ema::of(&model, config.ema.decay));
+        let mut model = model;
+        let mut window = Window::default();
+        let mut step = 0;
+        if let Some(dir) = &from {
+            let restored = checkpoint::load(dir, config, model, optimizer, ema, device)?;
+            (model, optimizer, ema) = (restored.model, restored.optimizer, restored.ema);
+            step = restored.state.step;
+            let extra = &restored.state.extra;
+            task.restore(&extra["task"])?;
+            window = serde_json::from_value(extra["window"].clone()).unwrap_or_default();
+            notify(observer, &format!("resuming from {} (step {step})", dir.display()));
+        }
+        let start = step;
+        if step >= r.steps {
+            notify(observer, &format!("the run has its {} steps already", r.steps));
+        }
+        let mut metrics = match rank.is_main() {
+            true => Some(MetricsWriter::open(run_dir, from.as_ref().map(|_| step))?),
+            false => None,
+        };
+        let world = rank.world();
+        let micro = r.grad_accum * world;
+        let share = 1.0 / micro as f64;
+        let dist = |step: u64| move |source: DistError| TrainError::Dist { step, source };
+        let mut last: Vec<(String, f64)> = Vec::new();
+        let mut last_checkpoint = from.clone();
+        tracing::info!(run_dir = %run_dir.display(), from = step, steps = r.steps, "training");
+        observer.start(step, r.steps);
+        while step < r.steps {
+            let lr = schedule.lr(step);
+            let mut accumulated = GradientsAccumulator::<T::Model>::new();
+            // This rank's micro-batches' values (loss first), in order.
+            let (mut names, mut mine): (Vec<&str>, Vec<f64>) = (Vec::new(), Vec::new());
+            for k in 0..micro {
+                let batch = task.next_batch()?;
+                if k % world != rank.index() {
+                    continue;
+                }
+                let index = step * micro as u64 + k as u64;
+                B::seed(device, step_seed(r.seed, index));
+                let (loss, parts) = task.loss(&model, batch, &mut micro_batch_rng(r.seed, index))?;
+                let (value, grads) = gradients(&model, loss, step + 1)?;
+                accumulated.accumulate(&model, grads);
+                names = std::iter::once("loss").chain(parts.iter().map(|(n, _)| *n)).collect();
+                mine.extend(std::iter::once(value).chain(parts.iter().map(|(_, v)| *v)));
+            }
+            // Every micro-batch's values, added in the order one device would have added them.
+            let all = rank.gather::<B::InnerBackend>(&mine, device).map_err(dist(step + 1))?;
+            let mut values: Vec<(&str, f64)> = Vec::new();
+            for k in 0..micro {
+                let (of, at) = (k % world, k / world);
+                for (i, name) in names.iter().enumerate() {
+                    *named(&mut values, name) += all[of][at * names.len() + i] * share;
+                }
+            }
+            let grads = rank.all_reduce_grads(&model, accumulated.grads()).map_err(dist(step + 1))?;
+            let grads = if micro > 1 { scale_grads(&model, grads, share) } else { grads };
+            let (updated, norm) = update(&mut optimizer, model, grads, lr, config.optim.clip_norm);
+            model = updated;
+            if let Some(ema) = &mut ema {
+                ema.update(&model);
+            }
+            step += 1;
+            let loss = values[0].1;
+            values.push(("grad_norm", norm));
+            window.add(&values);
+            observer.step(step, loss, lr);
+
+            let mut line: Vec<(String, f64)> = Vec::new();
+            let Some(metrics) = metrics.as_mut() else {
+                // Not the main rank: wait for its checkpoints, then name them as it did.
+                if step.is_multiple_of(r.checkpoint_every) || step == r.steps {
+                    rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
+                    last_checkpoint = checkpoint::latest(run_dir)?;
+                }
+                continue;
+            };
+            if step.is_multiple_of(r.log_every) || step == r.steps {
+                line.extend(window.take_means());
+                line.push(("lr".into(), lr));
+            }
+            if r.eval_every > 0 && (step.is_multiple_of(r.eval_every) || step == r.steps) {
+                line.extend(task.validate(&weights(&model, ema.as_ref()))?);
+            }
+            if !line.is_empty() {
+                let refs: Vec<(&str, f64)> = line.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+                metrics.write(step, &refs)?;
+                tracing::info!(
+                    step,
+                    "{}",
+                    line.iter().map(|(n, v)| format!("{n}={v:.6}")).collect::<Vec<_>>().join(" ")
+                );
+                observer.metrics(step, &line);
+                for (name, value) in &line {
+                    *named(&mut last, name) = *value;
+                }
+            }
+            if step.is_multiple_of(r.checkpoint_every) || step == r.steps {
+                let extra = serde_json::json!({ "task": task.state(), "window": window });
+                let dir = checkpoint::save(run_dir, step, config, &model, &optimizer, ema.as_ref(), &extra)?;
+                checkpoint::prune(run_dir, r.keep_checkpoints, &dir)?;
+                notify(observer, &format!("checkpoint {}", dir.display()));
+                last_checkpoint = Some(dir);
+                rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
+            }
+        }
+        let checkpoint = last_checkpoint.ok_or_else(|| TrainError::RunDir {
+            path: run_dir.to_path_buf(),
+            problem: "no checkpoint was written".into(),
+        })?;
+        Ok(Trained {
+            model,
+            ema,
+            steps: step,
+            resumed_from: start,
+            last,
+            checkpoint,
+            seconds: started.elapsed().as_secs_f64(),
+            _backend: std::marker::PhantomData,
+        })
+    };
+    run().inspect_err(|_| rank.abort::<B::InnerBackend>())
 }
 
 /// Refuses a world size that does not divide the batch into whole micro-batches.
@@ -414,156 +548,6 @@ where
                 Err(errors.swap_remove(cause))
             }
         }
-    })
-}
-
-/// [`train`] until it stops.
-#[allow(clippy::too_many_arguments)]
-fn train_rank<B, T>(
-    config: &TrainConfig,
-    task: &mut T,
-    model: T::Model,
-    run_dir: &Path,
-    resume: bool,
-    device: &B::Device,
-    observer: &mut dyn Observer,
-    rank: &Rank,
-) -> Result<Trained<B, T::Model>, TrainError>
-where
-    B: AutodiffBackend,
-    T: Task<B>,
-{
-    let from = if rank.is_main() {
-        prepare_run_dir(run_dir, config, resume)?
-    } else if resume {
-        checkpoint::latest(run_dir)?
-    } else {
-        None
-    };
-    let started = Instant::now();
-    let r = &config.run;
-    let schedule = WarmupCosine::new(&config.optim);
-    let mut optimizer = adamw(&config.optim).init::<B, T::Model>();
-    let mut ema = (config.ema.decay > 0.0).then(|| Ema::of(&model, config.ema.decay));
-    let mut model = model;
-    let mut window = Window::default();
-    let mut step = 0;
-    if let Some(dir) = &from {
-        let restored = checkpoint::load(dir, config, model, optimizer, ema, device)?;
-        (model, optimizer, ema) = (restored.model, restored.optimizer, restored.ema);
-        step = restored.state.step;
-        let extra = &restored.state.extra;
-        task.restore(&extra["task"])?;
-        window = serde_json::from_value(extra["window"].clone()).unwrap_or_default();
-        notify(observer, &format!("resuming from {} (step {step})", dir.display()));
-    }
-    let start = step;
-    if step >= r.steps {
-        notify(observer, &format!("the run has its {} steps already", r.steps));
-    }
-    let mut metrics = match rank.is_main() {
-        true => Some(MetricsWriter::open(run_dir, from.as_ref().map(|_| step))?),
-        false => None,
-    };
-    let world = rank.world();
-    let micro = r.grad_accum * world;
-    let share = 1.0 / micro as f64;
-    let dist = |step: u64| move |source: DistError| TrainError::Dist { step, source };
-    let mut last: Vec<(String, f64)> = Vec::new();
-    let mut last_checkpoint = from.clone();
-    tracing::info!(run_dir = %run_dir.display(), from = step, steps = r.steps, "training");
-    observer.start(step, r.steps);
-    while step < r.steps {
-        let lr = schedule.lr(step);
-        let mut accumulated = GradientsAccumulator::<T::Model>::new();
-        // This rank's micro-batches' values (loss first), in order.
-        let (mut names, mut mine): (Vec<&str>, Vec<f64>) = (Vec::new(), Vec::new());
-        for k in 0..micro {
-            let batch = task.next_batch()?;
-            if k % world != rank.index() {
-                continue;
-            }
-            let index = step * micro as u64 + k as u64;
-            B::seed(device, step_seed(r.seed, index));
-            let (loss, parts) = task.loss(&model, batch, &mut micro_batch_rng(r.seed, index))?;
-            let (value, grads) = gradients(&model, loss, step + 1)?;
-            accumulated.accumulate(&model, grads);
-            names = std::iter::once("loss").chain(parts.iter().map(|(n, _)| *n)).collect();
-            mine.extend(std::iter::once(value).chain(parts.iter().map(|(_, v)| *v)));
-        }
-        // Every micro-batch's values, added in the order one device would have added them.
-        let all = rank.gather::<B::InnerBackend>(&mine, device).map_err(dist(step + 1))?;
-        let mut values: Vec<(&str, f64)> = Vec::new();
-        for k in 0..micro {
-            let (of, at) = (k % world, k / world);
-            for (i, name) in names.iter().enumerate() {
-                *named(&mut values, name) += all[of][at * names.len() + i] * share;
-            }
-        }
-        let grads = rank.all_reduce_grads(&model, accumulated.grads()).map_err(dist(step + 1))?;
-        let grads = if micro > 1 { scale_grads(&model, grads, share) } else { grads };
-        let (updated, norm) = update(&mut optimizer, model, grads, lr, config.optim.clip_norm);
-        model = updated;
-        if let Some(ema) = &mut ema {
-            ema.update(&model);
-        }
-        step += 1;
-        let loss = values[0].1;
-        values.push(("grad_norm", norm));
-        window.add(&values);
-        observer.step(step, loss, lr);
-
-        let mut line: Vec<(String, f64)> = Vec::new();
-        let Some(metrics) = metrics.as_mut() else {
-            // Not the main rank: wait for its checkpoints, then name them as it did.
-            if step.is_multiple_of(r.checkpoint_every) || step == r.steps {
-                rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
-                last_checkpoint = checkpoint::latest(run_dir)?;
-            }
-            continue;
-        };
-        if step.is_multiple_of(r.log_every) || step == r.steps {
-            line.extend(window.take_means());
-            line.push(("lr".into(), lr));
-        }
-        if r.eval_every > 0 && (step.is_multiple_of(r.eval_every) || step == r.steps) {
-            line.extend(task.validate(&weights(&model, ema.as_ref()))?);
-        }
-        if !line.is_empty() {
-            let refs: Vec<(&str, f64)> = line.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-            metrics.write(step, &refs)?;
-            tracing::info!(
-                step,
-                "{}",
-                line.iter().map(|(n, v)| format!("{n}={v:.6}")).collect::<Vec<_>>().join(" ")
-            );
-            observer.metrics(step, &line);
-            for (name, value) in &line {
-                *named(&mut last, name) = *value;
-            }
-        }
-        if step.is_multiple_of(r.checkpoint_every) || step == r.steps {
-            let extra = serde_json::json!({ "task": task.state(), "window": window });
-            let dir = checkpoint::save(run_dir, step, config, &model, &optimizer, ema.as_ref(), &extra)?;
-            checkpoint::prune(run_dir, r.keep_checkpoints, &dir)?;
-            notify(observer, &format!("checkpoint {}", dir.display()));
-            last_checkpoint = Some(dir);
-            rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
-        }
-    }
-    let checkpoint = last_checkpoint.ok_or_else(|| TrainError::RunDir {
-        path: run_dir.to_path_buf(),
-        problem: "no checkpoint was written".into(),
-    })?;
-    Ok(Trained {
-        model,
-        ema,
-        steps: step,
-        resumed_from: start,
-        last,
-        checkpoint,
-        seconds: started.elapsed().as_secs_f64(),
-        _backend: std::marker::PhantomData,
     })
 }
 

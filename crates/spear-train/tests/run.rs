@@ -123,6 +123,17 @@ fn run_config(overrides: &[&str]) -> TrainConfig {
     TrainConfig::load(path, &all).unwrap()
 }
 
+/// [`train`] on one device.
+fn alone(
+    config: &TrainConfig,
+    task: &mut Regression,
+    model: Mlp<Grad>,
+    dir: &Path,
+    resume: bool,
+) -> Result<spear_train::run::Trained<Grad, Mlp<Grad>>, TrainError> {
+    train(config, task, model, dir, resume, &Default::default(), &mut Quiet, &Rank::single())
+}
+
 fn model() -> Mlp<Grad> {
     let device = Default::default();
     Grad::seed(&device, 5);
@@ -149,17 +160,7 @@ fn the_loop_resumes_exactly_and_refuses_misuse() {
 
     // Uninterrupted.
     let straight = temp("straight");
-    let done = train(
-        &config,
-        &mut Regression::new(None),
-        start.clone(),
-        &straight,
-        false,
-        &device,
-        &mut Quiet,
-        &Rank::single(),
-    )
-    .unwrap();
+    let done = alone(&config, &mut Regression::new(None), start.clone(), &straight, false).unwrap();
     assert_eq!(done.steps, 12);
     let expected = read(metrics_path(&straight));
     assert_eq!(expected.lines().count(), 12);
@@ -174,46 +175,16 @@ fn the_loop_resumes_exactly_and_refuses_misuse() {
 
     // Killed while taking step 7: steps 5 and 6 are logged after the checkpoint of step 4.
     let killed = temp("killed");
-    let error = train(
-        &config,
-        &mut Regression::new(Some(7)),
-        start.clone(),
-        &killed,
-        false,
-        &device,
-        &mut Quiet,
-        &Rank::single(),
-    )
-    .err()
-    .unwrap();
+    let error = alone(&config, &mut Regression::new(Some(7)), start.clone(), &killed, false).err().unwrap();
     assert!(error.to_string().contains("killed"), "{error}");
     assert_eq!(read(metrics_path(&killed)).lines().count(), 6);
     // A new run may not overwrite it; resuming continues it, into a differently drawn model.
-    let again = train(
-        &config,
-        &mut Regression::new(None),
-        start.clone(),
-        &killed,
-        false,
-        &device,
-        &mut Quiet,
-        &Rank::single(),
-    );
+    let again = alone(&config, &mut Regression::new(None), start.clone(), &killed, false);
     assert!(again.err().unwrap().to_string().contains("--resume"));
     Grad::seed(&device, 1234);
     let other = Mlp::new(&device);
     spear_train::optim::materialize(&other);
-    let resumed = train(
-        &config,
-        &mut Regression::new(None),
-        other,
-        &killed,
-        true,
-        &device,
-        &mut Quiet,
-        &Rank::single(),
-    )
-    .unwrap();
+    let resumed = alone(&config, &mut Regression::new(None), other, &killed, true).unwrap();
     assert_eq!((resumed.resumed_from, resumed.steps), (4, 12));
     assert_eq!(read(metrics_path(&killed)), expected, "metrics of the resumed run, byte for byte");
     let weights = |m: &Mlp<Flex>| m.b.weight.val().into_data().to_vec::<f32>().unwrap();
@@ -230,16 +201,7 @@ fn the_loop_resumes_exactly_and_refuses_misuse() {
 
     // Nothing to resume.
     let empty = temp("empty");
-    let error = train(
-        &config,
-        &mut Regression::new(None),
-        start.clone(),
-        &empty,
-        true,
-        &device,
-        &mut Quiet,
-        &Rank::single(),
-    );
+    let error = alone(&config, &mut Regression::new(None), start.clone(), &empty, true);
     assert!(error.err().unwrap().to_string().contains("no checkpoint to resume from"));
 
     // With accumulation, each step takes `grad_accum` micro-batches (their summed gradients
@@ -247,18 +209,14 @@ fn the_loop_resumes_exactly_and_refuses_misuse() {
     let accumulated = temp("accumulated");
     let config2 = run_config(&["run.batch_size=64", "run.grad_accum=2", "run.steps=3"]);
     let mut task = Regression::new(None);
-    let trained =
-        train(&config2, &mut task, start.clone(), &accumulated, false, &device, &mut Quiet, &Rank::single())
-            .unwrap();
+    let trained = alone(&config2, &mut task, start.clone(), &accumulated, false).unwrap();
     assert_eq!((trained.steps, task.batches), (3, 6));
 
     // A loss that is not a number stops the run at that step.
     let diverged = temp("diverged");
     let mut task = Regression::new(None);
     task.nan = true;
-    let error = train(&config, &mut task, start, &diverged, false, &device, &mut Quiet, &Rank::single())
-        .err()
-        .unwrap();
+    let error = alone(&config, &mut task, start, &diverged, false).err().unwrap();
     assert!(matches!(error, TrainError::Diverged { step: 1, .. }), "{error}");
     for dir in [straight, killed, empty, accumulated, diverged] {
         let _ = std::fs::remove_dir_all(dir);
@@ -277,17 +235,7 @@ fn two_peers_equal_one_device_accumulating_their_micro_batches_bit_for_bit() {
     let single = temp("single");
     let config =
         run_config(&["run.steps=6", "run.batch_size=64", "run.grad_accum=2", "run.checkpoint_every=3"]);
-    let one = train(
-        &config,
-        &mut Regression::new(None),
-        start.clone(),
-        &single,
-        false,
-        &device,
-        &mut Quiet,
-        &Rank::single(),
-    )
-    .unwrap();
+    let one = alone(&config, &mut Regression::new(None), start.clone(), &single, false).unwrap();
 
     // Two peers in this process, one micro-batch each per step.
     let two_peers = |dir: &Path, steps: &str, resume: bool| -> Vec<_> {
