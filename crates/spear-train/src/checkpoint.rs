@@ -224,6 +224,7 @@ pub struct Restored<M: AutodiffModule<B>, O, B: AutodiffBackend> {
 pub fn load<B, M, O>(
     dir: &Path,
     config: &TrainConfig,
+    world: usize,
     model: M,
     optimizer: O,
     ema: Option<Ema<M::InnerModule>>,
@@ -258,6 +259,32 @@ where
         config.to_toml().parse::<toml::Table>().map(toml::Value::Table).expect("a config's TOML parses");
     let mut diff = Vec::new();
     differences("", &saved, &now, &mut diff);
+    // Another world size continues the same run when a step keeps its micro-batches: every rank
+    // reads the whole stream, and a micro-batch draws by its number.
+    let saved_world = state.extra.get("world").and_then(serde_json::Value::as_u64).unwrap_or(1) as usize;
+    let saved_accum = saved.get("run").and_then(|r| r.get("grad_accum")).and_then(toml::Value::as_integer);
+    let micro = |accum: usize, world: usize| accum * world;
+    let accum_change = diff.iter().position(|d| d.starts_with("run.grad_accum:"));
+    match (saved_accum, accum_change) {
+        (Some(accum), Some(at))
+            if micro(accum as usize, saved_world) == micro(config.run.grad_accum, world) =>
+        {
+            diff.remove(at);
+        }
+        _ if saved_world != world
+            && saved_accum
+                .is_some_and(|a| micro(a as usize, saved_world) != micro(config.run.grad_accum, world)) =>
+        {
+            let accum = saved_accum.unwrap_or(1) as usize;
+            diff.push(format!(
+                "micro-batches per step (run.grad_accum × devices): {accum} × {saved_world} → {} × {world}; keep \
+                 their product ({}) to resume on {world} device(s)",
+                config.run.grad_accum,
+                micro(accum, saved_world)
+            ));
+        }
+        _ => {}
+    }
     if !diff.is_empty() {
         return Err(CheckpointError::Mismatch { path: dir.to_path_buf(), differences: diff });
     }

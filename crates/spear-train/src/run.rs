@@ -344,7 +344,7 @@ where
         let mut window = Window::default();
         let mut step = 0;
         if let Some(dir) = &from {
-            let restored = checkpoint::load(dir, config, model, optimizer, ema, device)?;
+            let restored = checkpoint::load(dir, config, rank.world(), model, optimizer, ema, device)?;
             (model, optimizer, ema) = (restored.model, restored.optimizer, restored.ema);
             step = restored.state.step;
             let extra = &restored.state.extra;
@@ -438,7 +438,8 @@ where
                 }
             }
             if step.is_multiple_of(r.checkpoint_every) || step == r.steps {
-                let extra = serde_json::json!({ "task": task.state(), "window": window });
+                let extra =
+                    serde_json::json!({ "task": task.state(), "window": window, "world": rank.world() });
                 let dir = checkpoint::save(run_dir, step, config, &model, &optimizer, ema.as_ref(), &extra)?;
                 checkpoint::prune(run_dir, r.keep_checkpoints, &dir)?;
                 notify(observer, &format!("checkpoint {}", dir.display()));

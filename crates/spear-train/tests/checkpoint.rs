@@ -116,9 +116,16 @@ fn a_resumed_run_takes_the_same_steps() {
     let other = fresh(99);
     let ema_start = Ema::of(&other, config.ema.decay);
     let checkpoint = latest(&dir).unwrap().unwrap();
-    let restored =
-        load(&checkpoint, &config, other, adamw(&config.optim).init(), Some(ema_start), &Default::default())
-            .unwrap();
+    let restored = load(
+        &checkpoint,
+        &config,
+        1,
+        other,
+        adamw(&config.optim).init(),
+        Some(ema_start),
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(restored.state.step, 5);
     let (mut model2, mut optimizer2, mut ema2) = (restored.model, restored.optimizer, restored.ema.unwrap());
     let mut rng2: ChaCha8Rng = serde_json::from_value(restored.state.extra["rng"].clone()).unwrap();
@@ -146,6 +153,7 @@ fn damaged_or_mismatched_checkpoints_are_refused() {
         load(
             &checkpoint,
             config,
+            1,
             fresh(3),
             adamw(&config.optim).init(),
             None::<Ema<Mlp<Flex>>>,

@@ -292,6 +292,22 @@ fn two_peers_equal_one_device_accumulating_their_micro_batches_bit_for_bit() {
     let runs = two_peers(&resumed, "run.steps=6", true);
     assert!(runs.iter().all(|(t, _)| (t.resumed_from, t.steps) == (3, 6)));
     assert_eq!(read(metrics_path(&resumed)), read(metrics_path(&single)), "resumed metrics");
+
+    // Resumed on one device: the same run when a step keeps its two micro-batches, refused when
+    // it would not.
+    let moved = temp("peers-to-one");
+    two_peers(&moved, "run.steps=3", false);
+    let config1 =
+        run_config(&["run.steps=6", "run.batch_size=64", "run.grad_accum=1", "run.checkpoint_every=3"]);
+    let error = alone(&config1, &mut Regression::new(None), start.clone(), &moved, true).err().unwrap();
+    assert!(
+        error.to_string().contains("micro-batches per step (run.grad_accum × devices): 1 × 2 → 1 × 1"),
+        "{error}"
+    );
+    let config2 =
+        run_config(&["run.steps=6", "run.batch_size=64", "run.grad_accum=2", "run.checkpoint_every=3"]);
+    alone(&config2, &mut Regression::new(None), start.clone(), &moved, true).unwrap();
+    assert_eq!(read(metrics_path(&moved)), read(metrics_path(&single)), "metrics resumed on one device");
 }
 
 /// A msgpack value with every map's entries sorted by key.
