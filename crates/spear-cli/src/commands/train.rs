@@ -78,9 +78,9 @@ pub struct TrainArgs {
     /// With --dry-run: also print the fully resolved config (TOML).
     #[arg(long, requires = "dry_run")]
     pub resolved: bool,
-    /// Data-parallel ranks in this process, one per device: a count (on the CPU, that many peers
-    /// share the one device, for testing). The global batch stays `run.batch_size`, split into
-    /// `run.grad_accum × devices` micro-batches per step.
+    /// Data-parallel ranks in this process. The global batch stays `run.batch_size`, split into
+    /// `run.grad_accum × devices` micro-batches per step. Today every rank runs on the backend's
+    /// one device (on the CPU, for testing; choosing CUDA ordinals is to come).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub devices: u16,
 }
