@@ -507,26 +507,23 @@ pub fn run<B: AutodiffBackend>(
     let validation = validation_mixture(&mut training)?;
     let model = initial_policy::<B>(config, &policy_config, device)?;
     initial(&model.valid());
-    let peer = |rank: &Rank, device: &B::Device| -> Result<(), TrainError> {
+    // Every rank's task reads the same stream, on its own device.
+    let task_on = |device: &B::Device| {
         let prompts = Prompts::new(tokenizer.clone());
-        let mut task = VlaTask::<B>::new(
+        VlaTask::<B>::new(
             training.clone(),
             validation.clone(),
             policy_config.clone(),
             prompts,
             device.clone(),
-        )?;
+        )
+    };
+    let peer = |rank: &Rank, device: &B::Device| -> Result<(), TrainError> {
         let model = own_copy(model.clone().fork(device));
-        train(config, &mut task, model, run_dir, resume, device, &mut Quiet, rank)?;
+        train(config, &mut task_on(device)?, model, run_dir, resume, device, &mut Quiet, rank)?;
         Ok(())
     };
-    let mut task = VlaTask::<B>::new(
-        training.clone(),
-        validation.clone(),
-        policy_config.clone(),
-        Prompts::new(tokenizer.clone()),
-        device.clone(),
-    )?;
+    let mut task = task_on(device)?;
     let datasets = task.datasets.clone();
     let validation_samples = task.validation_samples();
     if validation_samples == 0 {
