@@ -93,7 +93,7 @@ fn two_devices_train_as_one_device_accumulating_two_micro_batches() {
     let (ok, _, err) = train("vla", &temp("vla-three"), &settings, &["--devices", "3", "--dry-run"]);
     assert!(!ok && err.contains("does not split into run.grad_accum 1 × 3 devices"), "{err}");
     let (ok, out, err) = train("vla", &temp("vla-dry"), &settings, &["--devices", "2", "--dry-run"]);
-    assert!(ok && out.contains("2 device(s): global batch 4, per device 2"), "{out}\n{err}");
+    assert!(ok && out.contains("2 device(s) (1 node(s) × 2): global batch 4, per device 2"), "{out}\n{err}");
 }
 
 #[test]

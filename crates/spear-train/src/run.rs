@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::TrainConfig;
-use crate::dist::{DistError, Rank};
+use crate::dist::{DistError, Launch, Rank, code_version, parameter_list};
 use crate::metrics::{MetricsError, MetricsWriter};
 use crate::optim::{Ema, WarmupCosine, adamw, clip_global_norm, scale_grads};
 
@@ -328,6 +328,14 @@ where
 {
     // The whole run as one fallible body, so that any error releases the other ranks.
     let run = move || -> Result<Trained<B, T::Model>, TrainError> {
+        let dist = |step: u64| move |source: DistError| TrainError::Dist { step, source };
+        let facts = [
+            ("config", config.to_toml()),
+            ("code version", code_version()),
+            ("parameter list", parameter_list(&model)),
+        ];
+        rank.agree::<B::InnerBackend>(&facts, device).map_err(dist(0))?;
+        let model = rank.share_weights(model).map_err(dist(0))?;
         let from = if rank.is_main() {
             prepare_run_dir(run_dir, config, resume)?
         } else if resume {
@@ -363,12 +371,12 @@ where
         let world = rank.world();
         let micro = r.grad_accum * world;
         let share = 1.0 / micro as f64;
-        let dist = |step: u64| move |source: DistError| TrainError::Dist { step, source };
         let mut last: Vec<(String, f64)> = Vec::new();
         let mut last_checkpoint = from.clone();
         tracing::info!(run_dir = %run_dir.display(), from = step, steps = r.steps, "training");
         observer.start(step, r.steps);
         while step < r.steps {
+            rank.at_step(step + 1);
             let lr = schedule.lr(step);
             let mut accumulated = GradientsAccumulator::<T::Model>::new();
             // This rank's micro-batches' values (loss first), in order.
@@ -477,31 +485,45 @@ pub fn check_world(config: &TrainConfig, world: usize) -> Result<(), TrainError>
     Ok(())
 }
 
-/// Runs one rank per device in this process (burn-collective's local mode): rank 0 on this
-/// thread through `main`, the others on their own threads through `peer`. A rank that fails to
-/// join, stops on an error or panics releases the others ([`crate::dist::abort`]), so the run
-/// always ends; the error returned is the one that stopped it (not the others' "another rank
-/// stopped"), naming its rank. On one device, `main` runs alone with [`Rank::single`].
+/// Runs this process's ranks of `launch`, one per device (burn-collective's local mode; with
+/// several nodes, first joining the ring between them, [`crate::dist::Ring`]): local rank 0 on
+/// this thread through `main`, the others on their own threads through `peer`. A rank that fails
+/// to join, stops on an error or panics releases the others of this process
+/// ([`crate::dist::abort`]) and closes the ring, so the run always ends on every node; the error returned is the one
+/// that stopped it (not the others' "another rank stopped"), naming its rank. On one device of
+/// one process, `main` runs alone with [`Rank::single`].
 pub fn data_parallel<B, R>(
-    devices: &[B::Device],
+    launch: &Launch<B::Device>,
     main: impl FnOnce(&Rank, &B::Device) -> Result<R, TrainError>,
     peer: impl Fn(&Rank, &B::Device) -> Result<(), TrainError> + Sync,
 ) -> Result<R, TrainError>
 where
     B: AutodiffBackend,
 {
-    let world = devices.len();
+    let world = launch.world();
+    let devices = &launch.devices;
     if world == 1 {
         return main(&Rank::single(), &devices[0]);
     }
+    // The ring between nodes, once per process, for its first rank.
+    let ring = match &launch.nodes {
+        Some(nodes) => Some(crate::dist::Ring::connect(nodes, launch.timeout).map_err(|problem| {
+            let rank = launch.rank_index(0);
+            let source =
+                DistError { rank, world, what: "joining the other nodes", problem, peer_stopped: false };
+            TrainError::Dist { step: 0, source }
+        })?),
+        None => None,
+    };
     // One rank's body: joined, guarded against panics, releasing the others when it stops.
     fn guarded<B: AutodiffBackend, R>(
-        index: usize,
-        world: usize,
-        device: &B::Device,
+        launch: &Launch<B::Device>,
+        local: usize,
+        ring: Option<crate::dist::Ring>,
         body: impl FnOnce(&Rank, &B::Device) -> Result<R, TrainError>,
     ) -> Result<R, TrainError> {
-        let outcome = Rank::local::<B::InnerBackend>(index, world, device)
+        let device = &launch.devices[local];
+        let outcome = Rank::join::<B::InnerBackend>(launch, local, ring)
             .map_err(|source| TrainError::Dist { step: 0, source })
             .and_then(|rank| {
                 let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&rank, device)))
@@ -522,17 +544,15 @@ where
         if outcome.is_err() {
             crate::dist::abort::<B::InnerBackend>();
         }
-        outcome.map_err(|e| TrainError::Rank { rank: index, world, source: Box::new(e) })
+        let (rank, world) = (launch.rank_index(local), launch.world());
+        outcome.map_err(|e| TrainError::Rank { rank, world, source: Box::new(e) })
     }
     let peer = &peer;
     std::thread::scope(|scope| {
-        let others: Vec<_> = devices
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(r, d)| scope.spawn(move || guarded::<B, ()>(r, world, d, peer)))
+        let others: Vec<_> = (1..devices.len())
+            .map(|local| scope.spawn(move || guarded::<B, ()>(launch, local, None, peer)))
             .collect();
-        let main = guarded::<B, R>(0, world, &devices[0], main);
+        let main = guarded::<B, R>(launch, 0, ring, main);
         let mut errors: Vec<TrainError> =
             others.into_iter().filter_map(|h| h.join().expect("a rank's panic is caught").err()).collect();
         match main {

@@ -16,7 +16,7 @@ use burn::tensor::backend::Backend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spear_train::config::TrainConfig;
-use spear_train::dist::{Rank, own_copy};
+use spear_train::dist::{Launch, Rank, own_copy};
 use spear_train::metrics::metrics_path;
 use spear_train::run::{Loss, Quiet, Task, TrainError, train};
 
@@ -246,7 +246,8 @@ fn two_peers_equal_one_device_accumulating_their_micro_batches_bit_for_bit() {
                     let (config, start) = (&config, own_copy(start.clone()));
                     scope.spawn(move || {
                         // Small buckets: several per step, one of them a single whole parameter.
-                        let rank = Rank::local::<Flex>(r, 2, &device).unwrap().with_bucket_bytes(256);
+                        let launch = Launch { bucket_bytes: 256, ..Launch::local(vec![device; 2]) };
+                        let rank = Rank::join::<Flex>(&launch, r, None).unwrap();
                         let mut task = Regression::new(None);
                         let trained =
                             train(config, &mut task, start, dir, resume, &device, &mut Quiet, &rank).unwrap();
@@ -349,7 +350,9 @@ fn a_rank_that_stops_ends_the_run_on_every_rank_with_its_cause() {
             train(&config, &mut task, own_copy(start.clone()), &dir, false, device, &mut Quiet, rank)
                 .map(|_| ())
         };
-        spear_train::run::data_parallel::<Grad, _>(&[device, device], main, peer).err().unwrap()
+        spear_train::run::data_parallel::<Grad, _>(&Launch::local(vec![device, device]), main, peer)
+            .err()
+            .unwrap()
     };
     // Rank 1's data fails while rank 0 waits in the step's exchange: the run ends, naming rank 1.
     let error = run("stopped", |task| task.fail_at = Some(5));

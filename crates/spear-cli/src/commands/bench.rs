@@ -8,6 +8,7 @@
 
 pub mod annotate;
 pub mod data;
+pub mod dist;
 pub mod policy;
 pub mod roofline;
 pub mod serve;
@@ -44,6 +45,9 @@ pub enum BenchCommand {
     /// concurrent clients, beside openpi's server design around transformers' PI0: p50 and p99
     /// round trips, chunks per second, server overhead.
     Serve(serve::BenchServeArgs),
+    /// Throughput of summing gradient buckets (4–256 MiB) between 2 and 4 processes over
+    /// loopback, through burn-collective's global mode, beside torch.distributed's gloo backend.
+    Dist(dist::BenchDistArgs),
 }
 
 impl BenchCommand {
@@ -56,6 +60,7 @@ impl BenchCommand {
             BenchCommand::Data(args) => args.run(),
             BenchCommand::Annotate(args) => args.run(),
             BenchCommand::Serve(args) => run_on(backend, args)?,
+            BenchCommand::Dist(args) => args.run(),
         }
     }
 }

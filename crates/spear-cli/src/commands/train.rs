@@ -10,6 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spear_policy::Policy;
 use spear_train::config::{DataSource, TrainConfig};
+use spear_train::dist::{Launch, NodeFlags, Nodes};
 use spear_train::embedded;
 use spear_train::run::Observer;
 
@@ -78,11 +79,147 @@ pub struct TrainArgs {
     /// With --dry-run: also print the fully resolved config (TOML).
     #[arg(long, requires = "dry_run")]
     pub resolved: bool,
-    /// Data-parallel ranks in this process. The global batch stays `run.batch_size`, split into
-    /// `run.grad_accum × devices` micro-batches per step. Today every rank runs on the backend's
-    /// one device (on the CPU, for testing; choosing CUDA ordinals is to come).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    pub devices: u16,
+    /// Data-parallel devices of this process, one rank each: a count (`4`: CUDA ordinals 0–3; on
+    /// the CPU, four ranks on the one device, for testing) or CUDA ordinals (`0,1,2,3`; `5,` for
+    /// ordinal 5 alone). The global batch stays `run.batch_size`, split into `run.grad_accum ×
+    /// ranks` micro-batches per step.
+    #[arg(long, default_value = "1", value_parser = parse_devices)]
+    pub devices: Devices,
+    /// Several processes (nodes), and how ranks exchange.
+    #[command(flatten, next_help_heading = "Several nodes")]
+    pub nodes: NodeArgs,
+}
+
+/// `--devices`: how many, or which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Devices {
+    /// The first N devices (on the CPU: N ranks on its one device).
+    Count(usize),
+    /// These CUDA ordinals.
+    Ordinals(Vec<usize>),
+}
+
+fn parse_devices(text: &str) -> std::result::Result<Devices, String> {
+    let bad = || format!("{text:?}: give a count (4) or CUDA ordinals (0,1,2,3)");
+    if text.contains(',') {
+        let ordinals: Vec<usize> = text
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().map_err(|_| bad()))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut unique = ordinals.clone();
+        unique.sort();
+        unique.dedup();
+        match (ordinals.is_empty(), unique.len() == ordinals.len()) {
+            (true, _) => Err(bad()),
+            (_, false) => Err(format!("{text:?}: an ordinal appears twice")),
+            _ => Ok(Devices::Ordinals(ordinals)),
+        }
+    } else {
+        match text.trim().parse() {
+            Ok(0) | Err(_) => Err(bad()),
+            Ok(n) => Ok(Devices::Count(n)),
+        }
+    }
+}
+
+impl Devices {
+    /// Ranks in this process.
+    pub fn ranks(&self) -> usize {
+        match self {
+            Devices::Count(n) => *n,
+            Devices::Ordinals(o) => o.len(),
+        }
+    }
+
+    /// The backend's devices these name: on CUDA by ordinal (checked against the devices CUDA
+    /// sees); elsewhere a count of ranks on the backend's one device.
+    pub fn resolve<B: burn::tensor::backend::Backend>(
+        &self,
+        backend: BackendKind,
+        default: &B::Device,
+    ) -> Result<Vec<B::Device>> {
+        use burn::tensor::backend::{Device, DeviceId};
+        if backend != BackendKind::Cuda {
+            return match self {
+                Devices::Count(n) => Ok(vec![default.clone(); *n]),
+                Devices::Ordinals(_) => {
+                    anyhow::bail!(
+                        "--devices with ordinals needs the cuda backend; {backend} runs a count of ranks"
+                    )
+                }
+            };
+        }
+        let ordinals = match self {
+            Devices::Count(n) => (0..*n).collect(),
+            Devices::Ordinals(o) => o.clone(),
+        };
+        let type_id = default.to_id().type_id;
+        let seen = B::device_count(type_id);
+        if let Some(o) = ordinals.iter().find(|&&o| o >= seen) {
+            anyhow::bail!(
+                "--devices: CUDA sees {seen} device(s), ordinals 0–{}; there is no {o}",
+                seen.max(1) - 1
+            );
+        }
+        Ok(ordinals
+            .into_iter()
+            .map(|o| B::Device::from_id(DeviceId { type_id, index_id: o as u16 }))
+            .collect())
+    }
+}
+
+/// A run over several processes (nodes): each flag falls back to the environment (ours,
+/// torchrun's, Slurm's inside `srun`: see docs/training.md).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NodeArgs {
+    /// Processes (nodes) in the run, one per node holding its --devices [env: SPEAR_NNODES,
+    /// WORLD_SIZE, SLURM_STEP_NUM_TASKS].
+    #[arg(long)]
+    pub nnodes: Option<usize>,
+    /// This node's place, 0 to nnodes − 1; node 0 hosts the orchestrator and writes the run
+    /// [env: SPEAR_NODE_RANK, RANK, SLURM_PROCID].
+    #[arg(long)]
+    pub node_rank: Option<usize>,
+    /// Node 0's address [env: SPEAR_MASTER_ADDR, MASTER_ADDR, first host of SLURM_STEP_NODELIST].
+    #[arg(long)]
+    pub master_addr: Option<String>,
+    /// The orchestrator's port on node 0 (default 29500) [env: SPEAR_MASTER_PORT, MASTER_PORT].
+    #[arg(long)]
+    pub master_port: Option<u16>,
+    /// This node's address as the others reach it (default: the one it reaches node 0 from)
+    /// [env: SPEAR_NODE_ADDR].
+    #[arg(long)]
+    pub node_addr: Option<String>,
+    /// This node's data-service port (default: master port + 1 + node rank) [env: SPEAR_DATA_PORT].
+    #[arg(long)]
+    pub data_port: Option<u16>,
+    /// Seconds a rank waits for the others in one exchange before it stops the run (exit 75).
+    #[arg(long, default_value_t = 120, env = "SPEAR_DIST_TIMEOUT")]
+    pub dist_timeout: u64,
+    /// Largest bucket of gradients summed at once, MiB (burn's websocket frames hold 512 MiB).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=512))]
+    pub bucket_mb: u64,
+}
+
+impl NodeArgs {
+    /// This process's launch over `devices`: its node, if any, from the flags and then the
+    /// environment.
+    pub fn launch<D: Clone>(&self, devices: Vec<D>) -> Result<Launch<D>> {
+        let flags = NodeFlags {
+            nnodes: self.nnodes,
+            node_rank: self.node_rank,
+            master_addr: self.master_addr.clone(),
+            master_port: self.master_port,
+            node_addr: self.node_addr.clone(),
+            data_port: self.data_port,
+        };
+        let nodes = Nodes::resolve(&flags, |name| std::env::var(name).ok()).map_err(anyhow::Error::msg)?;
+        let mut launch = Launch::local(devices).on_nodes(nodes);
+        launch.timeout = Duration::from_secs(self.dist_timeout.max(1));
+        launch.bucket_bytes = (self.bucket_mb as usize) << 20;
+        Ok(launch)
+    }
 }
 
 /// One `spear train` command on the chosen backend.
@@ -148,10 +285,14 @@ pub fn dry_run<B: burn::tensor::backend::Backend>(
         "{}: {:?}, {:?} model, {} steps × batch {} (accumulation {}), seed {}\n",
         r.name, config.stage, config.model.size, r.steps, r.batch_size, r.grad_accum, r.seed
     );
-    let world = usize::from(args.devices);
+    let launch = args.nodes.launch(vec![(); args.devices.ranks()])?;
+    let world = launch.world();
     spear_train::run::check_world(&config, world)?;
+    let nodes = launch.nodes.as_ref().map_or(1, |n| n.count);
     text += &format!(
-        "  {world} device(s): global batch {}, per device {} a step in {} micro-batch(es) of {}\n",
+        "  {world} device(s) ({nodes} node(s) × {}): global batch {}, per device {} a step in {} micro-batch(es) \
+         of {}\n",
+        launch.devices.len(),
         r.batch_size,
         r.batch_size / world,
         r.grad_accum,
@@ -308,14 +449,36 @@ pub fn render_last(last: &[(String, f64)]) -> String {
     last.iter().map(|(n, v)| format!("    {n:<24} {}\n", short(*v))).collect()
 }
 
+/// The run folder's folder for the embedded default's generated data: `data`, and on the
+/// nodes after 0 of a multi-node run `data-node<rank>` (each node generates the same data; two
+/// writing one folder at once would corrupt it).
+fn data_folder<D: Clone>(launch: &Launch<D>) -> String {
+    match &launch.nodes {
+        Some(n) if n.rank > 0 => format!("data-node{}", n.rank),
+        _ => "data".into(),
+    }
+}
+
+/// What a node other than 0 prints at the end: it trained its share; node 0 writes the rest.
+fn follower_done<D: Clone>(launch: &Launch<D>, steps: u64) {
+    let nodes = launch.nodes.as_ref().expect("only nodes after 0 follow");
+    println!(
+        "  node {} of {}: trained its {} rank(s) to step {steps}; node 0 writes the checkpoints and the export",
+        nodes.rank,
+        nodes.count,
+        launch.devices.len()
+    );
+}
+
 /// `spear train vla` on backend `B`.
 pub fn vla<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &B::Device) -> Result<()> {
     let (config, out) = start(Kind::Vla, args, backend)?;
+    let launch = args.nodes.launch(args.devices.resolve::<B::InnerBackend>(backend, device)?)?;
     let mut progress = Progress::new();
     let embedded = config.data.source == DataSource::Embedded;
     let policy_config = spear_train::stages::vla::configs(&config)?;
     let reach = embedded::reach_config(&config, &policy_config);
-    let data_dir = out.join("data");
+    let data_dir = out.join(data_folder(&launch));
     let mixture = if embedded {
         let started = Instant::now();
         let mixture = embedded::reach_mixture(&config, &reach, &data_dir, args.resume)?;
@@ -337,18 +500,21 @@ pub fn vla<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
         spear_train::stages::vla::mixture_file(&config)?
     };
     let mut untrained = None;
-    let devices = vec![device.clone(); usize::from(args.devices)];
     let outcome = spear_train::stages::vla::run::<B>(
         &config,
         mixture,
         &out,
         args.resume,
-        &devices,
+        &launch,
         &mut progress,
         &mut |p| untrained = Some(p.clone()),
     )?;
     progress.finish();
     let t = &outcome.trained;
+    if !launch.is_main() {
+        follower_done(&launch, t.steps);
+        return Ok(());
+    }
     let datasets: Vec<String> = outcome.datasets.iter().map(|(n, e)| format!("{n} ({e} episodes)")).collect();
     println!("  data        {}", datasets.join(", "));
     print_trained(t);
@@ -405,20 +571,22 @@ pub fn vla<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
 pub fn vlm<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &B::Device) -> Result<()> {
     use spear_train::run::Task;
     let (config, out) = start(Kind::Vlm, args, backend)?;
+    let launch = args.nodes.launch(args.devices.resolve::<B::InnerBackend>(backend, device)?)?;
     let mut progress = Progress::new();
     let annotations = match &config.data.source {
-        DataSource::Embedded => embedded_vqa(&config, &out, args.resume, &progress)?,
+        DataSource::Embedded => {
+            embedded_vqa(&config, &out.join(data_folder(&launch)), args.resume, &progress)?
+        }
         DataSource::Annotations(dir) => dir.clone(),
         DataSource::Mixture(_) => unreachable!("the config's validation refuses a mixture for a VLM stage"),
     };
     let mut untrained = Vec::new();
-    let devices = vec![device.clone(); usize::from(args.devices)];
     let outcome = spear_train::stages::vlm::run::<B>(
         &config,
         &annotations,
         &out,
         args.resume,
-        &devices,
+        &launch,
         &mut progress,
         &mut |model, task| {
             if !args.resume {
@@ -429,6 +597,10 @@ pub fn vlm<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
     )?;
     progress.finish();
     let t = &outcome.trained;
+    if !launch.is_main() {
+        follower_done(&launch, t.steps);
+        return Ok(());
+    }
     println!("  data        {} training and {} validation examples", outcome.examples.0, outcome.examples.1);
     print_trained(t);
     if !untrained.is_empty() {
@@ -456,8 +628,8 @@ pub fn vlm<B: AutodiffBackend>(backend: BackendKind, args: &TrainArgs, device: &
 }
 
 /// The embedded VLM data ([`embedded::vqa_annotations`]), said in one line when made.
-fn embedded_vqa(config: &TrainConfig, out: &Path, resume: bool, progress: &Progress) -> Result<PathBuf> {
-    let (dir, made) = embedded::vqa_annotations(config, &out.join("data"), resume)?;
+fn embedded_vqa(config: &TrainConfig, data_dir: &Path, resume: bool, progress: &Progress) -> Result<PathBuf> {
+    let (dir, made) = embedded::vqa_annotations(config, data_dir, resume)?;
     if let Some(m) = made {
         let [width, height] = m.size;
         progress.println(&format!(

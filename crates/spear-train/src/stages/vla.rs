@@ -24,7 +24,7 @@ use crate::config::{DataSource, ModelSize, Rotation, Stage, TrainConfig};
 use spear_policy::PolicySpec;
 use spear_policy::inputs::{Prompts, image_batch};
 
-use crate::dist::{Rank, own_copy};
+use crate::dist::{Launch, Rank, own_copy};
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::materialize;
 use crate::run::{Loss, Observer, Quiet, Task, TrainError, Trained, data_parallel, notify, train};
@@ -484,21 +484,21 @@ pub struct VlaOutcome<B: AutodiffBackend> {
 /// task's), and exports the result to `RUN/final`. `initial` receives the starting weights (for
 /// baselines) before training.
 ///
-/// With several `devices`, the run is data-parallel over them, one rank each in this process
-/// (burn-collective's local mode; on the CPU the same device may be named several times): every
-/// rank starts from the one model built here, each step's `run.batch_size` is split into
-/// `run.grad_accum × devices` micro-batches, and this thread is the main rank.
+/// With several devices or nodes (`launch`), the run is data-parallel over them, one rank per
+/// device (on the CPU the same device may be named several times): every rank starts from rank
+/// 0's model, each step's `run.batch_size` is split into `run.grad_accum × world` micro-batches,
+/// and this thread holds this process's first rank. Only rank 0's process exports.
 pub fn run<B: AutodiffBackend>(
     config: &TrainConfig,
     mixture: MixtureConfig,
     run_dir: &Path,
     resume: bool,
-    devices: &[B::Device],
+    launch: &Launch<B::Device>,
     observer: &mut dyn Observer,
     initial: &mut dyn FnMut(&SpearPolicy<B::InnerBackend>),
 ) -> Result<VlaOutcome<B>, TrainError> {
-    let world = devices.len();
-    let device = devices.first().ok_or_else(|| TrainError::Task("no device to train on".into()))?;
+    let world = launch.world();
+    let device = launch.devices.first().ok_or_else(|| TrainError::Task("no device to train on".into()))?;
     crate::run::check_world(config, world)?;
     let (tokenizer, tokenizer_file) = load_tokenizer(config)?;
     let policy_config = policy_config(config, vlm_config(config, &tokenizer));
@@ -535,9 +535,13 @@ pub fn run<B: AutodiffBackend>(
     let main = |rank: &Rank, device: &B::Device| {
         train(config, &mut task, model.clone(), run_dir, resume, device, observer, rank)
     };
-    let trained = data_parallel::<B, _>(devices, main, peer)?;
-    let export =
-        export(&trained.weights(), &tokenizer_file, task.normalization(), &spec, &run_dir.join("final"))?;
+    let trained = data_parallel::<B, _>(launch, main, peer)?;
+    let final_dir = run_dir.join("final");
+    // Only the process of rank 0 writes the export (the others of a multi-node run trained along).
+    let export = match launch.is_main() {
+        true => export(&trained.weights(), &tokenizer_file, task.normalization(), &spec, &final_dir)?,
+        false => final_dir,
+    };
     let normalization = task.normalization().clone();
     Ok(VlaOutcome { trained, export, datasets, validation_samples, normalization, spec })
 }

@@ -29,7 +29,7 @@ use crate::config::TrainConfig;
 use spear_policy::Frame;
 use spear_policy::inputs::{VLM_FIT, fit_frame, image_batch};
 
-use crate::dist::{Rank, own_copy};
+use crate::dist::{Launch, Rank, own_copy};
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::{materialize, vqa_loss};
 use crate::run::{Loss, Observer, Quiet, Task, TrainError, Trained, data_parallel, train};
@@ -389,12 +389,12 @@ pub fn run<B: AutodiffBackend>(
     annotations: &Path,
     run_dir: &Path,
     resume: bool,
-    devices: &[B::Device],
+    launch: &Launch<B::Device>,
     observer: &mut dyn Observer,
     initial: &mut BeforeTraining<'_, B>,
 ) -> Result<VlmOutcome<B>, TrainError> {
-    let world = devices.len();
-    let device = devices.first().ok_or_else(|| TrainError::Task("no device to train on".into()))?;
+    let world = launch.world();
+    let device = launch.devices.first().ok_or_else(|| TrainError::Task("no device to train on".into()))?;
     crate::run::check_world(config, world)?;
     let (tokenizer, tokenizer_file) = load_tokenizer(config)?;
     let vlm_config = vlm_config(config, &tokenizer);
@@ -455,12 +455,16 @@ pub fn run<B: AutodiffBackend>(
     let main = |rank: &Rank, device: &B::Device| {
         train(config, &mut main_task, model.clone(), run_dir, resume, device, observer, rank)
     };
-    let trained = data_parallel::<B, _>(devices, main, peer)?;
+    let trained = data_parallel::<B, _>(launch, main, peer)?;
     let task = main_task;
     let export = run_dir.join("final");
-    save_vlm(&trained.weights(), &vlm_config, &export).map_err(|e| TrainError::task(export.display(), e))?;
-    export_tokenizer(&tokenizer_file, &export)?;
-    let path = export.join("coord_tokens.json");
-    task.quantizer.to_json_file(&path).map_err(|e| TrainError::task(path.display(), e))?;
+    // Only the process of rank 0 writes the export (the others of a multi-node run trained along).
+    if launch.is_main() {
+        save_vlm(&trained.weights(), &vlm_config, &export)
+            .map_err(|e| TrainError::task(export.display(), e))?;
+        export_tokenizer(&tokenizer_file, &export)?;
+        let path = export.join("coord_tokens.json");
+        task.quantizer.to_json_file(&path).map_err(|e| TrainError::task(path.display(), e))?;
+    }
     Ok(VlmOutcome { trained, export, examples, prior_3d_error_m, example })
 }

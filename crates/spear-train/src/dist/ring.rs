@@ -1,0 +1,362 @@
+//! The exchange between nodes: a ring of TCP connections, one per node, each sending to the
+//! next node and receiving from the previous one, and a ring all-reduce over it (reduce-scatter,
+//! then all-gather: each node sends and receives `2 (n − 1) / n` of the buffer, whatever `n`).
+//!
+//! Why not burn-collective's global mode: in 0.21.0 it completes one all-reduce per
+//! registration. Every strategy ends in `SyncService::sync`, which clears a copy of its list of
+//! synced peers instead of the list (`src/global/node/sync.rs`), so the second all-reduce of a run
+//! waits forever. Within a process, burn-collective's local mode still sums the devices.
+//!
+//! Every read and write has the run's timeout, and every message says which exchange it belongs
+//! to and how long it is, so a peer that stops, hangs or sends something else is an error that
+//! names it, never a wait without end.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use super::Nodes;
+
+/// The first bytes of every connection: the protocol and its version.
+const MAGIC: &[u8; 12] = b"SPEAR-RING/1";
+
+/// Largest piece written or read at once (keeps both directions of a step moving).
+const PIECE: usize = 4 << 20;
+
+/// This node's place in the ring: a connection to the next node and one from the previous.
+#[derive(Debug)]
+pub struct Ring {
+    rank: usize,
+    count: usize,
+    next: BufWriter<TcpStream>,
+    prev: BufReader<TcpStream>,
+    /// Exchanges so far (each message carries its number).
+    sequence: u64,
+}
+
+/// Why the ring failed.
+pub type RingError = String;
+
+impl Ring {
+    /// Connects node `nodes.rank` into the ring of `nodes.count`: node 0 listens on the master
+    /// port and tells every node where the others listen; each node then connects to the next.
+    /// Waits at most `timeout` for the others.
+    pub fn connect(nodes: &Nodes, timeout: Duration) -> Result<Self, RingError> {
+        let deadline = Instant::now() + timeout;
+        let data = TcpListener::bind(("0.0.0.0", nodes.data_port))
+            .map_err(|e| format!("listening on the data port {}: {e} (pass --data-port)", nodes.data_port))?;
+        let master = match nodes.rank {
+            0 => Some(TcpListener::bind(("0.0.0.0", nodes.master_port)).map_err(|e| {
+                format!("listening on the master port {}: {e} (pass --master-port)", nodes.master_port)
+            })?),
+            _ => None,
+        };
+        // Everyone, node 0 included, says where it listens; node 0 answers with the table.
+        let hello = Hello {
+            rank: nodes.rank,
+            count: nodes.count,
+            addr: nodes.node_addr.clone(),
+            port: nodes.data_port,
+        };
+        let to_master = std::thread::scope(|scope| {
+            let host = master
+                .as_ref()
+                .map(|listener| scope.spawn(|| host_rendezvous(listener, nodes.count, deadline)));
+            let table = ask_rendezvous(&nodes.master_addr, nodes.master_port, &hello, deadline);
+            if let Some(host) = host {
+                host.join().map_err(|_| "the rendezvous host panicked".to_string())??;
+            }
+            table
+        })?;
+        let next_rank = (nodes.rank + 1) % nodes.count;
+        let (addr, port) = &to_master[next_rank];
+        // Connect to the next node while accepting the previous one (either may come first).
+        let (next, prev) = std::thread::scope(|scope| {
+            let accepting = scope.spawn(|| accept(&data, deadline));
+            let next = connect_until(addr, *port, deadline)
+                .map_err(|e| format!("node {next_rank} ({addr}:{port}): {e}"));
+            let prev = accepting.join().map_err(|_| "accepting the previous node panicked".to_string())?;
+            Ok::<_, RingError>((next?, prev?))
+        })?;
+        for stream in [&next, &prev] {
+            stream.set_nodelay(true).ok();
+            stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+            stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        }
+        let mut ring = Self {
+            rank: nodes.rank,
+            count: nodes.count,
+            next: BufWriter::with_capacity(PIECE, next),
+            prev: BufReader::with_capacity(PIECE, prev),
+            sequence: 0,
+        };
+        // Each side says who it is, so that a stray connection is refused.
+        ring.send_header(nodes.rank as u64)?;
+        ring.next.flush().map_err(|e| ring.lost_next(e))?;
+        let prev_rank = (nodes.rank + nodes.count - 1) % nodes.count;
+        let said = ring.read_header()?;
+        if said != prev_rank as u64 {
+            return Err(format!("the previous node in the ring says it is node {said}, not {prev_rank}"));
+        }
+        Ok(ring)
+    }
+
+    /// `values` summed over the nodes, in place: every node gets the same sums. For two nodes
+    /// each sum is `a + b`, exact and the same as one device adding them.
+    pub fn all_reduce(&mut self, values: &mut [f32]) -> Result<(), RingError> {
+        let n = self.count;
+        self.sequence += 1;
+        let (len, size) = (values.len(), values.len().div_ceil(n));
+        let range = |c: usize| (c * size).min(len)..((c + 1) * size).min(len);
+        // Reduce-scatter: after n − 1 steps node r holds the sum of chunk r + 1.
+        for step in 0..n - 1 {
+            let send = (self.rank + n - step) % n;
+            let recv = (self.rank + n - step - 1) % n;
+            let (s, r) = (range(send), range(recv));
+            self.exchange(values, s, r, true)?;
+        }
+        // All-gather: pass the finished chunks round.
+        for step in 0..n - 1 {
+            let send = (self.rank + 1 + n - step) % n;
+            let recv = (self.rank + n - step) % n;
+            let (s, r) = (range(send), range(recv));
+            self.exchange(values, s, r, false)?;
+        }
+        Ok(())
+    }
+
+    /// Sends `values[send]` to the next node while receiving the previous node's chunk for
+    /// `values[recv]`, added to it or replacing it.
+    fn exchange(
+        &mut self,
+        values: &mut [f32],
+        send: std::ops::Range<usize>,
+        recv: std::ops::Range<usize>,
+        add: bool,
+    ) -> Result<(), RingError> {
+        let outgoing: Vec<u8> = values[send].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let expected = recv.len();
+        let sequence = self.sequence;
+        let Self { next, prev, rank, count, .. } = self;
+        let (rank, count) = (*rank, *count);
+        let (sent, received) = std::thread::scope(|scope| {
+            let sending = scope.spawn(move || -> Result<(), std::io::Error> {
+                next.write_all(&sequence.to_le_bytes())?;
+                next.write_all(&(outgoing.len() as u64 / 4).to_le_bytes())?;
+                for piece in outgoing.chunks(PIECE) {
+                    next.write_all(piece)?;
+                }
+                next.flush()
+            });
+            let received = (|| -> Result<Vec<u8>, RingError> {
+                let lost = |e: std::io::Error| lost(rank, count, false, e);
+                let mut word = [0u8; 8];
+                prev.read_exact(&mut word).map_err(lost)?;
+                let theirs = u64::from_le_bytes(word);
+                prev.read_exact(&mut word).map_err(lost)?;
+                let len = u64::from_le_bytes(word) as usize;
+                let from = (rank + count - 1) % count;
+                if theirs != sequence || len != expected {
+                    return Err(format!(
+                        "node {from} sent exchange {theirs} of {len} values where this node is at exchange \
+                         {sequence} of {expected}: the nodes train different things (config, code or parameters)"
+                    ));
+                }
+                let mut bytes = vec![0u8; len * 4];
+                for piece in bytes.chunks_mut(PIECE) {
+                    prev.read_exact(piece).map_err(lost)?;
+                }
+                Ok(bytes)
+            })();
+            (sending.join().expect("the sending thread does not panic"), received)
+        });
+        let bytes = received?;
+        sent.map_err(|e| lost(rank, count, true, e))?;
+        let target = &mut values[recv];
+        for (v, b) in target.iter_mut().zip(bytes.chunks_exact(4)) {
+            let theirs = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+            *v = if add { *v + theirs } else { theirs };
+        }
+        Ok(())
+    }
+
+    fn send_header(&mut self, value: u64) -> Result<(), RingError> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(value.to_le_bytes());
+        self.next.write_all(&bytes).map_err(|e| self.lost_next(e))
+    }
+
+    fn read_header(&mut self) -> Result<u64, RingError> {
+        let mut bytes = [0u8; 20];
+        self.prev.read_exact(&mut bytes).map_err(|e| lost(self.rank, self.count, false, e))?;
+        if &bytes[..12] != MAGIC {
+            return Err(
+                "the previous node does not speak spear's ring protocol (another program on the port?)"
+                    .into(),
+            );
+        }
+        Ok(u64::from_le_bytes(bytes[12..].try_into().expect("8 bytes")))
+    }
+
+    fn lost_next(&self, e: std::io::Error) -> RingError {
+        lost(self.rank, self.count, true, e)
+    }
+
+    /// Closes both connections (the neighbours' reads end at once instead of at their timeout).
+    pub fn close(&mut self) {
+        let _ = self.next.flush();
+        let _ = self.next.get_ref().shutdown(Shutdown::Both);
+        let _ = self.prev.get_ref().shutdown(Shutdown::Both);
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// What a failed read or write from a neighbour means.
+fn lost(rank: usize, count: usize, next: bool, e: std::io::Error) -> RingError {
+    let node = if next { (rank + 1) % count } else { (rank + count - 1) % count };
+    let what = match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "did not answer within the timeout",
+        std::io::ErrorKind::UnexpectedEof
+        | std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::ConnectionAborted
+        | std::io::ErrorKind::BrokenPipe => "closed its connection (it stopped or died)",
+        _ => "failed",
+    };
+    format!("node {node} {what}: {e}")
+}
+
+/// A node's answer to the rendezvous: where it listens.
+struct Hello {
+    rank: usize,
+    count: usize,
+    addr: String,
+    port: u16,
+}
+
+impl Hello {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend((self.rank as u32).to_le_bytes());
+        bytes.extend((self.count as u32).to_le_bytes());
+        bytes.extend(self.port.to_le_bytes());
+        bytes.extend((self.addr.len() as u16).to_le_bytes());
+        bytes.extend(self.addr.as_bytes());
+        bytes
+    }
+
+    fn read(stream: &mut impl Read) -> Result<Self, RingError> {
+        let mut head = [0u8; 24];
+        stream.read_exact(&mut head).map_err(|e| format!("reading a node's hello: {e}"))?;
+        if &head[..12] != MAGIC {
+            return Err("something that is not a spear node connected to the master port".into());
+        }
+        let word = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let port = u16::from_le_bytes([head[20], head[21]]);
+        let len = u16::from_le_bytes([head[22], head[23]]) as usize;
+        let mut addr = vec![0u8; len];
+        stream.read_exact(&mut addr).map_err(|e| format!("reading a node's hello: {e}"))?;
+        let addr = String::from_utf8(addr).map_err(|_| "a node's address is not UTF-8".to_string())?;
+        Ok(Self { rank: word(12), count: word(16), addr, port })
+    }
+}
+
+/// Node 0: collects every node's hello, checks them, and sends each the table of addresses.
+fn host_rendezvous(listener: &TcpListener, count: usize, deadline: Instant) -> Result<(), RingError> {
+    let mut streams: Vec<(TcpStream, Hello)> = Vec::new();
+    while streams.len() < count {
+        let mut stream = accept(listener, deadline)
+            .map_err(|e| format!("{e}: {} of {count} nodes joined", streams.len()))?;
+        let hello = Hello::read(&mut stream)?;
+        if hello.count != count {
+            return Err(format!(
+                "node {} says the run has {} nodes, node 0 says {count}",
+                hello.rank, hello.count
+            ));
+        }
+        if hello.rank >= count || streams.iter().any(|(_, h)| h.rank == hello.rank) {
+            return Err(format!("two nodes say they are node {} (check --node-rank)", hello.rank));
+        }
+        streams.push((stream, hello));
+    }
+    streams.sort_by_key(|(_, h)| h.rank);
+    let mut table = Vec::new();
+    for (_, h) in &streams {
+        table.extend(h.port.to_le_bytes());
+        table.extend((h.addr.len() as u16).to_le_bytes());
+        table.extend(h.addr.as_bytes());
+    }
+    for (stream, _) in &mut streams {
+        stream.write_all(&table).map_err(|e| format!("answering a node: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Every node: says hello to node 0 and reads where each node listens.
+fn ask_rendezvous(
+    host: &str,
+    port: u16,
+    hello: &Hello,
+    deadline: Instant,
+) -> Result<Vec<(String, u16)>, RingError> {
+    let mut stream =
+        connect_until(host, port, deadline).map_err(|e| format!("node 0 ({host}:{port}): {e}"))?;
+    stream.set_read_timeout(Some(remaining(deadline))).ok();
+    stream.write_all(&hello.to_bytes()).map_err(|e| format!("node 0 ({host}:{port}): {e}"))?;
+    let mut table = Vec::new();
+    for _ in 0..hello.count {
+        let mut head = [0u8; 4];
+        stream.read_exact(&mut head).map_err(|e| format!("waiting for the other nodes to join: {e}"))?;
+        let port = u16::from_le_bytes([head[0], head[1]]);
+        let mut addr = vec![0u8; u16::from_le_bytes([head[2], head[3]]) as usize];
+        stream.read_exact(&mut addr).map_err(|e| format!("reading the table of nodes: {e}"))?;
+        table.push((String::from_utf8_lossy(&addr).into_owned(), port));
+    }
+    Ok(table)
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
+}
+
+/// Connects to `host:port`, retrying until `deadline` (the other side may not listen yet).
+fn connect_until(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, String> {
+    loop {
+        let tried = (host, port).to_socket_addrs().map_err(|e| e.to_string()).and_then(|mut addrs| {
+            let addr = addrs.next().ok_or_else(|| "no address".to_string())?;
+            TcpStream::connect_timeout(&addr, remaining(deadline).min(Duration::from_secs(5)))
+                .map_err(|e| e.to_string())
+        });
+        match tried {
+            Ok(stream) => return Ok(stream),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!("no connection within the timeout: {e}"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Accepts one connection on `listener` before `deadline`.
+fn accept(listener: &TcpListener, deadline: Instant) -> Result<TcpStream, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return Err("no node connected within the timeout".into());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
