@@ -89,11 +89,142 @@ fn two_devices_train_as_one_device_accumulating_two_micro_batches() {
     assert!(out.contains("| trained |"), "{out}");
     assert_eq!(metrics(&two), metrics(&one), "the metrics of --devices 2 and of run.grad_accum=2");
 
+    // Two processes on 127.0.0.1 (two nodes of one device each): the same metrics again.
+    let nodes = temp("vla-two-nodes");
+    let outs = on_nodes(2, &nodes, &settings, &[], &[]);
+    assert!(outs.iter().all(|(ok, ..)| *ok), "{outs:?}");
+    assert!(outs[1].1.contains("node 1 of 2: trained its 1 rank(s) to step 4"), "{}", outs[1].1);
+    assert_eq!(metrics(&nodes), metrics(&one), "the metrics of two processes and of run.grad_accum=2");
+    assert!(nodes.join("final/model.safetensors").is_file() && nodes.join("data-node1").is_dir());
+
     // A batch that does not split over the devices is refused, in the dry run too.
     let (ok, _, err) = train("vla", &temp("vla-three"), &settings, &["--devices", "3", "--dry-run"]);
     assert!(!ok && err.contains("does not split into run.grad_accum 1 × 3 devices"), "{err}");
     let (ok, out, err) = train("vla", &temp("vla-dry"), &settings, &["--devices", "2", "--dry-run"]);
     assert!(ok && out.contains("2 device(s) (1 node(s) × 2): global batch 4, per device 2"), "{out}\n{err}");
+}
+
+/// `spear train vla` as `count` processes (nodes) on 127.0.0.1 in `dir`, `extra[r]` appended to
+/// node r's arguments (when given), each node's output as (success, stdout, stderr). A watchdog
+/// kills them all and fails the test when they have not all ended within two minutes.
+fn on_nodes(
+    count: usize,
+    dir: &Path,
+    settings: &[&str],
+    extra: &[&[&str]],
+    until: &[(usize, &dyn Fn() -> bool)],
+) -> Vec<(bool, String, String)> {
+    let port = free_ports(count + 1);
+    let children: Vec<_> = (0..count)
+        .map(|rank| {
+            let mut args: Vec<String> =
+                ["--backend", "cpu", "train", "vla", "--out"].map(String::from).to_vec();
+            args.push(dir.display().to_string());
+            for s in settings {
+                args.extend(["--set".into(), s.to_string()]);
+            }
+            let nodes = ["--nnodes", &count.to_string(), "--node-rank", &rank.to_string()].map(String::from);
+            args.extend(nodes);
+            args.extend(["--master-addr", "127.0.0.1", "--master-port", &port.to_string()].map(String::from));
+            args.extend(
+                extra
+                    .get(rank)
+                    .map(|e| e.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
+            std::process::Command::new(env!("CARGO_BIN_EXE_spear"))
+                .args(&args)
+                .env("RAYON_NUM_THREADS", "1")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut children: Vec<Option<std::process::Child>> = children.into_iter().map(Some).collect();
+    let started = std::time::Instant::now();
+    let mut killed = vec![false; count];
+    loop {
+        // Kill node r once its condition holds (a fault injected mid-run).
+        for (r, condition) in until {
+            if !killed[*r] && condition() {
+                children[*r].as_mut().unwrap().kill().unwrap();
+                killed[*r] = true;
+            }
+        }
+        if children.iter_mut().all(|c| c.as_mut().unwrap().try_wait().unwrap().is_some()) {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            for c in children.iter_mut().flatten() {
+                let _ = c.kill();
+            }
+            panic!("the nodes hung: killed after two minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    children
+        .iter_mut()
+        .map(|c| {
+            let out = c.take().unwrap().wait_with_output().unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A free port with the `n − 1` after it free too (the master port, then one per node).
+fn free_ports(n: usize) -> u16 {
+    loop {
+        let base = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
+        let free = (0..n as u16).all(|i| {
+            base.checked_add(i).is_some_and(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
+        });
+        if free {
+            return base;
+        }
+    }
+}
+
+#[test]
+fn a_node_killed_mid_run_stops_the_other_within_the_timeout_and_the_run_resumes_exactly() {
+    let mut settings = VLA.to_vec();
+    settings.extend(["run.steps=12", "run.log_every=1"]);
+    let straight = temp("vla-nodes-straight");
+    let (ok, out, err) = train("vla", &straight, &[&settings[..], &["run.grad_accum=2"]].concat(), &[]);
+    assert!(ok, "{out}\n{err}");
+
+    // Node 1 is killed once the step-2 checkpoint is written; node 0 stops with a named error.
+    let dir = temp("vla-nodes-killed");
+    let checkpoint = dir.join("step-000000002");
+    let written = || checkpoint.is_dir();
+    let timeout: &[&str] = &["--dist-timeout", "20"];
+    let started = std::time::Instant::now();
+    let outs = on_nodes(2, &dir, &settings, &[timeout, timeout], &[(1, &written)]);
+    let (ok, _, err) = &outs[0];
+    assert!(!ok, "node 0 went on without node 1");
+    assert!(err.contains("rank 0 of 2") && err.contains("step ") && err.contains("node 1"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+    assert!(!dir.join("step-000000012").exists(), "the kill came after the run's end");
+
+    // Both resume from the last checkpoint into the uninterrupted run's metrics.
+    let outs = on_nodes(2, &dir, &settings, &[&["--resume"], &["--resume"]], &[]);
+    assert!(outs.iter().all(|(ok, ..)| *ok), "{outs:?}");
+    assert_eq!(metrics(&dir), metrics(&straight), "resumed on two nodes against one device, uninterrupted");
+
+    // Nodes that disagree on the config refuse to train together, each saying what differs.
+    let refused = temp("vla-nodes-differ");
+    let outs = on_nodes(2, &refused, &settings, &[&[], &["--set", "run.seed=9"]], &[]);
+    for (ok, _, err) in &outs {
+        assert!(!ok && err.contains("differ in their config (rank 1 against rank 0's)"), "{err}");
+    }
+    assert!(!refused.join("step-000000002").exists());
+    for dir in [straight, dir, refused] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[test]

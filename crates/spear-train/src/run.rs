@@ -65,22 +65,22 @@ pub enum TrainError {
     #[error("{0}")]
     Task(String),
     /// Exchanging with the other ranks failed.
-    #[error("step {step}: {source}")]
+    #[error("step {step}: {error}")]
     Dist {
         /// The optimiser step (1-based).
         step: u64,
         /// What failed.
-        source: DistError,
+        error: DistError,
     },
     /// A rank of a data-parallel run stopped the run.
-    #[error("rank {rank} of {world}: {source}")]
+    #[error("rank {rank} of {world}: {error}")]
     Rank {
         /// The rank.
         rank: usize,
         /// The world size.
         world: usize,
         /// Why it stopped.
-        source: Box<TrainError>,
+        error: Box<TrainError>,
     },
 }
 
@@ -328,7 +328,7 @@ where
 {
     // The whole run as one fallible body, so that any error releases the other ranks.
     let run = move || -> Result<Trained<B, T::Model>, TrainError> {
-        let dist = |step: u64| move |source: DistError| TrainError::Dist { step, source };
+        let dist = |step: u64| move |error: DistError| TrainError::Dist { step, error };
         let facts = [
             ("config", config.to_toml()),
             ("code version", code_version()),
@@ -509,9 +509,9 @@ where
     let ring = match &launch.nodes {
         Some(nodes) => Some(crate::dist::Ring::connect(nodes, launch.timeout).map_err(|problem| {
             let rank = launch.rank_index(0);
-            let source =
+            let error =
                 DistError { rank, world, what: "joining the other nodes", problem, peer_stopped: false };
-            TrainError::Dist { step: 0, source }
+            TrainError::Rank { rank, world, error: Box::new(TrainError::Dist { step: 0, error }) }
         })?),
         None => None,
     };
@@ -524,7 +524,7 @@ where
     ) -> Result<R, TrainError> {
         let device = &launch.devices[local];
         let outcome = Rank::join::<B::InnerBackend>(launch, local, ring)
-            .map_err(|source| TrainError::Dist { step: 0, source })
+            .map_err(|error| TrainError::Dist { step: 0, error })
             .and_then(|rank| {
                 let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&rank, device)))
                     .unwrap_or_else(|panic| {
@@ -536,8 +536,7 @@ where
                         Err(TrainError::Task(format!("panicked: {text}")))
                     });
                 if out.is_ok() {
-                    rank.finish::<B::InnerBackend>()
-                        .map_err(|source| TrainError::Dist { step: 0, source })?;
+                    rank.finish::<B::InnerBackend>().map_err(|error| TrainError::Dist { step: 0, error })?;
                 }
                 out
             });
@@ -545,7 +544,7 @@ where
             crate::dist::abort::<B::InnerBackend>();
         }
         let (rank, world) = (launch.rank_index(local), launch.world());
-        outcome.map_err(|e| TrainError::Rank { rank, world, source: Box::new(e) })
+        outcome.map_err(|e| TrainError::Rank { rank, world, error: Box::new(e) })
     }
     let peer = &peer;
     std::thread::scope(|scope| {
@@ -562,8 +561,8 @@ where
                     errors.insert(0, e);
                 }
                 let echo = |e: &TrainError| {
-                    matches!(e, TrainError::Rank { source, .. }
-                        if matches!(**source, TrainError::Dist { ref source, .. } if source.peer_stopped))
+                    matches!(e, TrainError::Rank { error, .. }
+                        if matches!(**error, TrainError::Dist { ref error, .. } if error.peer_stopped))
                 };
                 let cause = errors.iter().position(|e| !echo(e)).unwrap_or(0);
                 Err(errors.swap_remove(cause))

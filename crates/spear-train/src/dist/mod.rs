@@ -45,7 +45,7 @@ use sha2::{Digest, Sha256};
 
 /// Why a collective operation failed.
 #[derive(Debug, thiserror::Error)]
-#[error("rank {rank} of {world}: {what}: {problem}")]
+#[error("{what}: {problem}")]
 pub struct DistError {
     /// The rank that saw it.
     pub rank: usize,

@@ -219,15 +219,16 @@ impl Drop for Ring {
 /// What a failed read or write from a neighbour means.
 fn lost(rank: usize, count: usize, next: bool, e: std::io::Error) -> RingError {
     let node = if next { (rank + 1) % count } else { (rank + count - 1) % count };
-    let what = match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "did not answer within the timeout",
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("node {node} did not answer within the timeout (it hangs, or is far behind)")
+        }
         std::io::ErrorKind::UnexpectedEof
         | std::io::ErrorKind::ConnectionReset
         | std::io::ErrorKind::ConnectionAborted
-        | std::io::ErrorKind::BrokenPipe => "closed its connection (it stopped or died)",
-        _ => "failed",
-    };
-    format!("node {node} {what}: {e}")
+        | std::io::ErrorKind::BrokenPipe => format!("node {node} closed its connection (it stopped or died)"),
+        _ => format!("node {node}: {e}"),
+    }
 }
 
 /// A node's answer to the rendezvous: where it listens.
