@@ -33,6 +33,8 @@ commands are `spear` subcommands, built in release with the chosen backend:
                 beside Open3D, with a parity check [--compare-open3d PYTHON]
   bench serve   openpi's Python client against spear serve at 1, 4, 16 clients (p50, p99, chunks/s,
                 server overhead) --client-python PYTHON [--compare-torch PYTHON]
+  bench dist    all-reduce throughput of 4-256 MiB buckets between 2 and 4 processes over loopback
+                beside torch.distributed's gloo [--compare-torch PYTHON]
   vlm ask       answer a prompt about an image (see `spear vlm ask --help`)
   weights       inspect a checkpoint (`weights inspect PATH`)
   policy act    sample an action chunk (see `spear policy act --help`)

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use spear_data::loader::{Batch, Loader, LoaderError, MixtureConfig, Normalization};
+use spear_data::loader::{Batch, Loader, LoaderError, MixtureConfig, Normalization, Shard};
 use spear_data::oxe::{STATE_DIM, spec};
 use spear_data::resample::ACTION_DIM;
 
@@ -92,6 +92,33 @@ fn a_resumed_loader_continues_the_same_stream() {
         assert_eq!(key(a), key(b));
         assert_eq!(a.external, b.external);
         assert_eq!(a.state_after, b.state_after);
+    }
+}
+
+#[test]
+fn sharded_loaders_decode_their_share_of_the_one_device_stream() {
+    let config = mixture();
+    let all = batches(&mut Loader::open(&config).unwrap(), 6);
+    for index in 0..2 {
+        let mut sharded = config.clone();
+        sharded.loader.shard = Some(Shard { index, count: 2 });
+        let mut loader = Loader::open(&sharded).unwrap();
+        let mut mine = batches(&mut loader, 3);
+        // Resumed mid-stream (from another rank's batch), the share goes on.
+        let mut resumed = Loader::resume(&sharded, mine[2].state_after.clone()).unwrap();
+        mine.extend(batches(&mut resumed, 3));
+        for (number, (one, theirs)) in all.iter().zip(&mine).enumerate() {
+            assert_eq!(theirs.decoded, number % 2 == index, "batch {number} of rank {index}");
+            assert_eq!(
+                (&one.dataset, &one.source, &one.state_after),
+                (&theirs.dataset, &theirs.source, &theirs.state_after)
+            );
+            if theirs.decoded {
+                assert_eq!(one, theirs, "batch {number}");
+            } else {
+                assert!(theirs.external.is_empty() && theirs.actions.is_empty());
+            }
+        }
     }
 }
 

@@ -105,6 +105,19 @@ pub trait Task<B: AutodiffBackend> {
     /// The next micro-batch of the training stream.
     fn next_batch(&mut self) -> Result<Self::Batch, TrainError>;
 
+    /// Passes over the next micro-batch (another rank's), leaving the stream where
+    /// [`Task::next_batch`] would: by default, takes it and drops it.
+    fn skip_batch(&mut self) -> Result<(), TrainError> {
+        self.next_batch().map(drop)
+    }
+
+    /// This task feeds rank `index` of `world`, which computes the stream's micro-batches whose
+    /// number is `index` modulo `world` and skips the others ([`Task::skip_batch`]): a task may
+    /// leave those unprepared from here on. By default, nothing changes.
+    fn shard(&mut self, _index: usize, _world: usize) -> Result<(), TrainError> {
+        Ok(())
+    }
+
     /// The micro-batch's loss, its random draws (flow times, noise) taken from `rng`, the
     /// micro-batch's own generator ([`micro_batch_rng`]).
     fn loss(
@@ -303,9 +316,10 @@ pub fn prepare_run_dir(
 /// from its last checkpoint when `resume`, as `rank` of a data-parallel run ([`Rank::single`]:
 /// on one device).
 ///
-/// With several ranks, each step has `run.grad_accum × world` micro-batches; every rank reads
-/// each of them from `task` (so every rank's stream, and its state, is the one-device stream),
-/// and computes those whose place in the step is its index modulo the world size. Gradients are
+/// With several ranks, each step has `run.grad_accum × world` micro-batches; every rank passes
+/// through each of them in `task` (so every rank's stream, and its state, is the one-device
+/// stream) but prepares and computes only those whose place in the step is its index modulo the
+/// world size ([`Task::shard`], [`Task::skip_batch`]). Gradients are
 /// summed over the ranks after accumulation, then scaled by one over the step's micro-batches,
 /// before clipping: every rank takes the same update. Only the main rank (0) prepares the run
 /// folder, validates, writes metrics and checkpoints; the others wait for its checkpoints. All
@@ -351,6 +365,9 @@ where
         let mut model = model;
         let mut window = Window::default();
         let mut step = 0;
+        if rank.world() > 1 {
+            task.shard(rank.index(), rank.world())?;
+        }
         if let Some(dir) = &from {
             let restored = checkpoint::load(dir, config, rank.world(), model, optimizer, ema, device)?;
             (model, optimizer, ema) = (restored.model, restored.optimizer, restored.ema);
@@ -382,10 +399,11 @@ where
             // This rank's micro-batches' values (loss first), in order.
             let (mut names, mut mine): (Vec<&str>, Vec<f64>) = (Vec::new(), Vec::new());
             for k in 0..micro {
-                let batch = task.next_batch()?;
                 if k % world != rank.index() {
+                    task.skip_batch()?;
                     continue;
                 }
+                let batch = task.next_batch()?;
                 let index = step * micro as u64 + k as u64;
                 B::seed(device, step_seed(r.seed, index));
                 let (loss, parts) = task.loss(&model, batch, &mut micro_batch_rng(r.seed, index))?;

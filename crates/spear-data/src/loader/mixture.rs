@@ -57,6 +57,30 @@ pub struct LoaderConfig {
     pub normalization: NormalizationConfig,
     /// Episodes held out for validation (none by default).
     pub holdout: Holdout,
+    /// Decode only this share of the batches (a rank of a data-parallel run; set by the trainer,
+    /// never in a file).
+    #[serde(skip)]
+    pub shard: Option<Shard>,
+}
+
+/// The batches one rank of a data-parallel run decodes: those whose number (counted from the
+/// stream's start) is `index` modulo `count`. The others come back undecoded
+/// ([`super::Batch::decoded`] false) at the cost of drawing them, and the stream, its state and
+/// the samples of every batch stay those of a loader without a shard: the ranks' shares together
+/// are the one-device stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This rank.
+    pub index: usize,
+    /// Ranks.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Whether batch `number` is this rank's.
+    pub fn decodes(&self, number: u64) -> bool {
+        number % self.count.max(1) as u64 == self.index as u64
+    }
 }
 
 /// `[loader.holdout]`: a fixed share of each dataset's episodes, chosen by a hash of the dataset's
@@ -106,6 +130,7 @@ impl Default for LoaderConfig {
             skip_bad_episodes: true,
             normalization: NormalizationConfig::default(),
             holdout: Holdout::default(),
+            shard: None,
         }
     }
 }

@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-pub use mixture::{Holdout, LoaderConfig, LoaderError, MixtureConfig, MixtureEntry};
+pub use mixture::{Holdout, LoaderConfig, LoaderError, MixtureConfig, MixtureEntry, Shard};
 use mixture::{open_dataset, resolve_spec};
 pub use normalization::{Normalization, NormalizationConfig, NormalizerKind, RotationNormalizerKind};
 pub use sampler::{BufferedFrame, Cursor, LoaderState};
@@ -67,9 +67,13 @@ pub struct Batch {
     pub source: Vec<(u64, u32)>,
     /// The loader's state after this batch: resume from it to continue after this batch.
     pub state_after: LoaderState,
+    /// Whether the samples were decoded. A loader with a [`Shard`] leaves the other ranks'
+    /// batches undecoded: their `dataset`, `source` and `state_after` are filled, their arrays empty.
+    pub decoded: bool,
 }
 
 /// A sample decoded.
+#[derive(Clone)]
 struct Decoded {
     wrist_present: bool,
     state: [f32; STATE_DIM],
@@ -195,12 +199,36 @@ impl Loader {
         self.sampler.state()
     }
 
-    /// Produces the next batch on this thread (decoding on the pool).
+    /// Produces the next batch on this thread (decoding on the pool; with a [`Shard`], only
+    /// this rank's batches).
+    ///
+    /// A sample whose image will not decode (with `skip_bad_episodes`) is replaced by the next
+    /// good sample of the same batch, so that the stream never depends on what decoded: a rank
+    /// that leaves a batch undecoded stays where the rank decoding it is.
     pub fn next_batch(&mut self) -> Result<Batch, LoaderError> {
         let size = self.sampler.config.batch_size;
-        let mut slots = self.sampler.draw(size)?;
+        let slots = self.sampler.draw(size)?;
         // One seed per sample from the stream, so augmentation is deterministic and parallel.
         let seeds: Vec<u64> = (0..size).map(|_| self.sampler.rng.random()).collect();
+        let number = self.sampler.batches;
+        self.sampler.batches += 1;
+        let mut batch = Batch {
+            size,
+            external: Vec::new(),
+            wrist: Vec::new(),
+            wrist_present: Vec::with_capacity(size),
+            instructions: Vec::with_capacity(size),
+            state: Vec::with_capacity(size * STATE_DIM),
+            actions: Vec::new(),
+            mask: Vec::new(),
+            dataset: slots.iter().map(|s| s.dataset).collect(),
+            source: slots.iter().map(|s| (s.episode, s.frame)).collect(),
+            state_after: self.sampler.state(),
+            decoded: false,
+        };
+        if self.decoder.config.shard.is_some_and(|s| !s.decodes(number)) {
+            return Ok(batch);
+        }
         let decoder = self.decoder.clone();
         let c = &self.decoder.config;
         let external_len = c.external_size[0] * c.external_size[1] * 3;
@@ -217,41 +245,25 @@ impl Loader {
                 .map(|(((slot, &seed), e), w)| decoder.decode(slot, seed, e, w))
                 .collect()
         });
-        // A frame whose image will not decode is replaced by the next draw (in skip mode), in
-        // order, so that the stream stays deterministic and a resume does not meet it again.
         for i in 0..size {
-            while let Err(e) = &decoded[i] {
-                if !self.sampler.config.skip_bad_episodes {
-                    return Err(decoded.swap_remove(i).err().expect("an error").into());
-                }
-                tracing_skip(&self.sampler.sources[slots[i].dataset as usize].spec, &e.to_string());
-                self.sampler.cursors[slots[i].dataset as usize].bad_frames += 1;
-                slots[i] = self.sampler.draw(1)?.pop().expect("one slot");
-                let seed = self.sampler.rng.random();
-                let (e, w) = (
-                    &mut external[i * external_len..(i + 1) * external_len],
-                    &mut wrist[i * wrist_len..(i + 1) * wrist_len],
-                );
-                e.fill(0);
-                w.fill(0);
-                decoded[i] = decoder.decode(&slots[i], seed, e, w);
+            let Err(e) = &decoded[i] else { continue };
+            if !self.sampler.config.skip_bad_episodes {
+                return Err(decoded.swap_remove(i).err().expect("an error").into());
             }
+            tracing_skip(&self.sampler.sources[slots[i].dataset as usize].spec, &e.to_string());
+            self.sampler.cursors[slots[i].dataset as usize].bad_frames += 1;
+            let Some(good) = (1..size).map(|k| (i + k) % size).find(|&j| decoded[j].is_ok()) else {
+                return Err(decoded.swap_remove(i).err().expect("an error").into());
+            };
+            external.copy_within(good * external_len..(good + 1) * external_len, i * external_len);
+            wrist.copy_within(good * wrist_len..(good + 1) * wrist_len, i * wrist_len);
+            decoded[i] = Ok(decoded[good].as_ref().ok().expect("a good sample").clone());
+            (batch.dataset[i], batch.source[i]) = (batch.dataset[good], batch.source[good]);
         }
-        self.sampler.batches += 1;
-        let state_after = self.sampler.state();
-        let mut batch = Batch {
-            size,
-            external,
-            wrist,
-            wrist_present: Vec::with_capacity(size),
-            instructions: Vec::with_capacity(size),
-            state: Vec::with_capacity(size * STATE_DIM),
-            actions: Vec::with_capacity(size * c.horizon * ACTION_DIM),
-            mask: Vec::with_capacity(size * c.horizon),
-            dataset: slots.iter().map(|s| s.dataset).collect(),
-            source: slots.iter().map(|s| (s.episode, s.frame)).collect(),
-            state_after,
-        };
+        batch.state_after = self.sampler.state();
+        (batch.external, batch.wrist, batch.decoded) = (external, wrist, true);
+        batch.actions.reserve(size * c.horizon * ACTION_DIM);
+        batch.mask.reserve(size * c.horizon);
         for d in decoded {
             let d = d?;
             batch.wrist_present.push(d.wrist_present);

@@ -13,7 +13,9 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use spear_data::loader::{Batch, Loader, LoaderError, LoaderState, MixtureConfig, Normalization, Prefetch};
+use spear_data::loader::{
+    Batch, Loader, LoaderError, LoaderState, MixtureConfig, Normalization, Prefetch, Shard,
+};
 use spear_data::oxe::STATE_DIM;
 use spear_data::resample::ACTION_DIM;
 use spear_models::policy::Observation;
@@ -339,6 +341,11 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
         batch: Batch,
         rng: &mut ChaCha8Rng,
     ) -> Result<Loss<B>, TrainError> {
+        if !batch.decoded {
+            return Err(TrainError::Task(
+                "the loader left this micro-batch undecoded (another rank's)".into(),
+            ));
+        }
         let b = device_batch::<B>(&batch, &self.policy, &mut self.prompts, &self.device)?;
         let draws = model.draw(batch.size, rng, &self.device);
         let loss = model
@@ -387,6 +394,12 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
             ("val_turn_error_deg".into(), errors.turn_deg),
             ("val_gripper_accuracy".into(), errors.gripper),
         ])
+    }
+
+    fn shard(&mut self, index: usize, world: usize) -> Result<(), TrainError> {
+        // The loader decodes this rank's batches only; the others cost their draw.
+        self.mixture.loader.shard = Some(Shard { index, count: world });
+        self.restore(&self.state())
     }
 
     fn state(&self) -> serde_json::Value {

@@ -224,6 +224,20 @@ impl<B: AutodiffBackend> VlmTask<B> {
         &self.quantizer
     }
 
+    /// The next micro-batch's rows (their indices), moving the cursor past them.
+    fn choose(&mut self) -> Vec<usize> {
+        let mut chosen = Vec::with_capacity(self.micro_batch);
+        while chosen.len() < self.micro_batch {
+            if self.cursor.position == self.order.len() {
+                self.cursor = Cursor { epoch: self.cursor.epoch + 1, position: 0 };
+                self.order = Self::order(self.seed, self.cursor.epoch, self.train.len());
+            }
+            chosen.push(self.order[self.cursor.position]);
+            self.cursor.position += 1;
+        }
+        chosen
+    }
+
     fn batch_of(&self, rows: Vec<VqaRow>) -> Result<VqaBatch, TrainError> {
         let pixels: Vec<Vec<u8>> =
             rows.par_iter().map(|r| load_image(&r.image, self.image_size)).collect::<Result<_, _>>()?;
@@ -248,16 +262,14 @@ impl<B: AutodiffBackend> Task<B> for VlmTask<B> {
     type Batch = VqaBatch;
 
     fn next_batch(&mut self) -> Result<VqaBatch, TrainError> {
-        let mut chosen = Vec::with_capacity(self.micro_batch);
-        while chosen.len() < self.micro_batch {
-            if self.cursor.position == self.order.len() {
-                self.cursor = Cursor { epoch: self.cursor.epoch + 1, position: 0 };
-                self.order = Self::order(self.seed, self.cursor.epoch, self.train.len());
-            }
-            chosen.push(self.train[self.order[self.cursor.position]].clone());
-            self.cursor.position += 1;
-        }
+        let chosen = self.choose().into_iter().map(|i| self.train[i].clone()).collect();
         self.batch_of(chosen)
+    }
+
+    fn skip_batch(&mut self) -> Result<(), TrainError> {
+        // Another rank's: its rows are chosen, their images not read.
+        self.choose();
+        Ok(())
     }
 
     fn loss(
