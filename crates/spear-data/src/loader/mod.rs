@@ -252,12 +252,15 @@ impl Loader {
             }
             tracing_skip(&self.sampler.sources[slots[i].dataset as usize].spec, &e.to_string());
             self.sampler.cursors[slots[i].dataset as usize].bad_frames += 1;
-            let Some(good) = (1..size).map(|k| (i + k) % size).find(|&j| decoded[j].is_ok()) else {
+            let Some((good, copy)) = (1..size)
+                .map(|k| (i + k) % size)
+                .find_map(|j| decoded[j].as_ref().ok().map(|d| (j, d.clone())))
+            else {
                 return Err(decoded.swap_remove(i).err().expect("an error").into());
             };
             external.copy_within(good * external_len..(good + 1) * external_len, i * external_len);
             wrist.copy_within(good * wrist_len..(good + 1) * wrist_len, i * wrist_len);
-            decoded[i] = Ok(decoded[good].as_ref().ok().expect("a good sample").clone());
+            decoded[i] = Ok(copy);
             (batch.dataset[i], batch.source[i]) = (batch.dataset[good], batch.source[good]);
         }
         batch.state_after = self.sampler.state();
