@@ -443,13 +443,14 @@ impl Rank {
             return Ok(Tensor::from_primitive(TensorPrimitive::Float(got)));
         };
         let device = local.device();
-        let n = local.dims()[0];
-        let mut values: Vec<f32> = local.into_data().convert::<f32>().to_vec().expect("f32 values");
+        // Summed in place in the tensor's own host copy (no second copy into a Vec).
+        let mut data = local.into_data().convert::<f32>();
+        let values = data.as_mut_slice::<f32>().map_err(|e| self.fail(what, format!("{e:?}")))?;
         ring.lock()
             .expect("the ring's lock")
-            .all_reduce(&mut values)
+            .all_reduce(values)
             .map_err(|problem| self.fail(what, problem))?;
-        let summed = Tensor::<B, 1>::from_data(TensorData::new(values, [n]), &device);
+        let summed = Tensor::<B, 1>::from_data(data, &device);
         if self.local_world == 1 {
             return Ok(summed);
         }

@@ -11,7 +11,7 @@
 //! to and how long it is, so a peer that stops, hangs or sends something else is an error that
 //! names it, never a wait without end.
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -20,16 +20,18 @@ use super::Nodes;
 /// The first bytes of every connection: the protocol and its version.
 const MAGIC: &[u8; 12] = b"SPEAR-RING/1";
 
-/// Largest piece written or read at once (keeps both directions of a step moving).
-const PIECE: usize = 4 << 20;
+/// Bytes received before they are added (the adding overlaps the rest of the transfer).
+const PIECE: usize = 1 << 20;
 
 /// This node's place in the ring: a connection to the next node and one from the previous.
 #[derive(Debug)]
 pub struct Ring {
     rank: usize,
     count: usize,
-    next: BufWriter<TcpStream>,
-    prev: BufReader<TcpStream>,
+    next: TcpStream,
+    prev: TcpStream,
+    /// Where a piece from the previous node lands before it is added.
+    scratch: Vec<f32>,
     /// Exchanges so far (each message carries its number).
     sequence: u64,
 }
@@ -86,8 +88,9 @@ impl Ring {
         let mut ring = Self {
             rank: nodes.rank,
             count: nodes.count,
-            next: BufWriter::with_capacity(PIECE, next),
-            prev: BufReader::with_capacity(PIECE, prev),
+            next,
+            prev,
+            scratch: vec![0.0; PIECE / 4],
             sequence: 0,
         };
         // Each side says who it is, so that a stray connection is refused.
@@ -126,7 +129,7 @@ impl Ring {
     }
 
     /// Sends `values[send]` to the next node while receiving the previous node's chunk for
-    /// `values[recv]`, added to it or replacing it.
+    /// `values[recv]` (another chunk), added to it or replacing it, piece by piece as it comes.
     fn exchange(
         &mut self,
         values: &mut [f32],
@@ -134,50 +137,54 @@ impl Ring {
         recv: std::ops::Range<usize>,
         add: bool,
     ) -> Result<(), RingError> {
-        let outgoing: Vec<u8> = values[send].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let expected = recv.len();
+        // The two chunks as disjoint slices.
+        let (outgoing, incoming) = if send.start < recv.start {
+            let (low, high) = values.split_at_mut(recv.start);
+            (&low[send], &mut high[..recv.len()])
+        } else {
+            let (low, high) = values.split_at_mut(send.start);
+            (&high[..send.len()], &mut low[recv])
+        };
         let sequence = self.sequence;
-        let Self { next, prev, rank, count, .. } = self;
+        let Self { next, prev, rank, count, scratch, .. } = self;
         let (rank, count) = (*rank, *count);
         let (sent, received) = std::thread::scope(|scope| {
             let sending = scope.spawn(move || -> Result<(), std::io::Error> {
-                next.write_all(&sequence.to_le_bytes())?;
-                next.write_all(&(outgoing.len() as u64 / 4).to_le_bytes())?;
-                for piece in outgoing.chunks(PIECE) {
-                    next.write_all(piece)?;
-                }
+                let mut header = sequence.to_le_bytes().to_vec();
+                header.extend((outgoing.len() as u64).to_le_bytes());
+                next.write_all(&header)?;
+                // Native byte order: every node of a run is the same kind of machine.
+                next.write_all(bytemuck::cast_slice(outgoing))?;
                 next.flush()
             });
-            let received = (|| -> Result<Vec<u8>, RingError> {
+            let received = (|| -> Result<(), RingError> {
                 let lost = |e: std::io::Error| lost(rank, count, false, e);
-                let mut word = [0u8; 8];
-                prev.read_exact(&mut word).map_err(lost)?;
-                let theirs = u64::from_le_bytes(word);
-                prev.read_exact(&mut word).map_err(lost)?;
-                let len = u64::from_le_bytes(word) as usize;
+                let mut header = [0u8; 16];
+                prev.read_exact(&mut header).map_err(lost)?;
+                let theirs = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+                let len = u64::from_le_bytes(header[8..].try_into().expect("8 bytes")) as usize;
                 let from = (rank + count - 1) % count;
-                if theirs != sequence || len != expected {
+                if theirs != sequence || len != incoming.len() {
                     return Err(format!(
                         "node {from} sent exchange {theirs} of {len} values where this node is at exchange \
-                         {sequence} of {expected}: the nodes train different things (config, code or parameters)"
+                         {sequence} of {}: the nodes train different things (config, code or parameters)",
+                        incoming.len()
                     ));
                 }
-                let mut bytes = vec![0u8; len * 4];
-                for piece in bytes.chunks_mut(PIECE) {
-                    prev.read_exact(piece).map_err(lost)?;
+                if !add {
+                    return prev.read_exact(bytemuck::cast_slice_mut(incoming)).map_err(lost);
                 }
-                Ok(bytes)
+                for chunk in incoming.chunks_mut(PIECE / 4) {
+                    let piece = &mut scratch[..chunk.len()];
+                    prev.read_exact(bytemuck::cast_slice_mut(piece)).map_err(lost)?;
+                    chunk.iter_mut().zip(piece.iter()).for_each(|(v, t)| *v += *t);
+                }
+                Ok(())
             })();
             (sending.join().expect("the sending thread does not panic"), received)
         });
-        let bytes = received?;
-        sent.map_err(|e| lost(rank, count, true, e))?;
-        let target = &mut values[recv];
-        for (v, b) in target.iter_mut().zip(bytes.chunks_exact(4)) {
-            let theirs = f32::from_le_bytes(b.try_into().expect("4 bytes"));
-            *v = if add { *v + theirs } else { theirs };
-        }
-        Ok(())
+        received?;
+        sent.map_err(|e| lost(rank, count, true, e))
     }
 
     fn send_header(&mut self, value: u64) -> Result<(), RingError> {
@@ -205,8 +212,8 @@ impl Ring {
     /// Closes both connections (the neighbours' reads end at once instead of at their timeout).
     pub fn close(&mut self) {
         let _ = self.next.flush();
-        let _ = self.next.get_ref().shutdown(Shutdown::Both);
-        let _ = self.prev.get_ref().shutdown(Shutdown::Both);
+        let _ = self.next.shutdown(Shutdown::Both);
+        let _ = self.prev.shutdown(Shutdown::Both);
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use spear_train::dist::{Launch, Nodes, Rank, Ring};
 
 use super::{Better, median, ratio_line};
@@ -146,13 +147,13 @@ impl BenchDistArgs {
         let device = Default::default();
         for &mib in &self.mib {
             let n = (mib * (1 << 20) as f64 / 4.0) as usize;
-            let tensor = Tensor::<Cpu, 1>::ones([n], &device);
             let mut times = Vec::new();
             for round in 0..=self.repeats {
+                // A fresh bucket each time, as training concatenates one.
+                let tensor = Tensor::<Cpu, 1>::random([n], Distribution::Normal(0.0, 1.0), &device);
                 rank.barrier::<Cpu>(&device)?;
                 let start = Instant::now();
-                let summed = rank.sum(tensor.clone(), "the bench's all-reduce")?;
-                let _ = summed.into_data();
+                rank.sum(tensor, "the bench's all-reduce")?;
                 if round > 0 {
                     times.push(start.elapsed().as_secs_f64());
                 }
