@@ -368,3 +368,98 @@ fn accept(listener: &TcpListener, deadline: Instant) -> Result<TcpStream, String
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A free port with the `n − 1` after it free too.
+    fn free_ports(n: usize) -> u16 {
+        loop {
+            let base = TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
+            if (0..n as u16)
+                .all(|i| base.checked_add(i).is_some_and(|p| TcpListener::bind(("0.0.0.0", p)).is_ok()))
+            {
+                return base;
+            }
+        }
+    }
+
+    /// `count` nodes on 127.0.0.1, each running `body` on its ring in its own thread.
+    fn nodes<T: Send>(count: usize, timeout: Duration, body: impl Fn(usize, Ring) -> T + Sync) -> Vec<T> {
+        let port = free_ports(count + 1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..count)
+                .map(|rank| {
+                    let body = &body;
+                    scope.spawn(move || {
+                        let nodes = Nodes {
+                            count,
+                            rank,
+                            master_addr: "127.0.0.1".into(),
+                            master_port: port,
+                            node_addr: "127.0.0.1".into(),
+                            data_port: port + 1 + rank as u16,
+                        };
+                        body(rank, Ring::connect(&nodes, timeout).unwrap())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    #[test]
+    fn every_node_gets_the_sums_whatever_the_length() {
+        for count in [2, 3] {
+            // Lengths below, at and past the node count, split unevenly.
+            let lengths = [1, 2, 3, 7, 1000];
+            let sums = nodes(count, Duration::from_secs(20), |rank, mut ring| {
+                lengths
+                    .iter()
+                    .map(|&len| {
+                        let mut values: Vec<f32> = (0..len).map(|i| (i * 10 + rank) as f32).collect();
+                        ring.all_reduce(&mut values).unwrap();
+                        values
+                    })
+                    .collect::<Vec<_>>()
+            });
+            for (l, &len) in lengths.iter().enumerate() {
+                let want: Vec<f32> =
+                    (0..len).map(|i| (0..count).map(|r| (i * 10 + r) as f32).sum()).collect();
+                for node in &sums {
+                    assert_eq!(node[l], want, "{count} nodes, {len} values");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stopped_or_silent_neighbour_and_a_different_tensor_are_named_errors() {
+        // Node 1 leaves: node 0 hears it at once.
+        let errors = nodes(2, Duration::from_secs(20), |rank, mut ring| match rank {
+            0 => ring.all_reduce(&mut [1.0; 8]).unwrap_err(),
+            _ => {
+                ring.close();
+                String::new()
+            }
+        });
+        assert!(errors[0].contains("closed its connection"), "{}", errors[0]);
+        // Node 1 stays but says nothing: node 0 gives up after the timeout.
+        let started = Instant::now();
+        let errors = nodes(2, Duration::from_millis(500), |rank, mut ring| match rank {
+            0 => ring.all_reduce(&mut [1.0; 8]).unwrap_err(),
+            _ => {
+                std::thread::sleep(Duration::from_secs(2));
+                String::new()
+            }
+        });
+        assert!(errors[0].contains("did not answer within the timeout"), "{}", errors[0]);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Nodes summing tensors of different lengths say so instead of mixing them.
+        let errors = nodes(2, Duration::from_secs(20), |rank, mut ring| {
+            ring.all_reduce(&mut vec![1.0; 8 + rank * 2]).unwrap_err()
+        });
+        assert!(errors.iter().any(|e| e.contains("train different things")), "{errors:?}");
+    }
+}
