@@ -114,7 +114,7 @@ fn on_nodes(
     extra: &[&[&str]],
     until: &[(usize, &dyn Fn() -> bool)],
 ) -> Vec<(bool, String, String)> {
-    let port = free_ports(count + 1);
+    let port = spear_train::dist::free_ports(count + 1).unwrap();
     let children: Vec<_> = (0..count)
         .map(|rank| {
             let mut args: Vec<String> =
@@ -174,19 +174,6 @@ fn on_nodes(
             )
         })
         .collect()
-}
-
-/// A free port with the `n − 1` after it free too (the master port, then one per node).
-fn free_ports(n: usize) -> u16 {
-    loop {
-        let base = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
-        let free = (0..n as u16).all(|i| {
-            base.checked_add(i).is_some_and(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
-        });
-        if free {
-            return base;
-        }
-    }
 }
 
 #[test]

@@ -696,6 +696,22 @@ impl Nodes {
     }
 }
 
+/// A free port of this machine with the `n − 1` after it free too (a master port, then the
+/// nodes' data ports at their default places): for runs and tests of several processes on one
+/// machine. Free when asked, so another program may still take one first.
+pub fn free_ports(n: usize) -> std::io::Result<u16> {
+    for _ in 0..100 {
+        let base = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
+        let free = (0..n as u16).all(|i| {
+            base.checked_add(i).is_some_and(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
+        });
+        if free {
+            return Ok(base);
+        }
+    }
+    Err(std::io::Error::other(format!("no {n} consecutive free ports")))
+}
+
 /// The first host of a Slurm node list (`gpu[007-010,012],cpu1` → `gpu007`).
 pub fn first_host(list: &str) -> Option<String> {
     let list = list.trim();

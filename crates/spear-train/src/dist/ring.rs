@@ -373,21 +373,9 @@ fn accept(listener: &TcpListener, deadline: Instant) -> Result<TcpStream, String
 mod tests {
     use super::*;
 
-    /// A free port with the `n − 1` after it free too.
-    fn free_ports(n: usize) -> u16 {
-        loop {
-            let base = TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
-            if (0..n as u16)
-                .all(|i| base.checked_add(i).is_some_and(|p| TcpListener::bind(("0.0.0.0", p)).is_ok()))
-            {
-                return base;
-            }
-        }
-    }
-
     /// `count` nodes on 127.0.0.1, each running `body` on its ring in its own thread.
     fn nodes<T: Send>(count: usize, timeout: Duration, body: impl Fn(usize, Ring) -> T + Sync) -> Vec<T> {
-        let port = free_ports(count + 1);
+        let port = super::super::free_ports(count + 1).unwrap();
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..count)
                 .map(|rank| {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use spear_train::dist::{Launch, Nodes, Rank, Ring};
+use spear_train::dist::{Launch, Nodes, Rank, Ring, free_ports};
 
 use super::{Better, median, ratio_line};
 
@@ -192,20 +192,6 @@ fn parse_times(text: &str, count: usize) -> Result<Vec<f64>> {
         bail!("expected {count} timings, got {text:?}");
     }
     Ok(times)
-}
-
-/// A port with the `n − 1` after it free (the ring's master port, then one per node).
-fn free_ports(n: usize) -> Result<u16> {
-    for _ in 0..50 {
-        let base = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
-        let free = (0..n as u16).all(|i| {
-            base.checked_add(i).is_some_and(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
-        });
-        if free {
-            return Ok(base);
-        }
-    }
-    bail!("no {n} consecutive free ports")
 }
 
 /// The trainable values of the embedded tiny SPEAR-1 (configs/vla/tiny.toml): what one of its
