@@ -97,11 +97,35 @@ fn two_devices_train_as_one_device_accumulating_two_micro_batches() {
     assert_eq!(metrics(&nodes), metrics(&one), "the metrics of two processes and of run.grad_accum=2");
     assert!(nodes.join("final/model.safetensors").is_file() && nodes.join("data-node1").is_dir());
 
+    // Two processes of two ranks each (a node's ranks summed in process, then the ring, then
+    // handed back): one device accumulating four, to rounding (the sums associate otherwise).
+    let four = temp("vla-accumulated-four");
+    let (ok, out, err) = train("vla", &four, &[&settings[..], &["run.grad_accum=4"]].concat(), &[]);
+    assert!(ok, "{out}\n{err}");
+    let grid = temp("vla-two-nodes-of-two");
+    let two_each: &[&str] = &["--devices", "2"];
+    let outs = on_nodes(2, &grid, &settings, &[two_each, two_each], &[]);
+    assert!(outs.iter().all(|(ok, ..)| *ok), "{outs:?}");
+    let losses = |dir: &Path| -> Vec<f64> {
+        metrics(dir)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (losses(&four), losses(&grid));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-5 * x.abs(), "losses {a:?} and {b:?}");
+    }
+
     // A batch that does not split over the devices is refused, in the dry run too.
     let (ok, _, err) = train("vla", &temp("vla-three"), &settings, &["--devices", "3", "--dry-run"]);
     assert!(!ok && err.contains("does not split into run.grad_accum 1 × 3 devices"), "{err}");
     let (ok, out, err) = train("vla", &temp("vla-dry"), &settings, &["--devices", "2", "--dry-run"]);
     assert!(ok && out.contains("2 device(s) (1 node(s) × 2): global batch 4, per device 2"), "{out}\n{err}");
+    for dir in [one, two, nodes, four, grid] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// `spear train vla` as `count` processes (nodes) on 127.0.0.1 in `dir`, `extra[r]` appended to
