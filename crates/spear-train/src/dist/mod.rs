@@ -146,13 +146,6 @@ impl Rank {
         }
     }
 
-    /// Peer `index` of `world` peers in this process (burn-collective's local mode), on
-    /// `device` of the inner backend `B`. Every peer must call this, each from its own thread.
-    pub fn local<B: Backend>(index: usize, world: usize, device: &B::Device) -> Result<Self, DistError> {
-        let launch = Launch::local(vec![device.clone(); world]);
-        Self::join::<B>(&launch, index, None)
-    }
-
     /// This process's `local`-th rank of `launch`, on its device (inner backend `B`): joins
     /// this process's other ranks. With several nodes, the first rank brings the `ring`
     /// ([`Ring::connect`], once per process). Every local rank must call this, each from its own

@@ -133,7 +133,7 @@ pub struct ReachObservation {
     pub state: [f32; STATE_DIM],
     /// The instruction.
     pub instruction: String,
-    /// The goal pose. Privileged: for scripted baselines ([`expert_policy`]), never for a
+    /// The goal pose. Privileged: for scripted baselines ([`expert_policy`](super::rollout::expert_policy)), never for a
     /// learned policy's input.
     pub target: Pose,
 }
