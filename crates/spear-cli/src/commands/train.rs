@@ -177,27 +177,27 @@ pub struct NodeArgs {
     /// WORLD_SIZE, SLURM_STEP_NUM_TASKS].
     #[arg(long)]
     pub nnodes: Option<usize>,
-    /// This node's place, 0 to nnodes − 1; node 0 hosts the orchestrator and writes the run
+    /// This node's place, 0 to nnodes − 1; node 0 hosts the rendezvous and writes the run
     /// [env: SPEAR_NODE_RANK, RANK, SLURM_PROCID].
     #[arg(long)]
     pub node_rank: Option<usize>,
     /// Node 0's address [env: SPEAR_MASTER_ADDR, MASTER_ADDR, first host of SLURM_STEP_NODELIST].
     #[arg(long)]
     pub master_addr: Option<String>,
-    /// The orchestrator's port on node 0 (default 29500) [env: SPEAR_MASTER_PORT, MASTER_PORT].
+    /// Node 0's rendezvous port (default 29500) [env: SPEAR_MASTER_PORT, MASTER_PORT].
     #[arg(long)]
     pub master_port: Option<u16>,
     /// This node's address as the others reach it (default: the one it reaches node 0 from)
     /// [env: SPEAR_NODE_ADDR].
     #[arg(long)]
     pub node_addr: Option<String>,
-    /// This node's data-service port (default: master port + 1 + node rank) [env: SPEAR_DATA_PORT].
+    /// The port this node's ring connection comes in on (default: master port + 1 + node rank) [env: SPEAR_DATA_PORT].
     #[arg(long)]
     pub data_port: Option<u16>,
     /// Seconds a rank waits for the others in one exchange before it stops the run (exit 75).
     #[arg(long, default_value_t = 120, env = "SPEAR_DIST_TIMEOUT")]
     pub dist_timeout: u64,
-    /// Largest bucket of gradients summed at once, MiB (burn's websocket frames hold 512 MiB).
+    /// Largest bucket of gradients summed at once, MiB (one host copy of it per exchange between nodes).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=512))]
     pub bucket_mb: u64,
 }

@@ -245,8 +245,10 @@ impl Loader {
                 .map(|(((slot, &seed), e), w)| decoder.decode(slot, seed, e, w))
                 .collect()
         });
+        let mut replaced = false;
         for i in 0..size {
             let Err(e) = &decoded[i] else { continue };
+            replaced = true;
             if !self.sampler.config.skip_bad_episodes {
                 return Err(decoded.swap_remove(i).err().expect("an error").into());
             }
@@ -263,7 +265,10 @@ impl Loader {
             decoded[i] = Ok(copy);
             (batch.dataset[i], batch.source[i]) = (batch.dataset[good], batch.source[good]);
         }
-        batch.state_after = self.sampler.state();
+        if replaced {
+            // The bad-frame counters moved.
+            batch.state_after = self.sampler.state();
+        }
         (batch.external, batch.wrist, batch.decoded) = (external, wrist, true);
         batch.actions.reserve(size * c.horizon * ACTION_DIM);
         batch.mask.reserve(size * c.horizon);

@@ -320,10 +320,7 @@ impl Rank {
         impl<B: AutodiffBackend, I: Iterator<Item = Tensor<B::InnerBackend, 1>>> ModuleMapper<B> for Put<I> {
             fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
                 let flat = self.0.next().expect("one value per parameter");
-                param.map(|tensor| {
-                    let fresh = Tensor::from_inner(flat.reshape(tensor.dims()));
-                    if tensor.is_require_grad() { fresh.require_grad() } else { fresh }
-                })
+                param.map(|tensor| leaf_like(flat.reshape(tensor.dims()), &tensor))
             }
         }
         Ok(model.map(&mut Put(&mut shared)))
@@ -501,6 +498,15 @@ pub fn abort<B: Backend>() {
     collective::reset_collective::<B>();
 }
 
+/// `values` as a new autodiff leaf, trainable as `like` is.
+fn leaf_like<B: AutodiffBackend, const D: usize>(
+    values: Tensor<B::InnerBackend, D>,
+    like: &Tensor<B, D>,
+) -> Tensor<B, D> {
+    let fresh = Tensor::from_inner(values);
+    if like.is_require_grad() { fresh.require_grad() } else { fresh }
+}
+
 /// `model` with every parameter a new autodiff leaf of the same values, parameter ids and
 /// trainability: what each rank of this process must train. Clones share their parameters'
 /// autodiff nodes, and burn-autodiff 0.21 merges the graphs of threads that share a node under
@@ -510,10 +516,7 @@ pub fn own_copy<B: AutodiffBackend, M: AutodiffModule<B>>(model: M) -> M {
     struct Fresh;
     impl<B: AutodiffBackend> ModuleMapper<B> for Fresh {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            param.map(|tensor| {
-                let fresh = Tensor::from_inner(tensor.clone().inner());
-                if tensor.is_require_grad() { fresh.require_grad() } else { fresh }
-            })
+            param.map(|tensor| leaf_like(tensor.clone().inner(), &tensor))
         }
     }
     model.map(&mut Fresh)
@@ -570,9 +573,9 @@ pub struct Nodes {
     pub master_addr: String,
     /// Node 0's rendezvous port.
     pub master_port: u16,
-    /// This node's address, as the others reach it (its data service).
+    /// This node's address, as the others reach it (its ring connection comes in there).
     pub node_addr: String,
-    /// This node's data-service port.
+    /// The port this node's ring connection comes in on.
     pub data_port: u16,
 }
 

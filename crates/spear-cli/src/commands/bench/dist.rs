@@ -1,6 +1,6 @@
 //! `spear bench dist`: the throughput of summing SPEAR-1-sized gradient buckets between 2 and 4
-//! processes on this machine over loopback, through the dist layer on burn-collective's global
-//! mode (each process a node, node 0 hosting the orchestrator), beside PyTorch's
+//! processes on this machine over loopback, through the dist layer's ring between nodes (each
+//! process a node, node 0 hosting the rendezvous), beside PyTorch's
 //! `torch.distributed` gloo backend doing the same all-reduce in the same run
 //! (`tools/bench/dist_gloo.py`); and what a data-parallel step of the tiny model exchanges.
 
