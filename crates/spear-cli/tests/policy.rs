@@ -51,6 +51,25 @@ fn act_prints_a_chunk_of_canonical_quaternions() {
     assert!(ok, "{err}");
     assert_eq!(table.lines().count(), 5, "{table}");
     assert!(table.starts_with("step 0: translation [") && table.contains("quaternion wxyz"), "{table}");
+    // bf16 products: close to the f32 chunk, quaternions still unit (the S³ steps stay f32).
+    let numbers = |out: &str| -> Vec<f64> {
+        let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let steps = json["actions"].as_array().unwrap().iter();
+        steps
+            .flat_map(|s| s.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>())
+            .collect()
+    };
+    let (ok, bf16, err) = act(&dir, &[&args[..], &["--precision", "bf16"]].concat());
+    assert!(ok, "{err}");
+    let (f32_chunk, bf16_chunk) = (numbers(&out), numbers(&bf16));
+    let worst = f32_chunk.iter().zip(&bf16_chunk).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst > 0.0 && worst < 5e-2, "bf16 chunk differs from f32 by {worst}");
+    for q in bf16_chunk.chunks(8) {
+        let norm = q[3..7].iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "quaternion {:?}", &q[3..7]);
+    }
+    let (ok, _, err) = act(&dir, &[&args[..], &["--precision", "fp8"]].concat());
+    assert!(!ok && err.contains("unknown precision `fp8`"), "{err}");
 }
 
 #[test]

@@ -323,6 +323,38 @@ fn the_horizon_set_once_reaches_the_loader_the_rollouts_and_the_export() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `[memory]`: balanced checkpointing writes the same metrics byte for byte (it recomputes, it does
+/// not change the arithmetic); `precision = "bf16"` keeps the losses within bf16's rounding of f32's.
+#[test]
+fn memory_settings_train_as_documented() {
+    let run = |precision: &str, checkpointing: &str| {
+        let dir = temp(&format!("vla-{precision}-{checkpointing}"));
+        let memory = [
+            format!("memory.precision=\"{precision}\""),
+            format!("memory.checkpointing=\"{checkpointing}\""),
+        ];
+        let settings = [&VLA[..], &["run.steps=2", "run.log_every=1", &memory[0], &memory[1]]].concat();
+        let (ok, out, err) = train("vla", &dir, &settings, &[]);
+        assert!(ok, "{out}\n{err}");
+        let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        assert!(config.contains(&format!("precision = \"{precision}\"")), "{config}");
+        let lines = metrics(&dir);
+        let _ = std::fs::remove_dir_all(dir);
+        lines
+    };
+    let losses = |lines: &str| -> Vec<f64> {
+        let values = lines.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+        values.filter_map(|l| l["loss"].as_f64()).collect()
+    };
+    let exact = run("f32", "none");
+    assert_eq!(run("f32", "balanced"), exact, "balanced checkpointing changed the metrics");
+    let (exact, bf16) = (losses(&exact), losses(&run("bf16", "none")));
+    assert_eq!(exact.len(), 2);
+    for (a, b) in exact.iter().zip(&bf16) {
+        assert!(a != b && ((a - b) / a).abs() < 1e-2, "losses f32 {exact:?} vs bf16 {bf16:?}");
+    }
+}
+
 const VLM: [&str; 8] = [
     "run.batch_size=4",
     "run.log_every=1",

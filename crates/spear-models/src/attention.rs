@@ -2,8 +2,11 @@
 //! PaliGemma's prefix-LM and π0-style policies, built from per-token "autoregressive" flags.
 
 use burn::prelude::*;
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::ops::AttentionModuleOptions;
 use burn::tensor::module::attention as fused_attention;
+
+use crate::precision::Precision;
 
 /// Attention of `query` `[B, H, Sq, hd]` over `key`/`value` `[B, KV, Sk, hd]` (`H` a multiple of
 /// `KV`), scaled by `hd^-0.5`. `mask` is `[B, Sq, Sk]`, `true` where attention is **allowed**.
@@ -11,11 +14,16 @@ use burn::tensor::module::attention as fused_attention;
 /// Query heads sharing a key/value head are folded into the sequence axis
 /// (`[B, KV, (H/KV)·Sq, hd]`) instead of repeating the keys and values `H/KV` times, which keeps
 /// the decode step's memory traffic at one copy of the cache.
+///
+/// At [`Precision::F32`] this is burn's attention (the backend's fused kernel where it has one).
+/// At [`Precision::Bf16`] both products take bf16 operands while the scores, the mask and the
+/// softmax stay f32 (burn's own attention would run its softmax in the operands' dtype).
 pub fn grouped_attention<B: Backend>(
     query: Tensor<B, 4>,
     key: Tensor<B, 4>,
     value: Tensor<B, 4>,
     mask: Option<Tensor<B, 3, Bool>>,
+    precision: Precision,
 ) -> Tensor<B, 4> {
     let [batch, heads, seq_q, head_dim] = query.dims();
     let kv_heads = key.dims()[1];
@@ -25,7 +33,17 @@ pub fn grouped_attention<B: Backend>(
     let mask = mask
         .map(|allowed| allowed.bool_not().unsqueeze_dim::<4>(1).repeat_dim(2, group).repeat_dim(1, kv_heads));
     debug_assert!(mask.as_ref().is_none_or(|m| m.dims() == [batch, kv_heads, group * seq_q, seq_k]));
-    let out = fused_attention(query, key, value, mask, None, AttentionModuleOptions::default());
+    let out = match precision {
+        Precision::F32 => fused_attention(query, key, value, mask, None, AttentionModuleOptions::default()),
+        Precision::Bf16 => {
+            let scores = precision.matmul(query, key.transpose()).mul_scalar((head_dim as f64).powf(-0.5));
+            let scores = match mask {
+                Some(masked) => scores.mask_fill(masked, f32::NEG_INFINITY),
+                None => scores,
+            };
+            precision.matmul(softmax(scores, 3), value)
+        }
+    };
     out.reshape([batch, heads, seq_q, head_dim])
 }
 

@@ -7,12 +7,13 @@
 //! Field names follow MoGe's `backbone.*` checkpoint keys.
 
 use burn::module::{Initializer, Param};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 
 use crate::attention::{grouped_attention, merge_heads};
 use crate::patch::PatchEmbedding;
+use crate::precision::{Linear, Precision, set_all};
 use crate::resize::{PositionResizer, Sampling};
 use crate::vision::check_image;
 
@@ -50,7 +51,7 @@ impl Dinov2Config {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Dinov2<B> {
         let d = self.hidden_size;
         let norm = || LayerNormConfig::new(d).with_epsilon(self.layer_norm_eps).init(device);
-        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let linear = |i, o| Linear::new(i, o, true, device);
         let scale = || LayerScale { gamma: Initializer::Ones.init([d], device) };
         let blocks = (0..self.num_layers)
             .map(|_| Dinov2Block {
@@ -159,7 +160,7 @@ impl<B: Backend> Dinov2Attention<B> {
         let h = self.num_heads;
         let qkv = self.qkv.forward(x).reshape([batch, seq, 3, h, width / h]).permute([2, 0, 3, 1, 4]);
         let [q, k, v] = [0, 1, 2].map(|i| qkv.clone().narrow(0, i, 1).squeeze_dim::<4>(0));
-        self.proj.forward(merge_heads(grouped_attention(q, k, v, None)))
+        self.proj.forward(merge_heads(grouped_attention(q, k, v, None, self.qkv.precision)))
     }
 }
 
@@ -173,6 +174,15 @@ impl<B: Backend> Dinov2Block<B> {
 }
 
 impl<B: Backend> Dinov2<B> {
+    /// Sets the arithmetic of every product of the encoder ([`Precision`]).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.patch_embed.proj.precision = precision;
+        for block in &mut self.blocks {
+            let (a, m) = (&mut block.attn, &mut block.mlp);
+            set_all(precision, [&mut a.qkv, &mut a.proj, &mut m.fc1, &mut m.fc2]);
+        }
+    }
+
     /// Number of blocks.
     pub fn num_layers(&self) -> usize {
         self.blocks.len()

@@ -17,11 +17,11 @@
 
 use std::f64::consts::TAU;
 
-use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 
 use crate::gemma::{GemmaConfig, GemmaLayer, GemmaRmsNorm};
+use crate::precision::{Linear, Precision, set_all};
 
 /// Action-expert configuration.
 #[derive(Config, Debug, PartialEq)]
@@ -51,7 +51,7 @@ impl ActionExpertConfig {
     /// Builds the expert with random weights (lazily allocated).
     pub fn init<B: Backend>(&self, device: &B::Device) -> ActionExpert<B> {
         let width = self.gemma.hidden_size;
-        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let linear = |i, o| Linear::new(i, o, true, device);
         ActionExpert {
             layers: self.gemma.init_layers(device),
             norm: GemmaRmsNorm::new(width, self.gemma.rms_norm_eps, device),
@@ -90,6 +90,19 @@ pub struct ActionExpert<B: Backend> {
 }
 
 impl<B: Backend> ActionExpert<B> {
+    /// Sets the arithmetic of every product of the expert ([`Precision`]).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.layers.iter_mut().for_each(|l| l.set_precision(precision));
+        let projections = [
+            &mut self.state_proj,
+            &mut self.action_in_proj,
+            &mut self.action_time_mlp_in,
+            &mut self.action_time_mlp_out,
+            &mut self.action_out_proj,
+        ];
+        set_all(precision, projections);
+    }
+
     /// Residual width.
     pub fn width(&self) -> usize {
         self.action_time_mlp_out.weight.lazy_shape()[0]

@@ -8,11 +8,12 @@
 //! head is the transposed embedding. Field names follow transformers' `GemmaModel`.
 
 use burn::module::{Initializer, Param};
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu_approximate;
 
 use crate::attention::{TokenLayout, grouped_attention, merge_heads, split_heads};
+use crate::precision::{Linear, Precision, set_all};
 
 /// Gemma configuration. Defaults are PaliGemma's Gemma 2B.
 #[derive(Config, Debug, PartialEq)]
@@ -50,7 +51,7 @@ impl GemmaConfig {
     /// Builds the layers (no embedding table), e.g. for an action expert that only sees embeddings.
     pub fn init_layers<B: Backend>(&self, device: &B::Device) -> Vec<GemmaLayer<B>> {
         let (d, hd) = (self.hidden_size, self.head_dim);
-        let linear = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
+        let linear = |i, o| Linear::new(i, o, false, device);
         (0..self.num_layers)
             .map(|_| GemmaLayer {
                 input_layernorm: GemmaRmsNorm::new(d, self.rms_norm_eps, device),
@@ -151,6 +152,18 @@ pub struct GemmaLayer<B: Backend> {
     pub post_attention_layernorm: GemmaRmsNorm<B>,
     /// GeGLU MLP.
     pub mlp: GemmaMlp<B>,
+}
+
+impl<B: Backend> GemmaLayer<B> {
+    /// Sets the arithmetic of the layer's products ([`Precision`]).
+    pub fn set_precision(&mut self, precision: Precision) {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        let projections = [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj];
+        set_all(
+            precision,
+            projections.into_iter().chain([&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj]),
+        );
+    }
 }
 
 /// Rotary tables for a batch of positions: `cos`/`sin` `[B, 1, S, head_dim/2]`.
@@ -264,8 +277,15 @@ pub fn joint_forward<B: Backend>(
             values.push(split_heads(attn.v_proj.forward(x), attn.num_kv_heads));
         }
         let (k, v) = (Tensor::cat(keys, 2), Tensor::cat(values, 2));
-        let out =
-            merge_heads(grouped_attention(Tensor::cat(queries, 2), k.clone(), v.clone(), Some(mask.clone())));
+        // The streams' layers share one precision (set model-wide); the first one's decides.
+        let precision = streams[0].layers[layer].self_attn.q_proj.precision;
+        let out = merge_heads(grouped_attention(
+            Tensor::cat(queries, 2),
+            k.clone(),
+            v.clone(),
+            Some(mask.clone()),
+            precision,
+        ));
         if let Some(cache) = cache.as_deref_mut() {
             cache.layers[layer] = Some((k, v));
         }
@@ -312,6 +332,11 @@ impl<B: Backend> Gemma<B> {
     /// RoPE base.
     pub fn rope_theta(&self) -> f64 {
         self.layers[0].self_attn.rope_theta
+    }
+
+    /// Sets the arithmetic of every layer's products ([`Precision`]; the LM head is the VLM's).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.layers.iter_mut().for_each(|l| l.set_precision(precision));
     }
 
     /// An empty KV cache sized for this decoder.

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod import;
 pub mod patch;
 pub mod policy;
+pub mod precision;
 pub mod resize;
 pub mod siglip;
 pub mod store;
@@ -18,4 +19,5 @@ pub mod vlm;
 
 pub use error::ModelError;
 pub use policy::{Observation, RotationMode, SpearPolicy, SpearPolicyConfig};
+pub use precision::Precision;
 pub use vlm::{SpearVlm, SpearVlmConfig};

@@ -5,6 +5,8 @@
 use burn::module::{Initializer, Param};
 use burn::prelude::*;
 
+use crate::precision::Precision;
+
 /// Patch embedding with a PyTorch `Conv2d(in, out, kernel = stride = p)` weight and bias.
 #[derive(Module, Debug)]
 pub struct PatchEmbedding<B: Backend> {
@@ -12,6 +14,9 @@ pub struct PatchEmbedding<B: Backend> {
     pub weight: Param<Tensor<B, 4>>,
     /// `[out]`.
     pub bias: Param<Tensor<B, 1>>,
+    /// The arithmetic of the projection.
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl<B: Backend> PatchEmbedding<B> {
@@ -22,6 +27,7 @@ impl<B: Backend> PatchEmbedding<B> {
         Self {
             weight: init.init_with([width, channels, patch, patch], Some(fan_in), None, device),
             bias: Initializer::Zeros.init([width], device),
+            precision: Precision::F32,
         }
     }
 
@@ -42,6 +48,6 @@ impl<B: Backend> PatchEmbedding<B> {
             .reshape([batch, rows * cols, channels * p * p]);
         let [out, ..] = self.weight.dims();
         let weight = self.weight.val().reshape([out, channels * p * p]).transpose();
-        patches.matmul(weight.unsqueeze()) + self.bias.val().unsqueeze()
+        self.precision.matmul(patches, weight.unsqueeze()) + self.bias.val().unsqueeze()
     }
 }

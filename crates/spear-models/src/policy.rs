@@ -33,6 +33,7 @@ use crate::attention::TokenLayout;
 use crate::error::ModelError;
 use crate::expert::{ActionExpert, ActionExpertConfig};
 use crate::gemma::{GemmaConfig, KvCache, Rope, Stream, joint_forward};
+use crate::precision::Precision;
 use crate::vlm::{SpearVlm, SpearVlmConfig, Trainable};
 
 /// Where the quaternion sits in a SPEAR-1 action (and state) vector.
@@ -276,6 +277,24 @@ impl<B: Backend> SpearPolicy<B> {
         config.validate()?;
         self.config = config;
         Ok(self)
+    }
+
+    /// Sets the arithmetic of every matrix product of the VLM and the expert ([`Precision`]);
+    /// the flow's geometry, its time embedding, norms and losses stay f32 either way.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.vlm.set_precision(precision);
+        self.expert.set_precision(precision);
+    }
+
+    /// The same policy computing at `precision` ([`Self::set_precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.set_precision(precision);
+        self
+    }
+
+    /// The arithmetic of the matrix products.
+    pub fn precision(&self) -> Precision {
+        self.vlm.precision()
     }
 
     /// Freezes the VLM parts not marked trainable (the paper's VLA stage: [`Trainable::VLA`]) and

@@ -5,12 +5,13 @@
 //! Field names follow transformers' `SiglipVisionTransformer`, so a checkpoint's
 //! `vision_tower.vision_model.*` keys map here by dropping their prefix.
 
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu_approximate;
 
 use crate::attention::{grouped_attention, merge_heads, split_heads};
 use crate::patch::PatchEmbedding;
+use crate::precision::{Linear, Precision, set_all};
 use crate::resize::{PositionResizer, Sampling};
 use crate::vision::check_image;
 
@@ -45,7 +46,7 @@ impl SiglipConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> SiglipVision<B> {
         let d = self.hidden_size;
         let norm = || LayerNormConfig::new(d).with_epsilon(self.layer_norm_eps).init(device);
-        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let linear = |i, o| Linear::new(i, o, true, device);
         let layers = (0..self.num_layers)
             .map(|_| SiglipLayer {
                 layer_norm1: norm(),
@@ -148,7 +149,7 @@ impl<B: Backend> SiglipAttention<B> {
         let q = split_heads(self.q_proj.forward(x.clone()), h);
         let k = split_heads(self.k_proj.forward(x.clone()), h);
         let v = split_heads(self.v_proj.forward(x), h);
-        self.out_proj.forward(merge_heads(grouped_attention(q, k, v, None)))
+        self.out_proj.forward(merge_heads(grouped_attention(q, k, v, None, self.q_proj.precision)))
     }
 }
 
@@ -161,6 +162,16 @@ impl<B: Backend> SiglipLayer<B> {
 }
 
 impl<B: Backend> SiglipVision<B> {
+    /// Sets the arithmetic of every product of the tower ([`Precision`]).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.embeddings.patch_embedding.precision = precision;
+        for layer in &mut self.encoder.layers {
+            let (a, m) = (&mut layer.self_attn, &mut layer.mlp);
+            let all = [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.out_proj, &mut m.fc1, &mut m.fc2];
+            set_all(precision, all);
+        }
+    }
+
     /// The patch side in pixels.
     pub fn patch_size(&self) -> usize {
         self.embeddings.patch_embedding.patch()

@@ -9,7 +9,6 @@
 //! images and prompt attend bidirectionally, the answer causally.
 
 use burn::module::{Initializer, Param};
-use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Int;
 
@@ -18,6 +17,7 @@ use crate::dinov2::{Dinov2, Dinov2Config};
 use crate::embedding::mean_resized_rows;
 use crate::error::ModelError;
 use crate::gemma::{Gemma, GemmaConfig, KvCache};
+use crate::precision::{Linear, Precision, set_all};
 use crate::siglip::{SiglipConfig, SiglipVision};
 use crate::vision::{imagenet_pixels, siglip_pixels, token_grid};
 
@@ -118,12 +118,12 @@ impl SpearVlmConfig {
         let moge_projector = self
             .moge
             .as_ref()
-            .map(|m| LinearConfig::new(m.dinov2.hidden_size * m.layers.len(), width).init(device));
+            .map(|m| Linear::new(m.dinov2.hidden_size * m.layers.len(), width, true, device));
         let embed_3d = (self.num_3d_tokens > 0)
             .then(|| Initializer::Normal { mean: 0.0, std: 0.02 }.init([self.num_3d_tokens, width], device));
         SpearVlm {
             siglip: self.siglip.init(device),
-            siglip_projector: LinearConfig::new(self.siglip.hidden_size, width).init(device),
+            siglip_projector: Linear::new(self.siglip.hidden_size, width, true, device),
             moge,
             moge_projector,
             gemma: self.gemma.init(device),
@@ -133,6 +133,7 @@ impl SpearVlmConfig {
             eos: self.eos_token_id,
             image_size: self.image_size,
             wrist_image_size: self.wrist_image_size,
+            precision: Precision::F32,
         }
     }
 }
@@ -193,6 +194,8 @@ pub struct SpearVlm<B: Backend> {
     image_size: [usize; 2],
     #[module(skip)]
     wrist_image_size: [usize; 2],
+    #[module(skip)]
+    precision: Precision,
 }
 
 impl<B: Backend> SpearVlm<B> {
@@ -246,6 +249,29 @@ impl<B: Backend> SpearVlm<B> {
             self.embed_3d = Some(Param::initialized(rows.id, fresh.detach().require_grad()));
         }
         self
+    }
+
+    /// Sets the arithmetic of every matrix product ([`Precision`]): both towers, the projectors,
+    /// Gemma and the LM head. Parameters keep their dtype (f32).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        self.siglip.set_precision(precision);
+        if let Some(moge) = &mut self.moge {
+            moge.set_precision(precision);
+        }
+        set_all(precision, std::iter::once(&mut self.siglip_projector).chain(self.moge_projector.as_mut()));
+        self.gemma.set_precision(precision);
+    }
+
+    /// The same model computing at `precision` ([`Self::set_precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.set_precision(precision);
+        self
+    }
+
+    /// The arithmetic of the matrix products.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Freezes every part not marked trainable.
@@ -333,7 +359,7 @@ impl<B: Backend> SpearVlm<B> {
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, seq, width] = hidden.dims();
         let columns = hidden.reshape([batch * seq, width]).transpose();
-        let head = |table: Tensor<B, 2>| table.matmul(columns.clone());
+        let head = |table: Tensor<B, 2>| self.precision.matmul(table, columns.clone());
         let mut logits = head(self.gemma.embed_tokens.weight.val());
         if let Some(rows) = &self.embed_3d {
             logits = Tensor::cat(vec![logits, head(rows.val())], 0);

@@ -12,7 +12,7 @@ use spear_models::import::checkpoint::Checkpoint;
 use spear_models::import::layout::Layout;
 use spear_models::policy::Observation;
 use spear_models::store::load_policy;
-use spear_models::{ModelError, RotationMode, SpearPolicy};
+use spear_models::{ModelError, Precision, RotationMode, SpearPolicy};
 
 use crate::frame::Frame;
 use crate::inputs::{Prompts, fit_frame, image_batch};
@@ -51,6 +51,8 @@ pub struct LoadOptions {
     pub cameras: Option<usize>,
     /// Zero-pad a shorter state to the policy's width (π0 pads to 32 after normalising).
     pub pad_state: bool,
+    /// The arithmetic of the model's matrix products (`spear_models::precision`).
+    pub precision: Precision,
 }
 
 /// One observation as a robot sends it.
@@ -97,6 +99,7 @@ impl<B: Backend> Policy<B> {
     /// PyTorch port, lerobot, transformers), whose inputs are taken as openpi feeds them.
     pub fn load(dir: &Path, options: &LoadOptions, device: &B::Device) -> Result<Self, PolicyError> {
         let mut model: SpearPolicy<B> = load_policy(dir, device)?;
+        model.set_precision(options.precision);
         if let Some(cameras) = options.cameras {
             model = model.with_cameras(cameras);
         }

@@ -72,9 +72,16 @@ struct Manifest {
     files: Vec<(String, String)>,
 }
 
-/// Config fields a resumed run may change: its length and how often it logs, evaluates and saves.
-const RESUMABLE: [&str; 5] =
-    ["run.steps", "run.log_every", "run.eval_every", "run.checkpoint_every", "run.keep_checkpoints"];
+/// Config fields a resumed run may change: its length, how often it logs, evaluates and saves, and
+/// what it recomputes (which changes no result).
+const RESUMABLE: [&str; 6] = [
+    "run.steps",
+    "run.log_every",
+    "run.eval_every",
+    "run.checkpoint_every",
+    "run.keep_checkpoints",
+    "memory.checkpointing",
+];
 
 /// The dotted paths where two TOML values differ, with both values.
 fn differences(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {

@@ -299,6 +299,36 @@ impl Default for EmbeddedSection {
     }
 }
 
+/// Activation checkpointing: which activations the backward pass recomputes instead of keeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checkpointing {
+    /// Keep every activation the backward pass needs.
+    #[default]
+    None,
+    /// burn's `BalancedCheckpointing`: keep the outputs of compute-bound operations (matrix
+    /// products), recompute the memory-bound ones (element-wise chains, norms, softmax) from them.
+    Balanced,
+}
+
+impl Checkpointing {
+    /// The names configs and the command line use.
+    pub const NAMES: [&'static str; 2] = ["none", "balanced"];
+}
+
+/// `[memory]`: how a run trades memory for compute (all optional; the defaults are plain f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySection {
+    /// The arithmetic of matrix products: `"f32"`, or `"bf16"` (parameters, gradients and optimiser
+    /// state stay f32; products take bf16 operands; norms, softmax, losses and the S³ geometry
+    /// stay f32; see `spear_models::precision`).
+    pub precision: spear_models::Precision,
+    /// Activation checkpointing (`"none"` or `"balanced"`). It changes no result: the same
+    /// gradients, bit for bit on the CPU.
+    pub checkpointing: Checkpointing,
+}
+
 /// One training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -319,6 +349,9 @@ pub struct TrainConfig {
     pub loss: LossSection,
     /// Data.
     pub data: DataSection,
+    /// Precision and memory savings.
+    #[serde(default)]
+    pub memory: MemorySection,
 }
 
 /// Merges `over` into `base`, key by key (tables recursively, anything else replaced).

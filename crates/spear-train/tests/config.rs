@@ -113,6 +113,10 @@ fn overrides_apply_last_and_are_checked() {
     assert!(error.contains("data.source") && error.contains("unknown variant"), "{error}");
     // One place sets H and the action rate; the generated task steps at its own rate.
     assert_eq!(set(&["model.horizon=3"]).unwrap().model.horizon, Some(3));
+    let memory = set(&["memory.precision=\"bf16\""]).unwrap().memory;
+    assert_eq!(memory.precision, spear_models::Precision::Bf16);
+    let error = set(&["memory.precision=\"fp16\""]).unwrap_err().to_string();
+    assert!(error.contains("memory.precision") && error.contains("fp16"), "{error}");
     let error = set(&["model.horizon=0"]).unwrap_err().to_string();
     assert!(error.contains("model.horizon"), "{error}");
     let error = set(&["model.rate_hz=10"]).unwrap_err().to_string();

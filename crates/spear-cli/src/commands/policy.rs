@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use spear_models::RotationMode;
 use spear_models::policy::ROTATION;
+use spear_models::{Precision, RotationMode};
 use spear_policy::{Frame, LoadOptions, Policy, RawObservation};
 
 use crate::backend::{BackendChoice, BackendJob, BackendKind, run_on};
@@ -60,6 +60,10 @@ pub struct Act {
     /// Cameras the policy was trained with (π0 checkpoints do not record it; default 3 for them).
     #[arg(long)]
     pub cameras: Option<usize>,
+    /// The arithmetic of matrix products: f32, or bf16 operands with f32 results (norms, softmax
+    /// and the flow's geometry stay f32).
+    #[arg(long, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -150,6 +154,7 @@ pub fn act<B: Backend>(request: &Act, device: &B::Device) -> Result<Chunk> {
         tokenizer: request.tokenizer.clone(),
         cameras: request.cameras,
         pad_state: request.pad_state,
+        precision: request.precision,
     };
     let mut policy = Policy::<B>::load(&request.checkpoint, &options, device)?;
     let cameras = std::iter::once(&request.image)

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
+use spear_models::Precision;
 use spear_policy::{LoadOptions, Policy};
 use spear_serve::client::{Client, actions};
 use spear_serve::openpi::NormStats;
@@ -31,6 +32,10 @@ pub struct Serve {
     /// beside the weights or the one under assets/).
     #[arg(long)]
     pub norm_stats: Option<PathBuf>,
+    /// The arithmetic of matrix products: f32, or bf16 operands with f32 results (norms, softmax
+    /// and the flow's geometry stay f32).
+    #[arg(long, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Address to listen on. The default answers this machine only; `0.0.0.0` (every interface)
     /// is an explicit choice.
     #[arg(long, default_value = "127.0.0.1")]
@@ -80,7 +85,11 @@ impl BackendJob for ServeJob {
     fn run<B: AutodiffBackend>(self, kind: BackendKind, device: B::Device) -> Result<()> {
         let args = self.args;
         let checkpoint = args.checkpoint.as_ref().expect("clap requires --checkpoint without --probe");
-        let options = LoadOptions { tokenizer: args.tokenizer.clone(), ..LoadOptions::default() };
+        let options = LoadOptions {
+            tokenizer: args.tokenizer.clone(),
+            precision: args.precision,
+            ..LoadOptions::default()
+        };
         // Inference needs no gradients: the backend under Autodiff.
         let policy = Policy::<B::InnerBackend>::load(checkpoint, &options, &device)?;
         let model = checkpoint

@@ -14,7 +14,7 @@ use spear_train::dist::{Launch, NodeFlags, Nodes};
 use spear_train::embedded;
 use spear_train::run::Observer;
 
-use crate::backend::{BackendChoice, BackendJob, BackendKind, run_on};
+use crate::backend::{BackendChoice, BackendJob, BackendKind, run_checkpointed_on};
 
 /// Which model a run trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,9 @@ impl TrainCommand {
             TrainCommand::Vla(args) => TrainJob { kind: Kind::Vla, args },
             TrainCommand::Vlm(args) => TrainJob { kind: Kind::Vlm, args },
         };
-        run_on(backend, job)?
+        // The checkpointing strategy is part of the backend's type: read it before choosing one.
+        let checkpointing = resolve(job.kind, &job.args)?.0.memory.checkpointing;
+        run_checkpointed_on(backend, checkpointing, job)?
     }
 }
 

@@ -9,13 +9,13 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use spear_data::coord_tokens::CoordQuantizer;
 use spear_data::tokenizer::PaliGemmaTokenizer;
-use spear_models::SpearVlmConfig;
 use spear_models::generate::greedy;
 use spear_models::import::checkpoint::Checkpoint;
 use spear_models::import::hf_config::{dinov2_config_from_moge, vlm_config};
 use spear_models::import::layout::Layout;
 use spear_models::store::{assemble_vlm, load_vlm, save_vlm};
 use spear_models::vlm::MogeEncoderConfig;
+use spear_models::{Precision, SpearVlmConfig};
 use spear_policy::Frame;
 use spear_policy::inputs::{VLM_FIT, fit_frame, image_batch};
 
@@ -60,6 +60,10 @@ pub struct Ask {
     /// Most tokens to generate.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
+    /// The arithmetic of matrix products: f32, or bf16 operands with f32 results (norms, softmax
+    /// and the flow's geometry stay f32).
+    #[arg(long, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Also print the prompt and answer token ids.
     #[arg(long)]
     pub ids: bool,
@@ -129,6 +133,7 @@ fn read_image<B: Backend>(path: &Path, size: [usize; 2], device: &B::Device) -> 
 /// Runs [`Ask`] on backend `B`.
 pub fn ask<B: Backend>(request: &Ask, device: &B::Device) -> Result<Answer> {
     let (model, _) = load_vlm::<B>(&request.weights, device)?;
+    let model = model.with_precision(request.precision);
     let tokenizer = PaliGemmaTokenizer::from_file(request.weights.join("tokenizer.json"))?;
     let quantizer_path = request.weights.join("coord_tokens.json");
     let quantizer =

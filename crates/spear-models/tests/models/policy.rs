@@ -129,6 +129,112 @@ fn s3_sampled_chunk_matches_the_papers_integration() {
     }
 }
 
+/// bf16 products with f32 masters: the loss and its gradients stay within bf16's rounding of
+/// f32's, the parameters and gradients stay f32, and the S³ geometry still runs in f32 (sampled
+/// quaternions unit to f32 precision, which bf16 arithmetic — 8 mantissa bits — could not give).
+#[test]
+fn bf16_products_keep_the_loss_gradients_and_s3_geometry_close_to_f32() {
+    use burn::backend::Autodiff;
+    use burn::tensor::DType;
+    use spear_models::Precision;
+
+    type Grad = Autodiff<Cpu>;
+    let device = Default::default();
+    let draws = FlowDraws {
+        noise: tensor(S3, "noise", &device),
+        tau: fixture_tau(S3, "tau", false),
+        delta: tensor::<Grad, 1>(S3, "delta", &device).reshape([2, 1, 1]),
+    };
+    let obs = observation::<Grad>(&device);
+    let run = |precision: Precision| {
+        let policy = tiny_s3::<Grad>(&device).with_precision(precision);
+        assert_eq!(policy.precision(), precision);
+        let loss = policy.loss(&obs, tensor(S3, "data", &device), None, &draws).unwrap();
+        assert_eq!(loss.cosine.as_ref().unwrap().dtype(), DType::F32, "S³ cosine term in f32");
+        assert_eq!(loss.geodesic.as_ref().unwrap().dtype(), DType::F32, "S³ geodesic term in f32");
+        let value = loss.total.clone().into_scalar();
+        let grads = loss.total.backward();
+        let grad = |p: &burn::module::Param<Tensor<Grad, 2>>| {
+            let g = p.val().grad(&grads).expect("a trained parameter has a gradient");
+            assert_eq!(g.dtype(), DType::F32, "gradients of f32 parameters are f32");
+            g.into_data().to_vec::<f32>().unwrap()
+        };
+        let grads = [
+            grad(&policy.expert.action_out_proj.weight),
+            grad(&policy.vlm.gemma.layers[0].self_attn.q_proj.weight),
+            grad(&policy.vlm.siglip_projector.weight),
+        ];
+        (value, grads)
+    };
+    let (exact, exact_grads) = run(Precision::F32);
+    let (bf16, bf16_grads) = run(Precision::Bf16);
+    let relative = ((bf16 - exact) / exact).abs();
+    eprintln!("tiny S³ policy loss: f32 {exact:.6}, bf16 {bf16:.6} (relative {relative:.2e})");
+    assert!(bf16 != exact, "bf16 must change the arithmetic");
+    assert!(relative < 2e-3, "bf16 loss {bf16} vs f32 {exact}: relative {relative:.2e} ≥ 2e-3");
+    for (what, (a, b)) in ["action_out_proj", "gemma layer 0 q_proj", "siglip_projector"]
+        .iter()
+        .zip(exact_grads.iter().zip(&bf16_grads))
+    {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let cosine = dot / (norm(a) * norm(b));
+        let ratio = norm(b) / norm(a);
+        eprintln!("{what} gradient: cosine {cosine:.5}, norm ratio {ratio:.4}");
+        assert!(cosine > 0.999 && (ratio - 1.0).abs() < 0.02, "{what}: cosine {cosine}, norm ratio {ratio}");
+    }
+    // Sampling at bf16: the S³ integration (f32) keeps every quaternion unit and canonical.
+    let policy = tiny_s3::<Cpu>(&device).with_precision(Precision::Bf16);
+    let sampled = policy.sample(&observation(&device), tensor(S3, "start", &device)).unwrap();
+    assert_close(sampled.clone(), &read(S3, "sampled"), 2e-2, "S³ sample at bf16 against the f32 reference");
+    let q: Vec<f32> = sampled.narrow(2, 3, 4).into_data().to_vec().unwrap();
+    for quat in q.chunks(4) {
+        let norm = quat.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5 && quat[0] >= 0.0, "unit canonical quaternion: {quat:?}");
+    }
+}
+
+/// burn's balanced checkpointing recomputes the memory-bound operations in the backward pass from
+/// the kept outputs of the compute-bound ones: the same arithmetic, so the same gradients, bit for
+/// bit, at both precisions.
+#[test]
+fn balanced_checkpointing_gives_the_gradients_of_none_bit_for_bit() {
+    use burn::backend::Autodiff;
+    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+    use burn::tensor::backend::AutodiffBackend;
+    use spear_models::Precision;
+
+    fn gradients<B: AutodiffBackend>(precision: Precision) -> Vec<Vec<f32>> {
+        let device = Default::default();
+        let policy = tiny_s3::<B>(&device).with_precision(precision);
+        let draws = FlowDraws {
+            noise: tensor(S3, "noise", &device),
+            tau: fixture_tau(S3, "tau", false),
+            delta: tensor::<B, 1>(S3, "delta", &device).reshape([2, 1, 1]),
+        };
+        let loss = policy.loss(&observation(&device), tensor(S3, "data", &device), None, &draws).unwrap();
+        let grads = loss.total.backward();
+        let grad = |p: &burn::module::Param<Tensor<B, 2>>| {
+            p.val().grad(&grads).expect("a gradient").into_data().to_vec::<f32>().unwrap()
+        };
+        let layer = &policy.vlm.gemma.layers[0];
+        vec![
+            grad(&policy.expert.action_out_proj.weight),
+            grad(&policy.expert.layers[0].mlp.gate_proj.weight),
+            grad(&layer.self_attn.q_proj.weight),
+            grad(&layer.mlp.down_proj.weight),
+            grad(&policy.vlm.siglip.encoder.layers[0].mlp.fc1.weight),
+            policy.expert.norm.weight.val().grad(&grads).expect("a gradient").into_data().to_vec().unwrap(),
+        ]
+    }
+    for precision in [Precision::F32, Precision::Bf16] {
+        let none = gradients::<Autodiff<Cpu>>(precision);
+        let balanced = gradients::<Autodiff<Cpu, BalancedCheckpointing>>(precision);
+        assert!(none.iter().all(|g| g.iter().any(|v| *v != 0.0)), "every gradient is non-zero");
+        assert_eq!(none, balanced, "{precision}: balanced checkpointing changed a gradient");
+    }
+}
+
 #[test]
 fn wgpu_matches_the_reference_too() {
     if !spear_device::wgpu::test_should_run() {

@@ -94,7 +94,9 @@ pub fn initial_policy<B: AutodiffBackend>(
         }
     };
     materialize(&policy);
-    Ok(policy.with_trainable(config.trainable.vlm(), config.trainable.action_expert))
+    Ok(policy
+        .with_trainable(config.trainable.vlm(), config.trainable.action_expert)
+        .with_precision(config.memory.precision))
 }
 
 /// The mixture a run reads, set up for the run: the run's seed, micro-batch, camera sizes,

@@ -371,7 +371,7 @@ pub fn initial_vlm<B: AutodiffBackend>(
         _ => vlm_config.init::<B>(device),
     };
     materialize(&model);
-    Ok(model.with_trainable(config.trainable.vlm()))
+    Ok(model.with_trainable(config.trainable.vlm()).with_precision(config.memory.precision))
 }
 
 /// Called with the starting weights and the task before training (e.g. to evaluate the
