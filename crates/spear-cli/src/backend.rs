@@ -16,7 +16,6 @@ use anyhow::bail;
 use burn::tensor::backend::AutodiffBackend;
 use clap::builder::PossibleValue;
 use spear_device::Unavailable;
-use spear_train::config::Checkpointing;
 
 /// A compute backend `spear` can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,37 +260,6 @@ pub fn run_on<J: BackendJob>(choice: BackendChoice, job: J) -> anyhow::Result<J:
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
             Ok(job.run::<burn::backend::Autodiff<burn::backend::Cuda>>(kind, Default::default()))
-        }
-        #[allow(unreachable_patterns)]
-        other => unreachable!("select returned `{other}`, which is not compiled in"),
-    }
-}
-
-/// [`run_on`] with autodiff's checkpointing strategy: `Autodiff<B, BalancedCheckpointing>` for
-/// [`Checkpointing::Balanced`] (the strategy is part of burn's backend type).
-pub fn run_checkpointed_on<J: BackendJob>(
-    choice: BackendChoice,
-    checkpointing: Checkpointing,
-    job: J,
-) -> anyhow::Result<J::Output> {
-    use burn::backend::Autodiff;
-    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
-    if checkpointing == Checkpointing::None {
-        return run_on(choice, job);
-    }
-    let kind = select(choice)?;
-    match kind {
-        #[cfg(feature = "cpu")]
-        BackendKind::Cpu => {
-            Ok(job.run::<Autodiff<burn::backend::Flex, BalancedCheckpointing>>(kind, Default::default()))
-        }
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => {
-            Ok(job.run::<Autodiff<burn::backend::Wgpu, BalancedCheckpointing>>(kind, Default::default()))
-        }
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            Ok(job.run::<Autodiff<burn::backend::Cuda, BalancedCheckpointing>>(kind, Default::default()))
         }
         #[allow(unreachable_patterns)]
         other => unreachable!("select returned `{other}`, which is not compiled in"),

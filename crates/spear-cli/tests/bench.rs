@@ -120,4 +120,12 @@ fn bench_train_reports_both_shapes_per_step_sample_and_token() {
         assert!(n.len() == 4 && n.iter().all(|&x| x > 0.0), "{out}");
     }
     assert!(!out.contains("torch"), "no PyTorch row without --compare-torch: {out}");
+    assert_eq!(rows_with(&out, "spear (cpu) f32 none", "ms/step").len(), 2, "{out}");
+    // One row per precision and checkpointing asked for.
+    let line = format!("{line} --precision f32,bf16 --checkpointing balanced");
+    let (ok, out, err) = spear(&line.split(' ').collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    for who in ["spear (cpu) f32 balanced", "spear (cpu) bf16 balanced"] {
+        assert_eq!(rows_with(&out, who, "ms/step").len(), 2, "{out}");
+    }
 }

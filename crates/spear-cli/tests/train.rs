@@ -128,6 +128,65 @@ fn two_devices_train_as_one_device_accumulating_two_micro_batches() {
     }
 }
 
+/// ZeRO-1 (`memory.shard_optimizer`) on two CPU peers: the metrics and exported weights of the
+/// unsharded run, byte for byte; checkpoints with one optimiser file per rank; a sharded run
+/// stopped at a checkpoint resumes to the same metrics, on two devices or on one.
+#[test]
+fn a_sharded_optimizer_trains_and_resumes_as_the_unsharded_one() {
+    let settings = [&VLA[..], &["run.steps=4"]].concat();
+    let plain = temp("vla-unsharded");
+    let (ok, out, err) = train("vla", &plain, &settings, &["--devices", "2"]);
+    assert!(ok, "{out}\n{err}");
+    let sharded = temp("vla-sharded");
+    let shard = [&settings[..], &["memory.shard_optimizer=true"]].concat();
+    let (ok, out, err) = train("vla", &sharded, &shard, &["--devices", "2"]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(metrics(&sharded), metrics(&plain), "sharded and unsharded metrics");
+    let weights = |dir: &Path| std::fs::read(dir.join("final/model.safetensors")).unwrap();
+    assert!(weights(&sharded) == weights(&plain), "sharded and unsharded exported (EMA) weights differ");
+    let last = sharded.join("step-000000004");
+    assert!(last.join("optimizer-rank0000.mpk").is_file() && last.join("optimizer-rank0001.mpk").is_file());
+    assert!(!last.join("optimizer.mpk").exists());
+    // Each rank holds about half of the moments.
+    let size = |path: PathBuf| std::fs::metadata(path).unwrap().len() as f64;
+    let whole = size(plain.join("step-000000004/optimizer.mpk"));
+    for rank in 0..2 {
+        let part = size(last.join(format!("optimizer-rank000{rank}.mpk"))) / whole;
+        assert!((0.3..0.7).contains(&part), "rank {rank} holds {part:.2} of the optimiser state");
+    }
+
+    let resumed = temp("vla-sharded-resumed");
+    let half = [&shard[..], &["run.steps=2"]].concat();
+    let (ok, out, err) = train("vla", &resumed, &half, &["--devices", "2"]);
+    assert!(ok, "{out}\n{err}");
+    let one_device = temp("vla-sharded-resumed-on-one");
+    copy_dir(&resumed, &one_device);
+    let (ok, out, err) = train("vla", &resumed, &shard, &["--devices", "2", "--resume"]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(metrics(&resumed), metrics(&sharded), "a sharded run resumed");
+    // On one device the shards are merged (and the step's two micro-batches accumulated).
+    let (ok, out, err) =
+        train("vla", &one_device, &[&shard[..], &["run.grad_accum=2"]].concat(), &["--resume"]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(metrics(&one_device), metrics(&sharded), "a sharded run resumed on one device");
+    for dir in [plain, sharded, resumed, one_device] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Copies a run folder (files and sub-folders).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 /// `spear train vla` as `count` processes (nodes) on 127.0.0.1 in `dir`, `extra[r]` appended to
 /// node r's arguments (when given), each node's output as (success, stdout, stderr). A watchdog
 /// kills them all and fails the test when they have not all ended within two minutes.
@@ -439,6 +498,17 @@ fn dry_run_counts_the_paper_run_without_touching_its_folder() {
     assert!(text.contains("MoGe encoder (DINOv2)             304.4 M        0.0 M      304.4 M"), "{text}");
     assert!(text.contains("batch_size = 512"), "the resolved config: {text}");
     assert!(!out.exists(), "a dry run wrote {}", out.display());
+    assert!(text.contains("memory: f32 matrix products, checkpointing none, optimiser state and EMA whole"));
+    let memory =
+        ["--set", "memory.precision=\"bf16\"", "--set", "memory.shard_optimizer=true", "--devices", "8"];
+    let (ok, text, err) = spear(&[&base[..], &memory].concat());
+    assert!(ok, "{err}");
+    assert!(
+        text.contains(
+            "memory: bf16 matrix products, checkpointing none, optimiser state and EMA sharded over 8 ranks"
+        ),
+        "{text}"
+    );
     // The model command must match the config's stage; a mistyped field is named.
     let (ok, _, err) = spear(&["train", "vlm", "--config", config.as_str(), "--dry-run"]);
     assert!(!ok && err.contains("stage VlaPretrain is not a vlm run"), "{err}");

@@ -11,14 +11,16 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ParamId};
 use burn::optim::Optimizer;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Record, Recorder};
 use burn::tensor::backend::AutodiffBackend;
+use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::TrainConfig;
+use crate::dist::Owners;
 use crate::optim::Ema;
 
 /// Why a checkpoint cannot be written or used.
@@ -74,13 +76,14 @@ struct Manifest {
 
 /// Config fields a resumed run may change: its length, how often it logs, evaluates and saves, and
 /// what it recomputes (which changes no result).
-const RESUMABLE: [&str; 6] = [
+const RESUMABLE: [&str; 7] = [
     "run.steps",
     "run.log_every",
     "run.eval_every",
     "run.checkpoint_every",
     "run.keep_checkpoints",
     "memory.checkpointing",
+    "memory.shard_optimizer",
 ];
 
 /// The dotted paths where two TOML values differ, with both values.
@@ -117,7 +120,47 @@ fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
     NamedMpkFileRecorder::<FullPrecisionSettings>::new()
 }
 
-/// Writes a checkpoint of `step` under `run_dir`; returns its folder.
+/// The folder a checkpoint of `step` is assembled in before it is renamed into place.
+fn staging(run_dir: &Path, step: u64) -> PathBuf {
+    run_dir.join(format!(".step-{step:09}.tmp"))
+}
+
+/// Starts a checkpoint of `step` under `run_dir`: an empty staging folder (a stale one from a
+/// killed run removed), which [`save_optimizer_shard`] and [`finish`] fill.
+pub fn begin(run_dir: &Path, step: u64) -> Result<PathBuf, CheckpointError> {
+    let tmp = staging(run_dir, step);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
+    Ok(tmp)
+}
+
+/// The file name of rank `rank`'s share of a sharded optimiser state.
+fn shard_name(rank: usize) -> String {
+    format!("optimizer-rank{rank:04}.mpk")
+}
+
+/// Writes rank `rank`'s share of a sharded optimiser state (`[memory] shard_optimizer`: the
+/// moments of the parameters it owns) into the staging folder of checkpoint `step` ([`begin`]).
+pub fn save_optimizer_shard<B, M, O>(
+    run_dir: &Path,
+    step: u64,
+    rank: usize,
+    optimizer: &O,
+) -> Result<(), CheckpointError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
+    let path = staging(run_dir, step).join(shard_name(rank));
+    recorder().record(optimizer.to_record(), path.with_extension("")).map_err(|e| file_error(&path, e))?;
+    Ok(())
+}
+
+/// Writes a checkpoint of `step` under `run_dir` (the whole optimiser state in `optimizer.mpk`);
+/// returns its folder.
 pub fn save<B, M, O>(
     run_dir: &Path,
     step: u64,
@@ -132,19 +175,38 @@ where
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
 {
+    begin(run_dir, step)?;
+    finish(run_dir, step, config, model, Some(optimizer), ema, extra)
+}
+
+/// Completes the checkpoint [`begin`] started: the model, the optimiser state (`None`: its
+/// shards are in the staging folder already, [`save_optimizer_shard`]), the EMA, the state and
+/// the manifest, then moves it into place and points `latest` at it; returns its folder.
+pub fn finish<B, M, O>(
+    run_dir: &Path,
+    step: u64,
+    config: &TrainConfig,
+    model: &M,
+    optimizer: Option<&O>,
+    ema: Option<&Ema<M::InnerModule>>,
+    extra: &serde_json::Value,
+) -> Result<PathBuf, CheckpointError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
     let name = format!("step-{step:09}");
-    let (tmp, done) = (run_dir.join(format!(".{name}.tmp")), run_dir.join(&name));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| file_error(&tmp, e))?;
+    let (tmp, done) = (staging(run_dir, step), run_dir.join(&name));
     let record_error = |file: &str, e: burn::record::RecorderError| file_error(&tmp.join(file), e);
     recorder()
         .record(model.clone().into_record(), tmp.join("model"))
         .map_err(|e| record_error("model.mpk", e))?;
-    recorder()
-        .record(optimizer.to_record(), tmp.join("optimizer"))
-        .map_err(|e| record_error("optimizer.mpk", e))?;
+    if let Some(optimizer) = optimizer {
+        recorder()
+            .record(optimizer.to_record(), tmp.join("optimizer"))
+            .map_err(|e| record_error("optimizer.mpk", e))?;
+    }
     if let Some(ema) = ema {
         recorder()
             .record(burn::module::Module::<B::InnerBackend>::into_record(ema.model.clone()), tmp.join("ema"))
@@ -154,11 +216,22 @@ where
     let state_path = tmp.join("state.json");
     std::fs::write(&state_path, serde_json::to_vec_pretty(&state).expect("state serialises"))
         .map_err(|e| file_error(&state_path, e))?;
+    let mut shards: Vec<String> = std::fs::read_dir(&tmp)
+        .map_err(|e| file_error(&tmp, e))?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("optimizer-rank"))
+        .collect();
+    shards.sort();
+    if optimizer.is_none() && shards.is_empty() {
+        return Err(file_error(&tmp, "no optimiser state: neither optimizer.mpk nor a rank's shard"));
+    }
     let mut files = Vec::new();
-    for file in ["model.mpk", "optimizer.mpk", "ema.mpk", "state.json"] {
-        let path = tmp.join(file);
+    let names = ["model.mpk", "optimizer.mpk", "ema.mpk", "state.json"].map(String::from);
+    for file in names.into_iter().chain(shards) {
+        let path = tmp.join(&file);
         if path.exists() {
-            files.push((file.to_string(), sha256_file(&path)?));
+            files.push((file, sha256_file(&path)?));
         }
     }
     let manifest_path = tmp.join("manifest.json");
@@ -227,20 +300,26 @@ pub struct Restored<M: AutodiffModule<B>, O, B: AutodiffBackend> {
 }
 
 /// Reads the checkpoint in `dir` into `model`, `optimizer` and `ema` (built as the run builds
-/// them), after checking every file and that its config matches `config`.
-pub fn load<B, M, O>(
+/// them), after checking every file and that its config matches `config`. The optimiser state is
+/// the checkpoint's whole one or its ranks' shards merged (so a sharded run resumes on any world
+/// size, sharded or not); with `shard`, the rank whose share ([`Owners`] over `world` ranks) alone
+/// is kept.
+#[allow(clippy::too_many_arguments)]
+pub fn load<B, M, O, R>(
     dir: &Path,
     config: &TrainConfig,
     world: usize,
     model: M,
     optimizer: O,
     ema: Option<Ema<M::InnerModule>>,
+    shard: Option<usize>,
     device: &B::Device,
 ) -> Result<Restored<M, O, B>, CheckpointError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
-    O: Optimizer<M, B>,
+    O: Optimizer<M, B, Record = HashMap<ParamId, R>>,
+    R: Record<B>,
 {
     let manifest_path = dir.join("manifest.json");
     let manifest: Manifest = std::fs::read_to_string(&manifest_path)
@@ -299,8 +378,27 @@ where
     let model_record =
         recorder().load(dir.join("model"), device).map_err(|e| record_error("model.mpk", e))?;
     let model = model.load_record(model_record);
-    let optimizer_record =
-        recorder().load(dir.join("optimizer"), device).map_err(|e| record_error("optimizer.mpk", e))?;
+    // The whole state, or every rank's shard merged; then only what this rank steps.
+    let mut optimizer_record: HashMap<ParamId, R> = if dir.join("optimizer.mpk").exists() {
+        recorder().load(dir.join("optimizer"), device).map_err(|e| record_error("optimizer.mpk", e))?
+    } else {
+        let mut merged = HashMap::new();
+        let shards = manifest.files.iter().filter(|(f, _)| f.starts_with("optimizer-rank"));
+        for (file, _) in shards {
+            let path = dir.join(file);
+            let shard: HashMap<ParamId, R> =
+                recorder().load(path.with_extension(""), device).map_err(|e| record_error(file, e))?;
+            merged.extend(shard);
+        }
+        if merged.is_empty() && !manifest.files.iter().any(|(f, _)| f.starts_with("optimizer-rank")) {
+            return Err(file_error(dir, "no optimiser state (optimizer.mpk or optimizer-rank*.mpk)"));
+        }
+        merged
+    };
+    if let Some(rank) = shard {
+        let owners = Owners::new(&model, world);
+        optimizer_record.retain(|id, _| owners.owner(*id).is_none_or(|o| o == rank));
+    }
     let optimizer = optimizer.load_record(optimizer_record);
     let ema = match ema {
         Some(ema) if dir.join("ema.mpk").exists() => {

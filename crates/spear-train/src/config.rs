@@ -311,9 +311,25 @@ pub enum Checkpointing {
     Balanced,
 }
 
-impl Checkpointing {
-    /// The names configs and the command line use.
-    pub const NAMES: [&'static str; 2] = ["none", "balanced"];
+impl std::str::FromStr for Checkpointing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Checkpointing::None),
+            "balanced" => Ok(Checkpointing::Balanced),
+            other => Err(format!("unknown checkpointing `{other}` (expected none or balanced)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Checkpointing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Checkpointing::None => "none",
+            Checkpointing::Balanced => "balanced",
+        })
+    }
 }
 
 /// `[memory]`: how a run trades memory for compute (all optional; the defaults are plain f32).
@@ -327,6 +343,11 @@ pub struct MemorySection {
     /// Activation checkpointing (`"none"` or `"balanced"`). It changes no result: the same
     /// gradients, bit for bit on the CPU.
     pub checkpointing: Checkpointing,
+    /// ZeRO-1 on a data-parallel run: each rank keeps AdamW's moments and the EMA of its share
+    /// of the trainable parameters only (`spear_train::dist::Owners`), updates that share and
+    /// hands it to the others. The same weights as unsharded, bit for bit; checkpoints hold one
+    /// optimiser file per rank and resume on any number of devices.
+    pub shard_optimizer: bool,
 }
 
 /// One training run.

@@ -2,7 +2,7 @@
 //! the global gradient norm, exponential moving averages of the weights, and the VLM's
 //! λ-weighted next-token loss.
 
-use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, activation};
@@ -139,22 +139,28 @@ pub struct Ema<M> {
     pub decay: f64,
 }
 
-/// Blends the visited module's parameters toward `current`'s, by id.
-struct Blend<'a, B: Backend> {
+/// Blends the visited module's parameters toward `current`'s, by id: those `averages` says,
+/// the others become `current`'s (another rank averages them; sharing the model's tensor costs
+/// no memory).
+struct Blend<'a, B: Backend, F> {
     current: &'a GradientsParams,
     decay: f64,
+    averages: F,
     _backend: std::marker::PhantomData<B>,
 }
 
-impl<B: Backend> ModuleMapper<B> for Blend<'_, B> {
+impl<B: Backend, F: Fn(ParamId) -> bool> ModuleMapper<B> for Blend<'_, B, F> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let Some(current) = self.current.get::<B, D>(param.id) else { return param };
+        if !(self.averages)(param.id) {
+            return param.map(|_| current);
+        }
         let decay = self.decay;
         param.map(|ema| ema.mul_scalar(decay) + current.mul_scalar(1.0 - decay))
     }
 }
 
-/// Holds a module's parameters by id (values on the inner backend).
+/// Holds a module's trainable parameters by id (values on the inner backend).
 struct Snapshot<'a, B: AutodiffBackend> {
     into: &'a mut GradientsParams,
     _backend: std::marker::PhantomData<B>,
@@ -162,7 +168,10 @@ struct Snapshot<'a, B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Snapshot<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.into.register(param.id, param.val().inner());
+        let value = param.val();
+        if value.is_require_grad() {
+            self.into.register(param.id, value.inner());
+        }
     }
 }
 
@@ -193,16 +202,32 @@ impl<M> Ema<M> {
         Self::new(model.valid(), decay)
     }
 
-    /// Moves the average toward `model`'s current weights (parameters matched by id).
+    /// Moves the average toward `model`'s current weights (parameters matched by id). Frozen
+    /// parameters are not averaged: they keep the values the average started from, which are
+    /// theirs.
     pub fn update<B: AutodiffBackend, A: AutodiffModule<B, InnerModule = M>>(&mut self, model: &A)
     where
         M: Module<B::InnerBackend>,
     {
+        self.update_owned(model, |_| true);
+    }
+
+    /// [`Self::update`] for the trainable parameters `owned` says (this rank's share when the
+    /// optimiser state is sharded); the others take `model`'s current values, so that the
+    /// average holds no copy of them (`crate::dist::Rank::gather_ema` makes it whole).
+    pub fn update_owned<B: AutodiffBackend, A: AutodiffModule<B, InnerModule = M>>(
+        &mut self,
+        model: &A,
+        owned: impl Fn(ParamId) -> bool,
+    ) where
+        M: Module<B::InnerBackend>,
+    {
         let mut current = GradientsParams::new();
         model.visit(&mut Snapshot::<B> { into: &mut current, _backend: std::marker::PhantomData });
-        let mut blend = Blend::<B::InnerBackend> {
+        let mut blend = Blend::<B::InnerBackend, _> {
             current: &current,
             decay: self.decay,
+            averages: owned,
             _backend: std::marker::PhantomData,
         };
         self.model = self.model.clone().map(&mut blend);

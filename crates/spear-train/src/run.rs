@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::TrainConfig;
-use crate::dist::{DistError, Launch, Rank, code_version, parameter_list};
+use crate::dist::{DistError, Launch, Owners, Rank, code_version, parameter_list};
 use crate::metrics::{MetricsError, MetricsWriter};
 use crate::optim::{Ema, WarmupCosine, adamw, clip_global_norm, scale_grads};
 
@@ -267,14 +267,17 @@ pub fn gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
 }
 
 /// The second half of a training step: `grads` clipped to the global norm `clip_norm` (0: not
-/// clipped), then one step of `optimizer` at learning rate `lr`. Returns the updated model and the
-/// gradients' norm before clipping.
+/// clipped), then one step of `optimizer` at learning rate `lr` — over the parameters rank
+/// `shard.1` owns when the optimiser state is sharded (`shard`: the [`Owners`]; the caller then
+/// shares the updated values, [`Rank::sync_owned`]). Returns the updated model and the gradients'
+/// norm before clipping.
 pub fn update<B, M, O>(
     optimizer: &mut O,
     model: M,
     grads: GradientsParams,
     lr: f64,
     clip_norm: f64,
+    shard: Option<(&Owners, usize)>,
 ) -> (M, f64)
 where
     B: AutodiffBackend,
@@ -282,6 +285,10 @@ where
     O: Optimizer<M, B>,
 {
     let (grads, norm) = clip_global_norm(&model, grads, clip_norm);
+    let grads = match shard {
+        Some((owners, rank)) => owners.keep(rank, &model, grads),
+        None => grads,
+    };
     (optimizer.step(lr, model, grads), norm)
 }
 
@@ -368,8 +375,11 @@ where
         if rank.world() > 1 {
             task.shard(rank.index(), rank.world())?;
         }
+        // ZeRO-1: each rank steps (and averages) only its share of the trainable parameters.
+        let sharded = config.memory.shard_optimizer && rank.world() > 1;
         if let Some(dir) = &from {
-            let restored = checkpoint::load(dir, config, rank.world(), model, optimizer, ema, device)?;
+            let shard = sharded.then_some(rank.index());
+            let restored = checkpoint::load(dir, config, rank.world(), model, optimizer, ema, shard, device)?;
             (model, optimizer, ema) = (restored.model, restored.optimizer, restored.ema);
             step = restored.state.step;
             let extra = &restored.state.extra;
@@ -378,6 +388,7 @@ where
             notify(observer, &format!("resuming from {} (step {step})", dir.display()));
         }
         let start = step;
+        let owners = sharded.then(|| Owners::new(&model, rank.world()));
         if step >= r.steps {
             notify(observer, &format!("the run has its {} steps already", r.steps));
         }
@@ -423,10 +434,17 @@ where
             }
             let grads = rank.all_reduce_grads(&model, accumulated.grads()).map_err(dist(step + 1))?;
             let grads = if micro > 1 { scale_grads(&model, grads, share) } else { grads };
-            let (updated, norm) = update(&mut optimizer, model, grads, lr, config.optim.clip_norm);
-            model = updated;
+            let shard = owners.as_ref().map(|o| (o, rank.index()));
+            let (updated, norm) = update(&mut optimizer, model, grads, lr, config.optim.clip_norm, shard);
+            model = match &owners {
+                Some(owners) => rank.sync_owned(updated, owners).map_err(dist(step + 1))?,
+                None => updated,
+            };
             if let Some(ema) = &mut ema {
-                ema.update(&model);
+                match &owners {
+                    Some(o) => ema.update_owned(&model, |id| o.owner(id) == Some(rank.index())),
+                    None => ema.update(&model),
+                }
             }
             step += 1;
             let loss = values[0].1;
@@ -434,43 +452,67 @@ where
             window.add(&values);
             observer.step(step, loss, lr);
 
-            let mut line: Vec<(String, f64)> = Vec::new();
-            let Some(metrics) = metrics.as_mut() else {
-                // Not the main rank: wait for its checkpoints, then name them as it did.
-                if step.is_multiple_of(r.checkpoint_every) || step == r.steps {
-                    rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
-                    last_checkpoint = checkpoint::latest(run_dir)?;
+            let evaluate = r.eval_every > 0 && (step.is_multiple_of(r.eval_every) || step == r.steps);
+            let save = step.is_multiple_of(r.checkpoint_every) || step == r.steps;
+            // A sharded EMA made whole (on every rank: it is a collective) where it is read.
+            let whole = match (&owners, &ema) {
+                (Some(o), Some(e)) if evaluate || save => {
+                    Some(Ema::new(rank.gather_ema(e.model.clone(), o).map_err(dist(step))?, e.decay))
                 }
-                continue;
+                _ => None,
             };
-            if step.is_multiple_of(r.log_every) || step == r.steps {
-                line.extend(window.take_means());
-                line.push(("lr".into(), lr));
-            }
-            if r.eval_every > 0 && (step.is_multiple_of(r.eval_every) || step == r.steps) {
-                line.extend(task.validate(&weights(&model, ema.as_ref()))?);
-            }
-            if !line.is_empty() {
-                let refs: Vec<(&str, f64)> = line.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-                metrics.write(step, &refs)?;
-                tracing::info!(
-                    step,
-                    "{}",
-                    line.iter().map(|(n, v)| format!("{n}={v:.6}")).collect::<Vec<_>>().join(" ")
-                );
-                observer.metrics(step, &line);
-                for (name, value) in &line {
-                    *named(&mut last, name) = *value;
+            let ema_now = whole.as_ref().or(ema.as_ref());
+            if let Some(metrics) = metrics.as_mut() {
+                let mut line: Vec<(String, f64)> = Vec::new();
+                if step.is_multiple_of(r.log_every) || step == r.steps {
+                    line.extend(window.take_means());
+                    line.push(("lr".into(), lr));
+                }
+                if evaluate {
+                    line.extend(task.validate(&weights(&model, ema_now))?);
+                }
+                if !line.is_empty() {
+                    let refs: Vec<(&str, f64)> = line.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+                    metrics.write(step, &refs)?;
+                    tracing::info!(
+                        step,
+                        "{}",
+                        line.iter().map(|(n, v)| format!("{n}={v:.6}")).collect::<Vec<_>>().join(" ")
+                    );
+                    observer.metrics(step, &line);
+                    for (name, value) in &line {
+                        *named(&mut last, name) = *value;
+                    }
                 }
             }
-            if step.is_multiple_of(r.checkpoint_every) || step == r.steps {
-                let extra =
-                    serde_json::json!({ "task": task.state(), "window": window, "world": rank.world() });
-                let dir = checkpoint::save(run_dir, step, config, &model, &optimizer, ema.as_ref(), &extra)?;
-                checkpoint::prune(run_dir, r.keep_checkpoints, &dir)?;
-                notify(observer, &format!("checkpoint {}", dir.display()));
-                last_checkpoint = Some(dir);
+            if save {
+                if owners.is_some() {
+                    // Every rank writes its optimiser shard into the folder the main rank starts.
+                    if rank.is_main() {
+                        checkpoint::begin(run_dir, step)?;
+                    }
+                    rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
+                    checkpoint::save_optimizer_shard(run_dir, step, rank.index(), &optimizer)?;
+                    rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
+                }
+                if rank.is_main() {
+                    let extra =
+                        serde_json::json!({ "task": task.state(), "window": window, "world": rank.world() });
+                    if owners.is_none() {
+                        checkpoint::begin(run_dir, step)?;
+                    }
+                    let whole_optimizer = owners.is_none().then_some(&optimizer);
+                    let dir =
+                        checkpoint::finish(run_dir, step, config, &model, whole_optimizer, ema_now, &extra)?;
+                    checkpoint::prune(run_dir, r.keep_checkpoints, &dir)?;
+                    notify(observer, &format!("checkpoint {}", dir.display()));
+                }
+                // The others wait for the main rank's checkpoint, then name it as it did.
                 rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
+                last_checkpoint = checkpoint::latest(run_dir)?;
+            }
+            if step == r.steps && whole.is_some() {
+                ema = whole;
             }
         }
         let checkpoint = last_checkpoint.ok_or_else(|| TrainError::RunDir {

@@ -123,6 +123,7 @@ fn a_resumed_run_takes_the_same_steps() {
         other,
         adamw(&config.optim).init(),
         Some(ema_start),
+        None,
         &Default::default(),
     )
     .unwrap();
@@ -157,6 +158,7 @@ fn damaged_or_mismatched_checkpoints_are_refused() {
             fresh(3),
             adamw(&config.optim).init(),
             None::<Ema<Mlp<Flex>>>,
+            None,
             &Default::default(),
         )
     };

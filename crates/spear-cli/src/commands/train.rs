@@ -6,15 +6,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spear_policy::Policy;
-use spear_train::config::{DataSource, TrainConfig};
+use spear_train::config::{Checkpointing, DataSource, TrainConfig};
 use spear_train::dist::{Launch, NodeFlags, Nodes};
 use spear_train::embedded;
 use spear_train::run::Observer;
 
-use crate::backend::{BackendChoice, BackendJob, BackendKind, run_checkpointed_on};
+use crate::backend::{BackendChoice, BackendJob, BackendKind, run_on};
 
 /// Which model a run trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +54,7 @@ impl TrainCommand {
             TrainCommand::Vla(args) => TrainJob { kind: Kind::Vla, args },
             TrainCommand::Vlm(args) => TrainJob { kind: Kind::Vlm, args },
         };
-        // The checkpointing strategy is part of the backend's type: read it before choosing one.
-        let checkpointing = resolve(job.kind, &job.args)?.0.memory.checkpointing;
-        run_checkpointed_on(backend, checkpointing, job)?
+        run_on(backend, job)?
     }
 }
 
@@ -233,8 +233,17 @@ struct TrainJob {
 impl BackendJob for TrainJob {
     type Output = Result<()>;
     fn run<B: AutodiffBackend>(self, backend: BackendKind, device: B::Device) -> Result<()> {
+        // burn's checkpointing strategy is part of the autodiff backend's type.
+        let checkpointing = resolve(self.kind, &self.args)?.0.memory.checkpointing;
         match self.kind {
             _ if self.args.dry_run => print!("{}", dry_run::<B>(self.kind, &self.args, &device)?),
+            _ if checkpointing == Checkpointing::Balanced => {
+                type Balanced<B> = Autodiff<<B as AutodiffBackend>::InnerBackend, BalancedCheckpointing>;
+                match self.kind {
+                    Kind::Vla => vla::<Balanced<B>>(backend, &self.args, &device)?,
+                    Kind::Vlm => vlm::<Balanced<B>>(backend, &self.args, &device)?,
+                }
+            }
             Kind::Vla => vla::<B>(backend, &self.args, &device)?,
             Kind::Vlm => vlm::<B>(backend, &self.args, &device)?,
         }
@@ -311,6 +320,17 @@ pub fn dry_run<B: burn::tensor::backend::Backend>(
         o.weight_decay,
         o.clip_norm,
         config.ema.decay
+    );
+    let m = &config.memory;
+    text += &format!(
+        "  memory: {} matrix products, checkpointing {}, optimiser state and EMA {}\n",
+        m.precision,
+        m.checkpointing,
+        if m.shard_optimizer && world > 1 {
+            format!("sharded over {world} ranks")
+        } else {
+            "whole on each rank".into()
+        }
     );
     text += &format!(
         "  run folder {}{}\n",

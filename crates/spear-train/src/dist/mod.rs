@@ -75,6 +75,124 @@ pub struct Rank {
     watch: Option<Arc<Watch>>,
 }
 
+/// Which rank owns each trainable parameter when the optimiser state is sharded (ZeRO-1,
+/// `[memory] shard_optimizer`): the trainable parameters in module order, cut into `world`
+/// contiguous runs of about equal size (a parameter goes to the rank whose equal share of all
+/// trainable elements holds its middle element). Each rank keeps AdamW's moments and the EMA of
+/// its own parameters only, updates them, and [`Rank::sync_owned`] hands the new values to the
+/// others. A function of the model's parameter list alone: every rank computes the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Owners {
+    owners: std::collections::HashMap<ParamId, usize>,
+    /// Trainable elements owned by each rank.
+    elements: Vec<u64>,
+}
+
+impl Owners {
+    /// The ownership of `model`'s trainable parameters over `world` ranks.
+    pub fn new<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M, world: usize) -> Self {
+        struct Sizes(Vec<(ParamId, u64)>);
+        impl<B: AutodiffBackend> ModuleVisitor<B> for Sizes {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                if param.val().is_require_grad() {
+                    self.0.push((param.id, param.lazy_shape().num_elements() as u64));
+                }
+            }
+        }
+        let mut sizes = Sizes(Vec::new());
+        model.visit(&mut sizes);
+        let total: u64 = sizes.0.iter().map(|(_, n)| n).sum::<u64>().max(1);
+        let world = world.max(1);
+        let (mut owners, mut elements, mut before) =
+            (std::collections::HashMap::new(), vec![0u64; world], 0u64);
+        for (id, n) in sizes.0 {
+            let middle = u128::from(before + n / 2);
+            let owner = ((middle * world as u128 / u128::from(total)) as usize).min(world - 1);
+            owners.insert(id, owner);
+            elements[owner] += n;
+            before += n;
+        }
+        Self { owners, elements }
+    }
+
+    /// The rank owning parameter `id`; `None` for a frozen parameter (or one of another model).
+    pub fn owner(&self, id: ParamId) -> Option<usize> {
+        self.owners.get(&id).copied()
+    }
+
+    /// Trainable elements owned by each rank.
+    pub fn elements(&self) -> &[u64] {
+        &self.elements
+    }
+
+    /// `grads` of `model` without the gradients of parameters `rank` does not own: what its
+    /// optimiser steps.
+    pub fn keep<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+        rank: usize,
+        model: &M,
+        mut grads: GradientsParams,
+    ) -> GradientsParams {
+        struct Drop<'a, B> {
+            owners: &'a Owners,
+            rank: usize,
+            grads: &'a mut GradientsParams,
+            _backend: std::marker::PhantomData<B>,
+        }
+        impl<B: AutodiffBackend> ModuleVisitor<B> for Drop<'_, B> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                if self.owners.owner(param.id).is_some_and(|o| o != self.rank) {
+                    self.grads.remove::<B::InnerBackend, D>(param.id);
+                }
+            }
+        }
+        model.visit(&mut Drop::<B> {
+            owners: self,
+            rank,
+            grads: &mut grads,
+            _backend: std::marker::PhantomData,
+        });
+        grads
+    }
+}
+
+/// How a parameter of backend `B` travels in an exchange: on the backend the collective operations
+/// take, and back.
+trait Wire<B: Backend> {
+    /// The backend exchanged on.
+    type On: Backend;
+    /// The values to send.
+    fn send<const D: usize>(tensor: Tensor<B, D>) -> Tensor<Self::On, D>;
+    /// The parameter from received `values`, shaped and marked like `like`.
+    fn receive<const D: usize>(values: Tensor<Self::On, D>, like: &Tensor<B, D>) -> Tensor<B, D>;
+}
+
+/// Tensors of a plain backend, as they are.
+struct Plain;
+
+impl<B: Backend> Wire<B> for Plain {
+    type On = B;
+    fn send<const D: usize>(tensor: Tensor<B, D>) -> Tensor<B, D> {
+        tensor
+    }
+    fn receive<const D: usize>(values: Tensor<B, D>, _like: &Tensor<B, D>) -> Tensor<B, D> {
+        values
+    }
+}
+
+/// Autodiff parameters: their inner values sent, a fresh leaf of the same trainability received.
+struct Leaf;
+
+impl<B: AutodiffBackend> Wire<B> for Leaf {
+    type On = B::InnerBackend;
+    fn send<const D: usize>(tensor: Tensor<B, D>) -> Tensor<B::InnerBackend, D> {
+        tensor.inner()
+    }
+    fn receive<const D: usize>(values: Tensor<B::InnerBackend, D>, like: &Tensor<B, D>) -> Tensor<B, D> {
+        leaf_like(values, like)
+    }
+}
+
 /// Default largest bucket of gradients summed at once.
 pub const BUCKET_BYTES: usize = 256 << 20;
 
@@ -301,29 +419,77 @@ impl Rank {
         if !self.global || self.world == 1 {
             return Ok(model);
         }
-        struct Take<B: Backend>(Vec<Tensor<B, 1>>);
-        impl<B: AutodiffBackend> ModuleVisitor<B> for Take<B::InnerBackend> {
+        self.take_from_sources::<B, M, Leaf>(model, |_| Some(0), "sharing rank 0's weights")
+    }
+
+    /// `model` with each trainable parameter taken from the rank that owns it under `owners`
+    /// (which alone updated it, [`Owners`]); frozen parameters are not exchanged.
+    pub fn sync_owned<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+        model: M,
+        owners: &Owners,
+    ) -> Result<M, DistError> {
+        self.take_from_sources::<B, M, Leaf>(model, |id| owners.owner(id), "sharing the updated parameters")
+    }
+
+    /// `model` (on any backend) with each parameter that `source` names a rank for replaced by
+    /// that rank's value: the others contribute negative zeros to one sum per parameter, in
+    /// module order, which leaves the source's floats exactly as they are.
+    fn take_from_sources<B: Backend, M: Module<B>, W: Wire<B>>(
+        &self,
+        model: M,
+        source: impl Fn(ParamId) -> Option<usize>,
+        what: &'static str,
+    ) -> Result<M, DistError> {
+        struct Take<'a, B: Backend, W: Wire<B>, F> {
+            source: &'a F,
+            index: usize,
+            taken: Vec<Tensor<W::On, 1>>,
+        }
+        impl<B: Backend, W: Wire<B>, F: Fn(ParamId) -> Option<usize>> ModuleVisitor<B> for Take<'_, B, W, F> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-                self.0.push(param.val().inner().reshape([-1]));
+                if let Some(from) = (self.source)(param.id) {
+                    let value = W::send(param.val()).reshape([-1]);
+                    let mine = from == self.index;
+                    self.taken.push(if mine {
+                        value
+                    } else {
+                        Tensor::full(value.shape(), -0.0f32, &value.device())
+                    });
+                }
             }
         }
-        let mut taken = Take::<B::InnerBackend>(Vec::new());
-        model.visit(&mut taken);
-        let mine = self.is_main();
-        let flat: Vec<_> = taken
-            .0
-            .into_iter()
-            .map(|t| if mine { t } else { Tensor::full(t.shape(), -0.0f32, &t.device()) })
-            .collect();
-        let mut shared = self.sum_in_buckets(flat, "sharing rank 0's weights")?.into_iter();
-        struct Put<I>(I);
-        impl<B: AutodiffBackend, I: Iterator<Item = Tensor<B::InnerBackend, 1>>> ModuleMapper<B> for Put<I> {
+        let mut take = Take::<B, W, _> { source: &source, index: self.index, taken: Vec::new() };
+        model.visit(&mut take);
+        let shared = self.sum_in_buckets(take.taken, what)?;
+        struct Put<'a, B, W, F, I> {
+            source: &'a F,
+            values: I,
+            _wire: std::marker::PhantomData<(B, W)>,
+        }
+        impl<B: Backend, W: Wire<B>, F: Fn(ParamId) -> Option<usize>, I: Iterator<Item = Tensor<W::On, 1>>>
+            ModuleMapper<B> for Put<'_, B, W, F, I>
+        {
             fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-                let flat = self.0.next().expect("one value per parameter");
-                param.map(|tensor| leaf_like(flat.reshape(tensor.dims()), &tensor))
+                if (self.source)(param.id).is_none() {
+                    return param;
+                }
+                let flat = self.values.next().expect("one value per exchanged parameter");
+                param.map(|tensor| W::receive(flat.reshape(tensor.dims()), &tensor))
             }
         }
-        Ok(model.map(&mut Put(&mut shared)))
+        let mut put = Put::<B, W, _, _> {
+            source: &source,
+            values: shared.into_iter(),
+            _wire: std::marker::PhantomData,
+        };
+        Ok(model.map(&mut put))
+    }
+
+    /// The EMA `ema` of a sharded run ([`crate::optim::Ema::update_owned`]: each rank averages the
+    /// trainable parameters it owns) made whole: every rank gets every owner's averages.
+    pub fn gather_ema<B: Backend, M: Module<B>>(&self, ema: M, owners: &Owners) -> Result<M, DistError> {
+        self.take_from_sources::<B, M, Plain>(ema, |id| owners.owner(id), "gathering the EMA shards")
     }
 
     /// `grads` of `model` summed over every rank, parameter by parameter in module order.

@@ -12,11 +12,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::tensor::backend::AutodiffBackend;
 use rand::{SeedableRng, rngs::StdRng};
 use spear_models::vlm::Trainable;
-use spear_models::{SpearPolicy, SpearPolicyConfig};
-use spear_train::config::OptimSection;
+use spear_models::{Precision, SpearPolicy, SpearPolicyConfig};
+use spear_train::config::{Checkpointing, OptimSection};
 use spear_train::optim::adamw;
 use spear_train::run::{gradients, update};
 
@@ -41,6 +43,12 @@ pub struct BenchTrainArgs {
     /// Timed steps after one warm-up step.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// The arithmetic of matrix products (`f32`, `bf16`; several separated by commas: one row each).
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    precision: Vec<Precision>,
+    /// Activation checkpointing (`none`, `balanced`; several separated by commas: one row each).
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    checkpointing: Vec<Checkpointing>,
 }
 
 impl BackendJob for BenchTrainArgs {
@@ -56,7 +64,14 @@ impl BackendJob for BenchTrainArgs {
              median over {repeats} timed step(s) after one warm-up, on {kind} ({threads} CPU threads)"
         );
         for (shape, config, name) in args.shapes.selected() {
-            let spec = TrainBench { config, batch, prompt_tokens, repeats };
+            let spec = TrainBench {
+                config,
+                batch,
+                prompt_tokens,
+                repeats,
+                precision: Precision::F32,
+                checkpointing: Checkpointing::None,
+            };
             let tokens = spec.tokens_per_sample();
             println!(
                 "{name}: {}, {} actions × {}, {tokens} tokens per sample ({} prefix + {} suffix)",
@@ -68,7 +83,7 @@ impl BackendJob for BenchTrainArgs {
             );
             let row = |who: &str, t: &StepTime, memory: String| {
                 format!(
-                    "  {who:<12} {:10.2} ms/step {:9.3} steps/s {:10.2} samples/s {:12.0} tokens/s   {memory}",
+                    "  {who:<24} {:10.2} ms/step {:9.3} steps/s {:10.2} samples/s {:12.0} tokens/s   {memory}",
                     t.step_ms,
                     t.per_second(1.0),
                     t.per_second(batch as f64),
@@ -77,45 +92,54 @@ impl BackendJob for BenchTrainArgs {
             };
             let parts = |who: &str, t: &StepTime| {
                 format!(
-                    "  {who:<12} forward {:10.2} ms   backward {:10.2} ms   update {:9.2} ms   loss {:.4}",
+                    "  {who:<24} forward {:10.2} ms   backward {:10.2} ms   update {:9.2} ms   loss {:.4}",
                     t.forward_ms, t.backward_ms, t.update_ms, t.loss
                 )
             };
             // PyTorch first: its process has exited, its memory returned, before spear allocates.
             let torch = args.shapes.torch(shape, |python, device| run_torch(&spec, python, device))?;
-            let ours = run::<B>(&spec, &device)?;
-            let memory = match kind {
-                BackendKind::Cpu => format!("peak memory {:.0} MB (process RSS)", ours.peak_rss_mb),
-                _ => format!(
-                    "peak host RSS {:.0} MB (device memory: burn 0.21 exposes no statistics)",
-                    ours.peak_rss_mb
-                ),
-            };
-            let who = format!("spear ({kind})");
-            println!("{}", row(&who, &ours, memory));
             if let Some((torch, about)) = &torch {
                 let memory = match torch.peak_device_mb {
                     Some(device_mb) => format!("peak device memory {device_mb:.0} MB (max_memory_allocated)"),
                     None => format!("peak memory {:.0} MB (process RSS)", torch.peak_rss_mb),
                 };
-                println!("{}   ({about})", row("torch", torch, memory));
+                println!("{}   ({about})", row("torch f32", torch, memory));
+                println!("{}", parts("torch f32", torch));
             }
-            println!("{}", parts(&who, &ours));
-            if let Some((torch, _)) = &torch {
-                println!("{}", parts("torch", torch));
-                println!(
-                    "{}",
-                    ratio_line(
-                        "torch",
-                        &[
-                            ("step", ours.step_ms, torch.step_ms),
-                            ("forward", ours.forward_ms, torch.forward_ms),
-                            ("backward", ours.backward_ms, torch.backward_ms),
-                            ("update", ours.update_ms, torch.update_ms),
-                        ],
-                        Better::Lower
-                    )
-                );
+            for &precision in &args.precision {
+                for &checkpointing in &args.checkpointing {
+                    let setting = TrainBench { precision, checkpointing, ..spec.clone() };
+                    let ours = run::<B>(&setting, &device)?;
+                    let memory = match kind {
+                        BackendKind::Cpu => format!("peak memory {:.0} MB (process RSS)", ours.peak_rss_mb),
+                        _ => format!(
+                            "peak host RSS {:.0} MB (device memory: burn 0.21 exposes no statistics)",
+                            ours.peak_rss_mb
+                        ),
+                    };
+                    let who = format!("spear ({kind}) {precision} {checkpointing}");
+                    println!("{}", row(&who, &ours, memory));
+                    println!("{}", parts(&who, &ours));
+                    // The PyTorch step is f32 without checkpointing: compared with that row only.
+                    if let Some((torch, _)) = torch
+                        .as_ref()
+                        .filter(|_| precision == Precision::F32 && checkpointing == Checkpointing::None)
+                    {
+                        println!(
+                            "{}",
+                            ratio_line(
+                                "torch",
+                                &[
+                                    ("step", ours.step_ms, torch.step_ms),
+                                    ("forward", ours.forward_ms, torch.forward_ms),
+                                    ("backward", ours.backward_ms, torch.backward_ms),
+                                    ("update", ours.update_ms, torch.update_ms),
+                                ],
+                                Better::Lower
+                            )
+                        );
+                    }
+                }
             }
         }
         Ok(())
@@ -133,6 +157,10 @@ pub struct TrainBench {
     pub prompt_tokens: usize,
     /// Timed steps (after one warm-up step).
     pub repeats: usize,
+    /// The arithmetic of the policy's matrix products.
+    pub precision: Precision,
+    /// Which activations the backward pass recomputes.
+    pub checkpointing: Checkpointing,
 }
 
 impl TrainBench {
@@ -198,7 +226,12 @@ fn openpi_optim() -> OptimSection {
 pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result<StepTime> {
     reset_peak_rss()?;
     B::seed(device, 0);
-    let mut policy = bench.config.init::<B>(device)?.with_trainable(Trainable::VLA, true);
+    if bench.checkpointing == Checkpointing::Balanced {
+        let unchanged = TrainBench { checkpointing: Checkpointing::None, ..bench.clone() };
+        return run::<Autodiff<B::InnerBackend, BalancedCheckpointing>>(&unchanged, device);
+    }
+    let mut policy =
+        bench.config.init::<B>(device)?.with_trainable(Trainable::VLA, true).with_precision(bench.precision);
     let optim = openpi_optim();
     let mut optimizer = adamw(&optim).init::<B, SpearPolicy<B>>();
     let batch = bench.batch.max(1);
@@ -218,7 +251,7 @@ pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result
         // On a GPU the backward pass is only queued by now.
         B::sync(device)?;
         let backward = Instant::now();
-        (policy, _) = update(&mut optimizer, policy, grads, optim.peak_lr, optim.clip_norm);
+        (policy, _) = update(&mut optimizer, policy, grads, optim.peak_lr, optim.clip_norm, None);
         B::sync(device)?;
         let end = Instant::now();
         loss = value;
@@ -281,15 +314,28 @@ mod tests {
 
     #[test]
     fn counts_prefix_and_suffix_tokens() {
-        let bench =
-            TrainBench { config: super::super::policy::tiny_pi0(), batch: 2, prompt_tokens: 16, repeats: 1 };
+        let bench = TrainBench {
+            config: super::super::policy::tiny_pi0(),
+            batch: 2,
+            prompt_tokens: 16,
+            repeats: 1,
+            precision: Precision::F32,
+            checkpointing: Checkpointing::None,
+        };
         // 2 cameras × 256 SigLIP tokens + 16 prompt tokens; state + 5 actions.
         assert_eq!(bench.tokens_per_sample(), 2 * 256 + 16 + 1 + 5);
     }
 
     #[test]
     fn times_every_part_of_a_step() {
-        let bench = TrainBench { config: SpearPolicyConfig::tiny(), batch: 2, prompt_tokens: 4, repeats: 1 };
+        let bench = TrainBench {
+            config: SpearPolicyConfig::tiny(),
+            batch: 2,
+            prompt_tokens: 4,
+            repeats: 1,
+            precision: Precision::Bf16,
+            checkpointing: Checkpointing::Balanced,
+        };
         let t = run::<B>(&bench, &Default::default()).unwrap();
         assert!(t.loss.is_finite() && t.loss > 0.0, "{t:?}");
         assert!(t.forward_ms > 0.0 && t.backward_ms > 0.0 && t.update_ms > 0.0, "{t:?}");
