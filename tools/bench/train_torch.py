@@ -16,6 +16,12 @@ decay 1e-10, clip 1, a fixed learning rate). The loss is read back each step (`.
 pass, where spear reads it. Every parameter trains (spear
 freezes only MoGe, which this shape has not).
 
+`--precision bf16` runs the forward under `torch.autocast(dtype=torch.bfloat16)` (parameters, gradients and AdamW stay
+f32, as spear's `[memory] precision = "bf16"`); `--checkpointing` other than `none` turns on transformers' gradient
+checkpointing (`gradient_checkpointing_enable()`: each decoder layer's activations recomputed in the backward pass
+from its input). That is block-level recomputation, not burn's balanced strategy which spear's `balanced` row runs:
+the two are compared as "with activation checkpointing", not as the same algorithm.
+
 CPU threads are set to `--threads` (spear passes the number its rayon pool uses), so both sides compute on the same
 cores. `peak_rss_mb` is the process's peak resident memory (ru_maxrss); on CUDA `peak_device_mb` is
 `torch.cuda.max_memory_allocated`.
@@ -32,9 +38,13 @@ from pi0_torch import build, inputs, setup, sync
 
 
 def main():
-    a, cfg, dev = setup(batch=int, lr=float, b1=float, b2=float, eps=float, weight_decay=float, clip_norm=float)
+    a, cfg, dev = setup(batch=int, lr=float, b1=float, b2=float, eps=float, weight_decay=float, clip_norm=float,
+                        precision=str, checkpointing=str)
 
     model = build(cfg, "train_torch.py", loss_reduction="none").to(dev).train()
+    if a.checkpointing != "none":
+        model.gradient_checkpointing_enable()
+    bf16 = a.precision == "bf16"
     attn = model.config.vlm_config.text_config._attn_implementation
     optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(a.b1, a.b2), eps=a.eps, weight_decay=a.weight_decay)
     flow = cfg["flow"]
@@ -48,10 +58,11 @@ def main():
         """One optimiser step; returns the loss and the times after the forward, the backward and the update."""
         noise = torch.randn_like(actions)
         timestep = (beta.sample((a.batch,)) * flow["time_scale"] + flow["time_offset"]).float().to(dev)
-        out = model(state=batch["state"], noise=noise, timestep=timestep, input_ids=batch["input_ids"],
-                    attention_mask=batch["attention_mask"], pixel_values=batch["images"] * 2 - 1,
-                    pixel_attention_mask=batch["pixel_attention_mask"], actions=actions)
-        loss = out.loss.mean()
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(state=batch["state"], noise=noise, timestep=timestep, input_ids=batch["input_ids"],
+                        attention_mask=batch["attention_mask"], pixel_values=batch["images"] * 2 - 1,
+                        pixel_attention_mask=batch["pixel_attention_mask"], actions=actions)
+        loss = out.loss.float().mean()
         sync(dev)
         forward = time.perf_counter()
         value = loss.item()  # in the backward's time, as spear reads its loss in `gradients`
@@ -75,7 +86,8 @@ def main():
     result = {key: statistics.median_high(v) for key, v in times.items()}
     result.update(loss=loss, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   peak_device_mb=torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
-                  attention=attn, torch=torch.__version__, transformers=transformers.__version__,
+                  attention=attn, precision=a.precision,
+                  gradient_checkpointing=bool(getattr(model, "is_gradient_checkpointing", False)), torch=torch.__version__, transformers=transformers.__version__,
                   threads=torch.get_num_threads(), device=str(dev))
     print(json.dumps(result))
 

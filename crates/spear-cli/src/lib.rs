@@ -4,3 +4,4 @@
 pub mod backend;
 pub mod commands;
 pub mod draw;
+pub mod heap;

@@ -109,8 +109,8 @@ fn bench_train_reports_both_shapes_per_step_sample_and_token() {
     let steps = rows_with(&out, "spear (cpu)", "ms/step");
     assert_eq!(steps.len(), 2, "{out}");
     for (n, tokens) in steps.iter().zip([522.0, 374.0]) {
-        // ms/step, steps/s, samples/s, tokens/s, peak memory MB
-        assert!(n.len() == 5 && n.iter().all(|&x| x > 0.0), "{out}");
+        // ms/step, steps/s, samples/s, tokens/s, peak memory MB, the plan's MB
+        assert!(n.len() == 6 && n.iter().all(|&x| x > 0.0), "{out}");
         assert!((n[2] / n[1] - 2.0).abs() < 1e-2 && (n[3] / n[2] / tokens - 1.0).abs() < 1e-2, "{out}");
     }
     let parts = rows_with(&out, "spear (cpu)", "forward");

@@ -57,12 +57,23 @@ pub fn load_spear_vlm<B: Backend>(vlm: &mut SpearVlm<B>, dir: &Path) -> Result<(
 /// tiny model's vocabulary is widened to hold the tokenizer's (rounded up to 64 rows), so that
 /// any prompt and every `<locNNNN>` token has an embedding.
 pub fn vlm_config(config: &TrainConfig, tokenizer: &PaliGemmaTokenizer) -> SpearVlmConfig {
+    vlm_config_for(config, Some(tokenizer.vocab_size()))
+}
+
+/// [`vlm_config`] without the data: with the run's tokenizer's vocabulary where it can be read,
+/// else the preset's (what `--dry-run` counts and plans).
+pub fn planned_vlm_config(config: &TrainConfig) -> SpearVlmConfig {
+    vlm_config_for(config, load_tokenizer(config).ok().map(|(t, _)| t.vocab_size()))
+}
+
+/// [`vlm_config`] for a tokenizer of `vocab` tokens (`None`: the preset's vocabulary).
+fn vlm_config_for(config: &TrainConfig, vocab: Option<usize>) -> SpearVlmConfig {
     let m = &config.model;
     let mut vlm = match m.size {
         ModelSize::Full => SpearVlmConfig::spear_vlm(),
         ModelSize::Tiny => {
             let mut tiny = SpearVlmConfig::tiny();
-            tiny.gemma.vocab_size = tiny.gemma.vocab_size.max(tokenizer.vocab_size().div_ceil(64) * 64);
+            tiny.gemma.vocab_size = tiny.gemma.vocab_size.max(vocab.unwrap_or(0).div_ceil(64) * 64);
             tiny
         }
     };

@@ -48,3 +48,33 @@ fn tiny_runs_are_tiny() {
         assert!(total < 3_000_000, "{config}: {total}");
     }
 }
+
+#[test]
+fn the_full_pretraining_plan_counts_every_part_of_the_state() {
+    use spear_models::Precision;
+    use spear_train::plan::memory_plan;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/vla/pretrain_oxe.toml");
+    let set = ["memory.precision=\"bf16\"".to_string(), "memory.shard_optimizer=true".to_string()];
+    let config = TrainConfig::load(path, &set).unwrap();
+    assert_eq!(config.memory.precision, Precision::Bf16);
+    let parts = parameter_counts::<Flex>(&config, &Default::default());
+    let (all, trained) = parts.iter().fold((0, 0), |(a, t), p| (a + p.params, t + p.trainable));
+    let plan = memory_plan::<Flex>(&config, 8, &Default::default());
+    eprintln!("{}", plan.render(Some(80.0)));
+    let row = |name: &str| plan.rows.iter().find(|(n, _)| n.starts_with(name)).unwrap().1;
+    assert_eq!(row("weights"), 4.0 * all as f64);
+    assert_eq!(row("gradients"), 4.0 * trained as f64);
+    assert_eq!(row("AdamW moments"), 8.0 * trained as f64 / 8.0, "a rank's share of 8");
+    assert_eq!(row("EMA"), 4.0 * trained as f64 / 8.0);
+    assert!(plan.rows.iter().all(|(n, _)| !n.starts_with("accumulated")), "no accumulation");
+    // The paper's batch of 2048 over 8 devices is 256 samples per device: far more activations
+    // than 80 GB hold without block checkpointing; the plan names the micro-batch that fits.
+    assert!(plan.total > 80e9);
+    let fits = plan.largest_micro_batch(80e9);
+    assert!((1..256).contains(&fits), "{fits}");
+    assert!(plan.update_peak() < 80e9, "the state and the update fit");
+    let held = plan.backward_peak() - plan.per_sample * 256.0;
+    assert!(
+        held + fits as f64 * plan.per_sample <= 80e9 && held + (fits + 1) as f64 * plan.per_sample > 80e9
+    );
+}

@@ -131,11 +131,34 @@ pub struct PolicyShapeArgs {
     /// and SPEAR-1) instead of tiny.
     #[arg(long)]
     full: bool,
+    /// Mid size instead (≈ 0.5 B parameters: the full shapes with 4 Gemma and expert layers at
+    /// width 1024, 6 SigLIP and 4 MoGe blocks), small enough to train on a CPU: what the memory
+    /// plan is checked on.
+    #[arg(long, conflicts_with = "full")]
+    mid: bool,
     #[command(flatten)]
     torch: TorchArgs,
     /// Time only this shape (default: both).
     #[arg(long, value_enum)]
     only: Option<PolicyShape>,
+}
+
+/// `full` cut to mid size ([`PolicyShapeArgs::mid`]).
+fn mid(mut full: SpearPolicyConfig) -> SpearPolicyConfig {
+    let narrow = |g: spear_models::gemma::GemmaConfig| {
+        g.with_num_layers(4)
+            .with_hidden_size(1024)
+            .with_intermediate_size(4096)
+            .with_num_heads(8)
+            .with_head_dim(128)
+    };
+    full.vlm.gemma = narrow(full.vlm.gemma);
+    full.expert.gemma = narrow(full.expert.gemma);
+    full.vlm.siglip = full.vlm.siglip.with_num_layers(6);
+    if let Some(moge) = &mut full.vlm.moge {
+        *moge = spear_models::vlm::MogeEncoderConfig::last_four(moge.dinov2.clone().with_num_layers(4));
+    }
+    full
 }
 
 impl PolicyShapeArgs {
@@ -144,6 +167,8 @@ impl PolicyShapeArgs {
     pub fn selected(&self) -> Vec<(PolicyShape, SpearPolicyConfig, String)> {
         let (size, pi0, spear1) = if self.full {
             ("full-size", SpearPolicyConfig::pi0(), SpearPolicyConfig::spear1())
+        } else if self.mid {
+            ("mid-size", mid(SpearPolicyConfig::pi0()), mid(SpearPolicyConfig::spear1()))
         } else {
             ("tiny", policy::tiny_pi0(), SpearPolicyConfig::tiny())
         };

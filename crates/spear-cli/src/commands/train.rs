@@ -81,6 +81,10 @@ pub struct TrainArgs {
     /// With --dry-run: also print the fully resolved config (TOML).
     #[arg(long, requires = "dry_run")]
     pub resolved: bool,
+    /// With --dry-run: say whether the memory plan fits devices of this many GB (10⁹ bytes), and
+    /// if not the largest micro-batch that does.
+    #[arg(long, requires = "dry_run")]
+    pub device_memory: Option<f64>,
     /// Data-parallel devices of this process, one rank each: a count (`4`: CUDA ordinals 0–3; on
     /// the CPU, four ranks on the one device, for testing) or CUDA ordinals (`0,1,2,3`; `5,` for
     /// ordinal 5 alone). The global batch stays `run.batch_size`, split into `run.grad_accum ×
@@ -338,6 +342,12 @@ pub fn dry_run<B: burn::tensor::backend::Backend>(
         if args.resume { " (resuming from its last checkpoint)" } else { "" }
     );
     text += &spear_train::plan::render(&spear_train::plan::parameter_counts::<B>(&config, device));
+    let (vla_text, vlm_text) = spear_train::plan::PLAN_TEXT_TOKENS;
+    text += &format!(
+        "  memory per device at the peak of a step (activations for {} text tokens per sample):\n",
+        if config.stage.is_vlm() { vlm_text } else { vla_text }
+    );
+    text += &spear_train::plan::memory_plan::<B>(&config, world, device).render(args.device_memory);
     if args.resolved {
         text += &config.to_toml();
     }

@@ -7,6 +7,10 @@
 //! loop's EMA update, accumulation and metrics are not part of it. As for `spear bench policy`,
 //! the shape compared with PyTorch is π0's ([`tiny_pi0`](super::policy::tiny_pi0) or
 //! [`SpearPolicyConfig::pi0`]) and SPEAR-1's own shape is timed on spear alone.
+//!
+//! `--precision` and `--checkpointing` (lists) give one row per setting, each beside PyTorch's
+//! with the same precision (bf16 autocast) and, where spear checkpoints, transformers' gradient
+//! checkpointing (whole decoder layers recomputed: another strategy than burn's balanced one).
 
 use std::path::Path;
 use std::time::Instant;
@@ -14,12 +18,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::{SeedableRng, rngs::StdRng};
 use spear_models::vlm::Trainable;
 use spear_models::{Precision, SpearPolicy, SpearPolicyConfig};
-use spear_train::config::{Checkpointing, OptimSection};
+use spear_train::config::{Checkpointing, OptimSection, TrainableSection};
 use spear_train::optim::adamw;
+use spear_train::plan::{MemoryPlan, Setting, model_plan};
 use spear_train::run::{gradients, update};
 
 use super::policy::{cpu_threads, observation};
@@ -96,22 +101,29 @@ impl BackendJob for BenchTrainArgs {
                     t.forward_ms, t.backward_ms, t.update_ms, t.loss
                 )
             };
-            // PyTorch first: its process has exited, its memory returned, before spear allocates.
-            let torch = args.shapes.torch(shape, |python, device| run_torch(&spec, python, device))?;
-            if let Some((torch, about)) = &torch {
-                let memory = match torch.peak_device_mb {
-                    Some(device_mb) => format!("peak device memory {device_mb:.0} MB (max_memory_allocated)"),
-                    None => format!("peak memory {:.0} MB (process RSS)", torch.peak_rss_mb),
-                };
-                println!("{}   ({about})", row("torch f32", torch, memory));
-                println!("{}", parts("torch f32", torch));
-            }
             for &precision in &args.precision {
                 for &checkpointing in &args.checkpointing {
                     let setting = TrainBench { precision, checkpointing, ..spec.clone() };
+                    // PyTorch first: its process has exited, its memory returned, before spear allocates.
+                    let torch =
+                        args.shapes.torch(shape, |python, device| run_torch(&setting, python, device))?;
                     let ours = run::<B>(&setting, &device)?;
+                    let plan = setting.plan::<B::InnerBackend>(&device);
                     let memory = match kind {
-                        BackendKind::Cpu => format!("peak memory {:.0} MB (process RSS)", ours.peak_rss_mb),
+                        BackendKind::Cpu => match ours.heap_mb {
+                            Some(heap) => format!(
+                                "peak memory {:.0} MB (process RSS), heap {heap:.0} MB above the start \
+                                 (plan {:.0} MB, {:+.1} %)",
+                                ours.peak_rss_mb,
+                                plan.total / 1e6,
+                                (plan.total / 1e6 / heap - 1.0) * 100.0
+                            ),
+                            None => format!(
+                                "peak memory {:.0} MB (process RSS; plan {:.0} MB)",
+                                ours.peak_rss_mb,
+                                plan.total / 1e6
+                            ),
+                        },
                         _ => format!(
                             "peak host RSS {:.0} MB (device memory: burn 0.21 exposes no statistics)",
                             ours.peak_rss_mb
@@ -119,26 +131,35 @@ impl BackendJob for BenchTrainArgs {
                     };
                     let who = format!("spear ({kind}) {precision} {checkpointing}");
                     println!("{}", row(&who, &ours, memory));
+                    let Some((torch, about)) = &torch else {
+                        println!("{}", parts(&who, &ours));
+                        continue;
+                    };
+                    let memory = match torch.peak_device_mb {
+                        Some(device_mb) => {
+                            format!("peak device memory {device_mb:.0} MB (max_memory_allocated)")
+                        }
+                        None => format!("peak memory {:.0} MB (process RSS)", torch.peak_rss_mb),
+                    };
+                    // transformers' gradient checkpointing recomputes whole decoder layers.
+                    let remat = if checkpointing == Checkpointing::None { "none" } else { "layers" };
+                    let torch_who = format!("torch {precision} {remat}");
+                    println!("{}   ({about})", row(&torch_who, torch, memory));
                     println!("{}", parts(&who, &ours));
-                    // The PyTorch step is f32 without checkpointing: compared with that row only.
-                    if let Some((torch, _)) = torch
-                        .as_ref()
-                        .filter(|_| precision == Precision::F32 && checkpointing == Checkpointing::None)
-                    {
-                        println!(
-                            "{}",
-                            ratio_line(
-                                "torch",
-                                &[
-                                    ("step", ours.step_ms, torch.step_ms),
-                                    ("forward", ours.forward_ms, torch.forward_ms),
-                                    ("backward", ours.backward_ms, torch.backward_ms),
-                                    ("update", ours.update_ms, torch.update_ms),
-                                ],
-                                Better::Lower
-                            )
-                        );
-                    }
+                    println!("{}", parts(&torch_who, torch));
+                    println!(
+                        "{}",
+                        ratio_line(
+                            "torch",
+                            &[
+                                ("step", ours.step_ms, torch.step_ms),
+                                ("forward", ours.forward_ms, torch.forward_ms),
+                                ("backward", ours.backward_ms, torch.backward_ms),
+                                ("update", ours.update_ms, torch.update_ms),
+                            ],
+                            Better::Lower
+                        )
+                    );
                 }
             }
         }
@@ -164,6 +185,29 @@ pub struct TrainBench {
 }
 
 impl TrainBench {
+    /// What `spear_train::plan` expects the step to hold: weights, gradients, AdamW's moments,
+    /// bf16 casts and the activations of the batch (no EMA, no accumulation).
+    pub fn plan<B: Backend>(&self, device: &B::Device) -> MemoryPlan {
+        let setting = Setting {
+            precision: self.precision,
+            checkpointing: self.checkpointing,
+            world: 1,
+            shard_optimizer: false,
+            grad_accum: 1,
+            micro_batch: self.batch.max(1),
+            ema: false,
+        };
+        let vla = TrainableSection {
+            siglip: true,
+            moge: false,
+            projectors: true,
+            llm: true,
+            new_embeddings: true,
+            action_expert: true,
+        };
+        model_plan::<B>(&self.config, false, &vla, self.prompt_tokens.max(1), &setting, device)
+    }
+
     /// Tokens one sample puts through the network per step: the prefix (every camera's tokens and
     /// the prompt) and the suffix (the state token and the chunk's actions).
     pub fn tokens_per_sample(&self) -> usize {
@@ -187,6 +231,9 @@ pub struct StepTime {
     /// Peak resident memory of the process while it built the model and stepped, MB (an upper
     /// bound when memory freed by an earlier shape is still resident).
     pub peak_rss_mb: f64,
+    /// spear's side: the most live heap bytes above those before the model was built, MB, when
+    /// the binary counts them (feature `heap-stats`, [`crate::heap`]).
+    pub heap_mb: Option<f64>,
     /// Peak device memory, MB, where the side can read it (PyTorch on CUDA; burn 0.21's backend
     /// API exposes no memory statistics).
     pub peak_device_mb: Option<f64>,
@@ -225,6 +272,8 @@ fn openpi_optim() -> OptimSection {
 /// device.
 pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result<StepTime> {
     reset_peak_rss()?;
+    crate::heap::reset_peak();
+    let heap_start = crate::heap::current();
     B::seed(device, 0);
     if bench.checkpointing == Checkpointing::Balanced {
         let unchanged = TrainBench { checkpointing: Checkpointing::None, ..bench.clone() };
@@ -270,6 +319,7 @@ pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result
         update_ms: median(update_ms),
         loss,
         peak_rss_mb: peak_rss_mb()?,
+        heap_mb: crate::heap::peak().zip(heap_start).map(|(peak, start)| (peak - start) as f64 / 1e6),
         peak_device_mb: None,
     })
 }
@@ -291,6 +341,8 @@ pub fn run_torch(bench: &TrainBench, python: &Path, device: &str) -> Result<(Ste
         ("--repeats", bench.repeats.to_string()),
         ("--device", device.to_string()),
         ("--threads", cpu_threads().to_string()),
+        ("--precision", bench.precision.to_string()),
+        ("--checkpointing", bench.checkpointing.to_string()),
     ];
     let (json, about) = run_script(python, "train_torch.py", serde_json::to_value(&bench.config)?, &args)?;
     let get = |key: &str| json[key].as_f64().with_context(|| format!("no {key} in {json}"));
@@ -301,6 +353,7 @@ pub fn run_torch(bench: &TrainBench, python: &Path, device: &str) -> Result<(Ste
         update_ms: get("update_ms")?,
         loss: get("loss")?,
         peak_rss_mb: get("peak_rss_mb")?,
+        heap_mb: None,
         peak_device_mb: json["peak_device_mb"].as_f64(),
     };
     Ok((time, about))
