@@ -499,9 +499,8 @@ fn dry_run_counts_the_paper_run_without_touching_its_folder() {
     assert!(text.contains("batch_size = 512"), "the resolved config: {text}");
     assert!(!out.exists(), "a dry run wrote {}", out.display());
     assert!(text.contains("memory: f32 matrix products, checkpointing none, optimiser state and EMA whole"));
-    let memory =
-        ["--set", "memory.precision=\"bf16\"", "--set", "memory.shard_optimizer=true", "--devices", "8"];
-    let (ok, text, err) = spear(&[&base[..], &memory].concat());
+    let memory = ["--set", "memory.precision=\"bf16\"", "--set", "memory.shard_optimizer=true"];
+    let (ok, text, err) = spear(&[&base[..], &memory, &["--devices", "8", "--device-memory", "80"]].concat());
     assert!(ok, "{err}");
     assert!(
         text.contains(
@@ -509,6 +508,15 @@ fn dry_run_counts_the_paper_run_without_touching_its_folder() {
         ),
         "{text}"
     );
+    // The memory plan: sharded state, bf16 casts, both peaks, and what fits 80 GB.
+    for line in [
+        "AdamW moments (a 8th share)",
+        "bf16 weight casts kept",
+        "peak of the update",
+        "micro-batch that fits",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
     // The model command must match the config's stage; a mistyped field is named.
     let (ok, _, err) = spear(&["train", "vlm", "--config", config.as_str(), "--dry-run"]);
     assert!(!ok && err.contains("stage VlaPretrain is not a vlm run"), "{err}");

@@ -178,6 +178,16 @@ pub struct TrainableSection {
 }
 
 impl TrainableSection {
+    /// The paper's VLA stage (Table 9): everything but MoGe trains.
+    pub const VLA: Self = Self {
+        siglip: true,
+        moge: false,
+        projectors: true,
+        llm: true,
+        new_embeddings: true,
+        action_expert: true,
+    };
+
     /// The VLM's part of it, as the models crate takes it.
     pub fn vlm(&self) -> spear_models::vlm::Trainable {
         spear_models::vlm::Trainable {

@@ -69,14 +69,6 @@ fn measured<B: AutodiffBackend>(config: &SpearPolicyConfig, precision: Precision
 #[test]
 fn the_plan_holds_the_live_heap_of_real_steps_within_15_percent() {
     let config = SpearPolicyConfig::tiny();
-    let vla = TrainableSection {
-        siglip: true,
-        moge: false,
-        projectors: true,
-        llm: true,
-        new_embeddings: true,
-        action_expert: true,
-    };
     let mut report = Vec::new();
     for precision in [Precision::F32, Precision::Bf16] {
         for checkpointing in [Checkpointing::None, Checkpointing::Balanced] {
@@ -89,7 +81,15 @@ fn the_plan_holds_the_live_heap_of_real_steps_within_15_percent() {
                 micro_batch: BATCH,
                 ema: false,
             };
-            let plan = model_plan::<Flex>(&config, false, &vla, PROMPT, &setting, &Default::default()).total;
+            let plan = model_plan::<Flex>(
+                &config,
+                false,
+                &TrainableSection::VLA,
+                PROMPT,
+                &setting,
+                &Default::default(),
+            )
+            .total;
             let heap = match checkpointing {
                 Checkpointing::None => measured::<Autodiff<Flex>>(&config, precision),
                 Checkpointing::Balanced => {

@@ -197,15 +197,14 @@ impl TrainBench {
             micro_batch: self.batch.max(1),
             ema: false,
         };
-        let vla = TrainableSection {
-            siglip: true,
-            moge: false,
-            projectors: true,
-            llm: true,
-            new_embeddings: true,
-            action_expert: true,
-        };
-        model_plan::<B>(&self.config, false, &vla, self.prompt_tokens.max(1), &setting, device)
+        model_plan::<B>(
+            &self.config,
+            false,
+            &TrainableSection::VLA,
+            self.prompt_tokens.max(1),
+            &setting,
+            device,
+        )
     }
 
     /// Tokens one sample puts through the network per step: the prefix (every camera's tokens and
