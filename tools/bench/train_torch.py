@@ -17,10 +17,9 @@ pass, where spear reads it. Every parameter trains (spear
 freezes only MoGe, which this shape has not).
 
 `--precision bf16` runs the forward under `torch.autocast(dtype=torch.bfloat16)` (parameters, gradients and AdamW stay
-f32, as spear's `[memory] precision = "bf16"`); `--checkpointing` other than `none` turns on transformers' gradient
-checkpointing (`gradient_checkpointing_enable()`: each decoder layer's activations recomputed in the backward pass
-from its input). That is block-level recomputation, not burn's balanced strategy which spear's `balanced` row runs:
-the two are compared as "with activation checkpointing", not as the same algorithm.
+f32, as spear's `[memory] precision = "bf16"`). There is no checkpointing option: transformers 5.24's PI0 cannot train
+with gradient checkpointing (enabling it turns the language model's KV cache off, and PI0's expert reads the prefix
+from that cache: `cache.get_seq_length()` on None).
 
 CPU threads are set to `--threads` (spear passes the number its rayon pool uses), so both sides compute on the same
 cores. `peak_rss_mb` is the process's peak resident memory (ru_maxrss); on CUDA `peak_device_mb` is
@@ -39,11 +38,9 @@ from pi0_torch import build, inputs, setup, sync
 
 def main():
     a, cfg, dev = setup(batch=int, lr=float, b1=float, b2=float, eps=float, weight_decay=float, clip_norm=float,
-                        precision=str, checkpointing=str)
+                        precision=str)
 
     model = build(cfg, "train_torch.py", loss_reduction="none").to(dev).train()
-    if a.checkpointing != "none":
-        model.gradient_checkpointing_enable()
     bf16 = a.precision == "bf16"
     attn = model.config.vlm_config.text_config._attn_implementation
     optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(a.b1, a.b2), eps=a.eps, weight_decay=a.weight_decay)
@@ -86,8 +83,7 @@ def main():
     result = {key: statistics.median_high(v) for key, v in times.items()}
     result.update(loss=loss, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   peak_device_mb=torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
-                  attention=attn, precision=a.precision,
-                  gradient_checkpointing=bool(getattr(model, "is_gradient_checkpointing", False)), torch=torch.__version__, transformers=transformers.__version__,
+                  attention=attn, precision=a.precision, torch=torch.__version__, transformers=transformers.__version__,
                   threads=torch.get_num_threads(), device=str(dev))
     print(json.dumps(result))
 

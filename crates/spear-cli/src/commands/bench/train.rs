@@ -8,9 +8,9 @@
 //! the shape compared with PyTorch is π0's ([`tiny_pi0`](super::policy::tiny_pi0) or
 //! [`SpearPolicyConfig::pi0`]) and SPEAR-1's own shape is timed on spear alone.
 //!
-//! `--precision` and `--checkpointing` (lists) give one row per setting, each beside PyTorch's
-//! with the same precision (bf16 autocast) and, where spear checkpoints, transformers' gradient
-//! checkpointing (whole decoder layers recomputed: another strategy than burn's balanced one).
+//! `--precision` and `--checkpointing` (lists) give one row per setting, the ones without
+//! checkpointing beside PyTorch's at the same precision (bf16 autocast); transformers' PI0 cannot
+//! train with gradient checkpointing (see `train_torch.py`), so checkpointed rows are spear's alone.
 
 use std::path::Path;
 use std::time::Instant;
@@ -105,8 +105,14 @@ impl BackendJob for BenchTrainArgs {
                 for &checkpointing in &args.checkpointing {
                     let setting = TrainBench { precision, checkpointing, ..spec.clone() };
                     // PyTorch first: its process has exited, its memory returned, before spear allocates.
-                    let torch =
-                        args.shapes.torch(shape, |python, device| run_torch(&setting, python, device))?;
+                    // transformers' PI0 cannot train with gradient checkpointing (`train_torch.py`):
+                    // checkpointed rows run on spear alone.
+                    let torch = match checkpointing {
+                        Checkpointing::None => {
+                            args.shapes.torch(shape, |python, device| run_torch(&setting, python, device))?
+                        }
+                        Checkpointing::Balanced => None,
+                    };
                     let ours = run::<B>(&setting, &device)?;
                     let plan = setting.plan::<B::InnerBackend>(&device);
                     let memory = match kind {
@@ -141,9 +147,7 @@ impl BackendJob for BenchTrainArgs {
                         }
                         None => format!("peak memory {:.0} MB (process RSS)", torch.peak_rss_mb),
                     };
-                    // transformers' gradient checkpointing recomputes whole decoder layers.
-                    let remat = if checkpointing == Checkpointing::None { "none" } else { "layers" };
-                    let torch_who = format!("torch {precision} {remat}");
+                    let torch_who = format!("torch {precision} none");
                     println!("{}   ({about})", row(&torch_who, torch, memory));
                     println!("{}", parts(&who, &ours));
                     println!("{}", parts(&torch_who, torch));
@@ -341,7 +345,6 @@ pub fn run_torch(bench: &TrainBench, python: &Path, device: &str) -> Result<(Ste
         ("--device", device.to_string()),
         ("--threads", cpu_threads().to_string()),
         ("--precision", bench.precision.to_string()),
-        ("--checkpointing", bench.checkpointing.to_string()),
     ];
     let (json, about) = run_script(python, "train_torch.py", serde_json::to_value(&bench.config)?, &args)?;
     let get = |key: &str| json[key].as_f64().with_context(|| format!("no {key} in {json}"));
