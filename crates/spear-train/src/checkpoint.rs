@@ -382,16 +382,17 @@ where
     let mut optimizer_record: HashMap<ParamId, R> = if dir.join("optimizer.mpk").exists() {
         recorder().load(dir.join("optimizer"), device).map_err(|e| record_error("optimizer.mpk", e))?
     } else {
-        let mut merged = HashMap::new();
-        let shards = manifest.files.iter().filter(|(f, _)| f.starts_with("optimizer-rank"));
-        for (file, _) in shards {
-            let path = dir.join(file);
-            let shard: HashMap<ParamId, R> =
-                recorder().load(path.with_extension(""), device).map_err(|e| record_error(file, e))?;
-            merged.extend(shard);
-        }
-        if merged.is_empty() && !manifest.files.iter().any(|(f, _)| f.starts_with("optimizer-rank")) {
+        let shards: Vec<&String> =
+            manifest.files.iter().map(|(f, _)| f).filter(|f| f.starts_with("optimizer-rank")).collect();
+        if shards.is_empty() {
             return Err(file_error(dir, "no optimiser state (optimizer.mpk or optimizer-rank*.mpk)"));
+        }
+        let mut merged = HashMap::new();
+        for file in shards {
+            let path = dir.join(file).with_extension("");
+            let shard: HashMap<ParamId, R> =
+                recorder().load(path, device).map_err(|e| record_error(file, e))?;
+            merged.extend(shard);
         }
         merged
     };

@@ -111,19 +111,17 @@ pub fn render(parts: &[PartCount]) -> String {
     out
 }
 
-/// What a training step keeps for its backward pass, in elements (bytes for masks), by how it is
-/// stored: tensors saved by element-wise operations (norms, activations, softmax: always f32),
-/// operands saved by matrix products (f32, or their bf16 casts at [`Precision::Bf16`]), boolean
-/// masks, and the outputs of the matrix products (what [`Checkpointing::Balanced`] keeps instead,
-/// recomputing the rest).
+/// What a training step keeps for its backward pass, in elements, by how it is stored: tensors
+/// saved by element-wise operations (norms, activations, softmax: always f32), operands saved by
+/// matrix products (f32, or their bf16 casts at [`Precision::Bf16`]), the outputs of the matrix
+/// products (what [`Checkpointing::Balanced`] keeps instead, recomputing the rest), and masked
+/// attention scores (each with its one-byte mask).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Kept {
     /// f32 elements saved by element-wise operations.
     pub elementwise: f64,
     /// Elements of matrix-product operands.
     pub operands: f64,
-    /// Mask bytes.
-    pub masks: f64,
     /// Elements of matrix-product outputs.
     pub outputs: f64,
     /// Elements of masked attention scores.
@@ -136,7 +134,6 @@ impl std::ops::Add for Kept {
         Kept {
             elementwise: self.elementwise + o.elementwise,
             operands: self.operands + o.operands,
-            masks: self.masks + o.masks,
             outputs: self.outputs + o.outputs,
             masked: self.masked + o.masked,
         }
@@ -149,7 +146,6 @@ impl std::ops::Mul<f64> for Kept {
         Kept {
             elementwise: self.elementwise * k,
             operands: self.operands * k,
-            masks: self.masks * k,
             outputs: self.outputs * k,
             masked: self.masked * k,
         }
@@ -161,22 +157,23 @@ impl Kept {
     pub fn bytes(&self, precision: Precision, checkpointing: Checkpointing) -> f64 {
         let operand = precision.operand_bytes() as f64;
         match checkpointing {
-            Checkpointing::None => 4.0 * self.elementwise + operand * self.operands + self.masks,
+            Checkpointing::None => 4.0 * self.elementwise + operand * self.operands + self.masked,
             // burn keeps the outputs of compute-bound operations: the products' (at bf16 also
             // their casts back to f32, and the operands' casts, which burn does not recompute),
             // and the masked scores (a masked fill is compute-bound in burn-autodiff).
             Checkpointing::Balanced => match precision {
-                Precision::F32 => 4.0 * (self.outputs + self.masked) + self.masks,
-                Precision::Bf16 => 6.0 * self.outputs + 4.0 * self.masked + 2.0 * self.operands + self.masks,
+                Precision::F32 => 4.0 * (self.outputs + self.masked) + self.masked,
+                Precision::Bf16 => 6.0 * self.outputs + 4.0 * self.masked + 2.0 * self.operands + self.masked,
             },
         }
     }
 }
 
-/// One pre-norm transformer layer's kept tensors for `tokens` tokens attending over `keys`, per the operations `spear_models` runs under burn's autodiff: a norm
-/// keeps its input and its scaled output, the following products their (shared) input;
-/// attention its queries, keys, values, the shifted scores, exponentials and probabilities; the
-/// tanh-GELU its input, tanh and `tanh + 1`; the gated or plain MLP its products' inputs.
+/// One pre-norm transformer layer's kept tensors for `tokens` tokens attending over `keys`, per
+/// the operations `spear_models` runs under burn's autodiff: a norm keeps its input and its scaled
+/// output, the following products their (shared) input; attention its queries, keys, values, the
+/// shifted scores, exponentials and probabilities; the tanh-GELU its input, tanh and `tanh + 1`;
+/// the gated or plain MLP its products' inputs.
 #[allow(clippy::too_many_arguments)]
 fn layer(
     tokens: f64,
@@ -205,7 +202,6 @@ fn layer(
         // Both norms' outputs, queries, keys, values, probabilities, the merged heads, the
         // down projection's input.
         operands: 2.0 * t * d + q + 2.0 * kv + scores + q + t * m,
-        masks: if masked { scores } else { 0.0 },
         masked: if masked { scores } else { 0.0 },
         // q, k, v, scores, attention, output projection, gate (and up), down.
         outputs: q + 2.0 * kv + scores + q + t * d + if gated { 2.0 } else { 1.0 } * t * m + t * d,

@@ -486,11 +486,11 @@ where
                 }
             }
             if save {
+                if rank.is_main() {
+                    checkpoint::begin(run_dir, step)?;
+                }
                 if owners.is_some() {
-                    // Every rank writes its optimiser shard into the folder the main rank starts.
-                    if rank.is_main() {
-                        checkpoint::begin(run_dir, step)?;
-                    }
+                    // Every rank writes its optimiser shard into the folder the main rank started.
                     rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
                     checkpoint::save_optimizer_shard(run_dir, step, rank.index(), &optimizer)?;
                     rank.barrier::<B::InnerBackend>(device).map_err(dist(step))?;
@@ -498,9 +498,6 @@ where
                 if rank.is_main() {
                     let extra =
                         serde_json::json!({ "task": task.state(), "window": window, "world": rank.world() });
-                    if owners.is_none() {
-                        checkpoint::begin(run_dir, step)?;
-                    }
                     let whole_optimizer = owners.is_none().then_some(&optimizer);
                     let dir =
                         checkpoint::finish(run_dir, step, config, &model, whole_optimizer, ema_now, &extra)?;

@@ -84,8 +84,6 @@ pub struct Rank {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Owners {
     owners: std::collections::HashMap<ParamId, usize>,
-    /// Trainable elements owned by each rank.
-    elements: Vec<u64>,
 }
 
 impl Owners {
@@ -103,26 +101,18 @@ impl Owners {
         model.visit(&mut sizes);
         let total: u64 = sizes.0.iter().map(|(_, n)| n).sum::<u64>().max(1);
         let world = world.max(1);
-        let (mut owners, mut elements, mut before) =
-            (std::collections::HashMap::new(), vec![0u64; world], 0u64);
+        let (mut owners, mut before) = (std::collections::HashMap::new(), 0u64);
         for (id, n) in sizes.0 {
             let middle = u128::from(before + n / 2);
-            let owner = ((middle * world as u128 / u128::from(total)) as usize).min(world - 1);
-            owners.insert(id, owner);
-            elements[owner] += n;
+            owners.insert(id, ((middle * world as u128 / u128::from(total)) as usize).min(world - 1));
             before += n;
         }
-        Self { owners, elements }
+        Self { owners }
     }
 
     /// The rank owning parameter `id`; `None` for a frozen parameter (or one of another model).
     pub fn owner(&self, id: ParamId) -> Option<usize> {
         self.owners.get(&id).copied()
-    }
-
-    /// Trainable elements owned by each rank.
-    pub fn elements(&self) -> &[u64] {
-        &self.elements
     }
 
     /// `grads` of `model` without the gradients of parameters `rank` does not own: what its

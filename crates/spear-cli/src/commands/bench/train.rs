@@ -274,14 +274,15 @@ fn openpi_optim() -> OptimSection {
 /// [`gradients`] (the loss read back, backward) and [`update`] (clip, AdamW), and synchronises the
 /// device.
 pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result<StepTime> {
+    if bench.checkpointing == Checkpointing::Balanced {
+        // burn's checkpointing strategy is part of the autodiff backend's type.
+        let unchanged = TrainBench { checkpointing: Checkpointing::None, ..bench.clone() };
+        return run::<Autodiff<B::InnerBackend, BalancedCheckpointing>>(&unchanged, device);
+    }
     reset_peak_rss()?;
     crate::heap::reset_peak();
     let heap_start = crate::heap::current();
     B::seed(device, 0);
-    if bench.checkpointing == Checkpointing::Balanced {
-        let unchanged = TrainBench { checkpointing: Checkpointing::None, ..bench.clone() };
-        return run::<Autodiff<B::InnerBackend, BalancedCheckpointing>>(&unchanged, device);
-    }
     let mut policy =
         bench.config.init::<B>(device)?.with_trainable(Trainable::VLA, true).with_precision(bench.precision);
     let optim = openpi_optim();
