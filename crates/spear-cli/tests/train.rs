@@ -386,14 +386,15 @@ fn the_horizon_set_once_reaches_the_loader_the_rollouts_and_the_export() {
 /// not change the arithmetic); `precision = "bf16"` keeps the losses within bf16's rounding of f32's.
 #[test]
 fn memory_settings_train_as_documented() {
-    let run = |precision: &str, checkpointing: &str| {
-        let dir = temp(&format!("vla-{precision}-{checkpointing}"));
+    let run_of = |kind: &str, precision: &str, checkpointing: &str| {
+        let dir = temp(&format!("{kind}-{precision}-{checkpointing}"));
         let memory = [
             format!("memory.precision=\"{precision}\""),
             format!("memory.checkpointing=\"{checkpointing}\""),
         ];
-        let settings = [&VLA[..], &["run.steps=2", "run.log_every=1", &memory[0], &memory[1]]].concat();
-        let (ok, out, err) = train("vla", &dir, &settings, &[]);
+        let base = if kind == "vla" { &VLA[..] } else { &VLM[..] };
+        let settings = [base, &["run.steps=2", "run.log_every=1", &memory[0], &memory[1]]].concat();
+        let (ok, out, err) = train(kind, &dir, &settings, &[]);
         assert!(ok, "{out}\n{err}");
         let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
         assert!(config.contains(&format!("precision = \"{precision}\"")), "{config}");
@@ -401,13 +402,26 @@ fn memory_settings_train_as_documented() {
         let _ = std::fs::remove_dir_all(dir);
         lines
     };
-    let losses = |lines: &str| -> Vec<f64> {
+    let series = |lines: &str, key: &str| -> Vec<f64> {
         let values = lines.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
-        values.filter_map(|l| l["loss"].as_f64()).collect()
+        values.filter_map(|l| l[key].as_f64()).collect()
     };
+    let run = |precision: &str, checkpointing: &str| run_of("vla", precision, checkpointing);
     let exact = run("f32", "none");
     assert_eq!(run("f32", "balanced"), exact, "balanced checkpointing changed the metrics");
-    let (exact, bf16) = (losses(&exact), losses(&run("bf16", "none")));
+    // Block rematerialisation: the same losses and gradient norms up to float rounding, for the
+    // policy and for the VLM.
+    for (kind, exact) in [("vla", exact.clone()), ("vlm", run_of("vlm", "f32", "none"))] {
+        let blocks = run_of(kind, "f32", "blocks");
+        for key in ["loss", "grad_norm"] {
+            let (a, b) = (series(&exact, key), series(&blocks, key));
+            assert!(a.len() == 2 && a.len() == b.len(), "{kind} {key}: {a:?} vs {b:?}");
+            for (x, y) in a.iter().zip(&b) {
+                assert!(((x - y) / x).abs() < 1e-5, "{kind} {key} without and with blocks: {a:?} vs {b:?}");
+            }
+        }
+    }
+    let (exact, bf16) = (series(&exact, "loss"), series(&run("bf16", "none"), "loss"));
     assert_eq!(exact.len(), 2);
     for (a, b) in exact.iter().zip(&bf16) {
         assert!(a != b && ((a - b) / a).abs() < 1e-2, "losses f32 {exact:?} vs bf16 {bf16:?}");

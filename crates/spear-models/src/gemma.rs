@@ -257,53 +257,63 @@ pub fn joint_forward<B: Backend>(
     mask: Tensor<B, 3, Bool>,
     mut cache: Option<&mut KvCache<B>>,
 ) -> Vec<Tensor<B, 3>> {
-    let depth = streams[0].layers.len();
-    for layer in 0..depth {
-        let mut queries = Vec::with_capacity(streams.len());
-        let mut keys = Vec::with_capacity(streams.len() + 1);
-        let mut values = Vec::with_capacity(streams.len() + 1);
-        if let Some((k, v)) = cache.as_ref().and_then(|c| c.layer(layer)) {
-            keys.push(k.clone());
-            values.push(v.clone());
-        }
-        let mut lengths = Vec::with_capacity(streams.len());
-        for stream in &streams {
-            let l = &stream.layers[layer];
-            let attn = &l.self_attn;
-            let x = l.input_layernorm.forward(stream.hidden.clone());
-            lengths.push(x.dims()[1]);
-            queries.push(stream.rope.apply(split_heads(attn.q_proj.forward(x.clone()), attn.num_heads)));
-            keys.push(stream.rope.apply(split_heads(attn.k_proj.forward(x.clone()), attn.num_kv_heads)));
-            values.push(split_heads(attn.v_proj.forward(x), attn.num_kv_heads));
-        }
-        let (k, v) = (Tensor::cat(keys, 2), Tensor::cat(values, 2));
-        // The streams' layers share one precision (set model-wide); the first one's decides.
-        let precision = streams[0].layers[layer].self_attn.q_proj.precision;
-        let out = merge_heads(grouped_attention(
-            Tensor::cat(queries, 2),
-            k.clone(),
-            v.clone(),
-            Some(mask.clone()),
-            precision,
-        ));
-        if let Some(cache) = cache.as_deref_mut() {
-            cache.layers[layer] = Some((k, v));
-        }
-        let mut start = 0;
-        for (stream, len) in streams.iter_mut().zip(lengths) {
-            let l = &stream.layers[layer];
-            let attended = l.self_attn.o_proj.forward(out.clone().narrow(1, start, len));
-            start += len;
-            let h = stream.hidden.clone() + attended;
-            let n = l.post_attention_layernorm.forward(h.clone());
-            let mlp = &l.mlp;
-            let ff = mlp
-                .down_proj
-                .forward(gelu_approximate(mlp.gate_proj.forward(n.clone())) * mlp.up_proj.forward(n));
-            stream.hidden = h + ff;
-        }
+    for layer in 0..streams[0].layers.len() {
+        joint_layer(&mut streams, layer, &mask, cache.as_deref_mut());
     }
     streams.into_iter().map(|s| s.hidden).collect()
+}
+
+/// Runs layer `layer` of every stream jointly (see [`joint_forward`]), replacing each stream's
+/// hidden states with the layer's output.
+pub fn joint_layer<B: Backend>(
+    streams: &mut [Stream<'_, B>],
+    layer: usize,
+    mask: &Tensor<B, 3, Bool>,
+    cache: Option<&mut KvCache<B>>,
+) {
+    let mut queries = Vec::with_capacity(streams.len());
+    let mut keys = Vec::with_capacity(streams.len() + 1);
+    let mut values = Vec::with_capacity(streams.len() + 1);
+    if let Some((k, v)) = cache.as_ref().and_then(|c| c.layer(layer)) {
+        keys.push(k.clone());
+        values.push(v.clone());
+    }
+    let mut lengths = Vec::with_capacity(streams.len());
+    for stream in streams.iter() {
+        let l = &stream.layers[layer];
+        let attn = &l.self_attn;
+        let x = l.input_layernorm.forward(stream.hidden.clone());
+        lengths.push(x.dims()[1]);
+        queries.push(stream.rope.apply(split_heads(attn.q_proj.forward(x.clone()), attn.num_heads)));
+        keys.push(stream.rope.apply(split_heads(attn.k_proj.forward(x.clone()), attn.num_kv_heads)));
+        values.push(split_heads(attn.v_proj.forward(x), attn.num_kv_heads));
+    }
+    let (k, v) = (Tensor::cat(keys, 2), Tensor::cat(values, 2));
+    // The streams' layers share one precision (set model-wide); the first one's decides.
+    let precision = streams[0].layers[layer].self_attn.q_proj.precision;
+    let out = merge_heads(grouped_attention(
+        Tensor::cat(queries, 2),
+        k.clone(),
+        v.clone(),
+        Some(mask.clone()),
+        precision,
+    ));
+    if let Some(cache) = cache {
+        cache.layers[layer] = Some((k, v));
+    }
+    let mut start = 0;
+    for (stream, len) in streams.iter_mut().zip(lengths) {
+        let l = &stream.layers[layer];
+        let attended = l.self_attn.o_proj.forward(out.clone().narrow(1, start, len));
+        start += len;
+        let h = stream.hidden.clone() + attended;
+        let n = l.post_attention_layernorm.forward(h.clone());
+        let mlp = &l.mlp;
+        let ff = mlp
+            .down_proj
+            .forward(gelu_approximate(mlp.gate_proj.forward(n.clone())) * mlp.up_proj.forward(n));
+        stream.hidden = h + ff;
+    }
 }
 
 /// The Gemma decoder: token embedding, layers, final norm; the LM head is the embedding.

@@ -11,6 +11,7 @@ pub mod import;
 pub mod patch;
 pub mod policy;
 pub mod precision;
+pub mod remat;
 pub mod resize;
 pub mod siglip;
 pub mod store;

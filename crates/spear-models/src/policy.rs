@@ -373,27 +373,52 @@ impl<B: Backend> SpearPolicy<B> {
 
     /// The prefix embeddings `[B, P, width]` (cameras, then right-padded prompts) and their layout.
     fn prefix(&self, obs: &Observation<B>) -> Result<(Tensor<B, 3>, TokenLayout), ModelError> {
-        let batch = self.check(obs)?;
-        let device = obs.state.device();
-        let mut embeds = Vec::with_capacity(obs.cameras.len() + 1);
+        self.check(obs)?;
+        let mut embeds = obs
+            .cameras
+            .iter()
+            .map(|image| self.vlm.embed_image(image.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let counts: Vec<usize> = embeds.iter().map(|t| t.dims()[1]).collect();
+        let (ids, layout) = self.prompt_layout(obs, &counts);
+        embeds.push(self.vlm.embed_tokens(ids));
+        Ok((Tensor::cat(embeds, 1), layout))
+    }
+
+    /// The right-padded prompt ids `[B, longest]` of a checked observation whose cameras give
+    /// `image_tokens` tokens each, and the prefix's layout (absent cameras' tokens and padding
+    /// invalid).
+    pub(crate) fn prompt_layout(
+        &self,
+        obs: &Observation<B>,
+        image_tokens: &[usize],
+    ) -> (Tensor<B, 2, Int>, TokenLayout) {
+        let batch = obs.prompts.len();
         let mut valid = vec![Vec::new(); batch];
-        for (c, image) in obs.cameras.iter().enumerate() {
-            let tokens = self.vlm.embed_image(image.clone())?;
-            let count = tokens.dims()[1];
+        for (c, &count) in image_tokens.iter().enumerate() {
             for (b, row) in valid.iter_mut().enumerate() {
                 let present = obs.camera_present.as_ref().is_none_or(|p| p[c][b]);
                 row.extend(std::iter::repeat_n(present, count));
             }
-            embeds.push(tokens);
         }
         let (ids, longest) = crate::vlm::right_padded(obs.prompts.iter().map(Vec::as_slice));
         for (row, prompt) in valid.iter_mut().zip(&obs.prompts) {
             row.extend((0..longest).map(|i| i < prompt.len()));
         }
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, longest]), &device);
-        embeds.push(self.vlm.embed_tokens(ids));
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, longest]), &obs.state.device());
         let ar: Vec<Vec<bool>> = valid.iter().map(|row| vec![false; row.len()]).collect();
-        Ok((Tensor::cat(embeds, 1), TokenLayout::new(valid, &ar)))
+        (ids, TokenLayout::new(valid, &ar))
+    }
+
+    /// The positions of the prefix's and the suffix's tokens and the joint mask, for a prefix of
+    /// `layout`.
+    pub(crate) fn joint_layout(&self, layout: TokenLayout, device: &B::Device) -> JointLayout<B> {
+        let prefix_len = layout.len();
+        let layout = self.with_suffix(layout);
+        let positions = layout.positions(layout.len());
+        let (prefix, suffix) =
+            positions.iter().map(|row| (row[..prefix_len].to_vec(), row[prefix_len..].to_vec())).unzip();
+        JointLayout { prefix, suffix, mask: layout.mask(layout.len(), device) }
     }
 
     /// `layout` followed by the suffix: the state token (a new block) and the action tokens
@@ -412,7 +437,7 @@ impl<B: Backend> SpearPolicy<B> {
         self.expert.embed_suffix(state, actions, time)
     }
 
-    fn rope(&self, positions: &[Vec<i64>], device: &B::Device) -> Rope<B> {
+    pub(crate) fn rope(&self, positions: &[Vec<i64>], device: &B::Device) -> Rope<B> {
         Rope::new(positions, self.vlm.gemma.head_dim(), self.vlm.gemma.rope_theta(), device)
     }
 
@@ -450,20 +475,20 @@ impl<B: Backend> SpearPolicy<B> {
         self.check_actions("noisy actions", &actions, batch)?;
         Self::check_tau(tau, batch)?;
         let device = prefix.device();
-        let prefix_len = layout.len();
-        let layout = self.with_suffix(layout);
-        let positions = layout.positions(layout.len());
-        let (head, tail): (Vec<_>, Vec<_>) =
-            positions.iter().map(|row| (row[..prefix_len].to_vec(), row[prefix_len..].to_vec())).unzip();
+        let joint = self.joint_layout(layout, &device);
         let streams = vec![
-            Stream { layers: &self.vlm.gemma.layers, hidden: prefix, rope: self.rope(&head, &device) },
+            Stream {
+                layers: &self.vlm.gemma.layers,
+                hidden: prefix,
+                rope: self.rope(&joint.prefix, &device),
+            },
             Stream {
                 layers: &self.expert.layers,
                 hidden: self.suffix(obs.state.clone(), actions, tau),
-                rope: self.rope(&tail, &device),
+                rope: self.rope(&joint.suffix, &device),
             },
         ];
-        let mut outputs = joint_forward(streams, layout.mask(layout.len(), &device), None);
+        let mut outputs = joint_forward(streams, joint.mask, None);
         Ok(-self.expert.velocity(outputs.remove(1)))
     }
 
@@ -603,19 +628,45 @@ impl<B: Backend> SpearPolicy<B> {
         valid: Option<Tensor<B, 2, Bool>>,
         draws: &FlowDraws<B>,
     ) -> Result<PolicyLoss<B>, ModelError> {
+        let noisy = self.noisy_actions(obs, &actions, draws)?;
+        let v = self.velocity(obs, noisy, &draws.tau)?;
+        Ok(self.loss_of_velocity(v, actions, valid, draws))
+    }
+
+    /// The noisy chunk `A^τ` of a training batch (eq. 1 on the quaternion in S³ mode), the
+    /// targets and draws checked.
+    pub(crate) fn noisy_actions(
+        &self,
+        obs: &Observation<B>,
+        actions: &Tensor<B, 3>,
+        draws: &FlowDraws<B>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
         let batch = obs.prompts.len();
-        self.check_actions("target actions", &actions, batch)?;
+        self.check_actions("target actions", actions, batch)?;
         self.check_actions("noise", &draws.noise, batch)?;
         Self::check_tau(&draws.tau, batch)?;
+        let tau = per_sample(&draws.tau, &actions.device());
+        let noise = draws.noise.clone();
+        let noisy = geo::linear_interpolate(noise.clone(), actions.clone(), tau.clone());
+        Ok(match self.config.rotation {
+            RotationMode::Linear => noisy,
+            RotationMode::S3 => {
+                with_rotation(noisy, geo::interpolate(rotation(noise), rotation(actions.clone()), tau))
+            }
+        })
+    }
+
+    /// The loss of the predicted velocity `v` ([`Self::loss`] after the forward pass).
+    pub(crate) fn loss_of_velocity(
+        &self,
+        v: Tensor<B, 3>,
+        actions: Tensor<B, 3>,
+        valid: Option<Tensor<B, 2, Bool>>,
+        draws: &FlowDraws<B>,
+    ) -> PolicyLoss<B> {
         let device = actions.device();
         let tau = per_sample(&draws.tau, &device);
         let noise = draws.noise.clone();
-        let mut noisy = geo::linear_interpolate(noise.clone(), actions.clone(), tau.clone());
-        if self.config.rotation == RotationMode::S3 {
-            let q = geo::interpolate(rotation(noise.clone()), rotation(actions.clone()), tau.clone());
-            noisy = with_rotation(noisy, q);
-        }
-        let v = self.velocity(obs, noisy, &draws.tau)?;
         let squared =
             (v.clone() - geo::linear_target_velocity(noise.clone(), actions.clone())).powi_scalar(2);
         let flow = &self.config.flow;
@@ -646,8 +697,18 @@ impl<B: Backend> SpearPolicy<B> {
                 (per_step.clone() * weights.clone()).sum() / weights.sum().clamp_min(1.0)
             }
         };
-        Ok(PolicyLoss { total, per_step, squared_error, cosine, geodesic })
+        PolicyLoss { total, per_step, squared_error, cosine, geodesic }
     }
+}
+
+/// Where the prefix's and the suffix's tokens sit in a joint pass ([`SpearPolicy::joint_layout`]).
+pub(crate) struct JointLayout<B: Backend> {
+    /// Positions of the prefix tokens, per sample.
+    pub prefix: Vec<Vec<i64>>,
+    /// Positions of the suffix tokens, per sample.
+    pub suffix: Vec<Vec<i64>>,
+    /// `[B, P + S, P + S]`.
+    pub mask: Tensor<B, 3, Bool>,
 }
 
 /// A camera as errors name it: `camera 0 (main)`, `camera 1 (wrist 1)`.

@@ -154,7 +154,8 @@ impl<B: Backend> SiglipAttention<B> {
 }
 
 impl<B: Backend> SiglipLayer<B> {
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// The block on tokens `[B, T, width]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x));
         let h = self.mlp.fc1.forward(self.layer_norm2.forward(x.clone()));
         x + self.mlp.fc2.forward(gelu_approximate(h))
@@ -185,12 +186,18 @@ impl<B: Backend> SiglipVision<B> {
     /// Pixels `[B, 3, H, W]` in [−1, 1], H and W multiples of the patch → tokens
     /// `[B, (H/14)·(W/14), width]` after the final LayerNorm, in row-major grid order.
     pub fn forward(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
-        let [rows, cols] = check_image(&pixels, self.patch_size(), "SigLIP");
-        let tokens = self.embeddings.patch_embedding.forward(pixels);
-        let mut x = tokens + self.position_table(rows, cols).unsqueeze();
+        let mut x = self.embed(pixels);
         for layer in &self.encoder.layers {
             x = layer.forward(x);
         }
         self.post_layernorm.forward(x)
+    }
+
+    /// The tokens entering the first block: patches plus positions (the first part of
+    /// [`Self::forward`], which then runs every [`SiglipLayer`] and the final LayerNorm).
+    pub fn embed(&self, pixels: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [rows, cols] = check_image(&pixels, self.patch_size(), "SigLIP");
+        let tokens = self.embeddings.patch_embedding.forward(pixels);
+        tokens + self.position_table(rows, cols).unsqueeze()
     }
 }

@@ -312,15 +312,25 @@ impl<B: Backend> SpearVlm<B> {
     /// Visual tokens of one camera: RGB `[B, 3, H, W]` in [0, 1] → `[B, (H/14)·(W/14), width]`.
     pub fn embed_image(&self, rgb: Tensor<B, 4>) -> Result<Tensor<B, 3>, ModelError> {
         self.check_image(&rgb)?;
-        let siglip = self.siglip_projector.forward(self.siglip.forward(siglip_pixels(rgb.clone())));
-        Ok(match (&self.moge, &self.moge_projector) {
-            (Some(moge), Some(projector)) => {
-                let layers = moge.intermediate_layers(imagenet_pixels(rgb), &self.moge_layers);
-                let depth = projector.forward(Tensor::cat(layers, 2));
-                (siglip + depth) / 2.0
-            }
+        let features = self.moge_features(rgb.clone());
+        Ok(self.join_image(self.siglip.forward(siglip_pixels(rgb)), features))
+    }
+
+    /// MoGe's part of one camera's tokens before its projector: the chosen DINOv2 blocks through
+    /// the final norm, concatenated along channels (`None` without MoGe).
+    pub fn moge_features(&self, rgb: Tensor<B, 4>) -> Option<Tensor<B, 3>> {
+        let moge = self.moge.as_ref()?;
+        Some(Tensor::cat(moge.intermediate_layers(imagenet_pixels(rgb), &self.moge_layers), 2))
+    }
+
+    /// One camera's visual tokens from SigLIP's output (after its final norm) and
+    /// [`Self::moge_features`]: the mean of both projections.
+    pub fn join_image(&self, siglip: Tensor<B, 3>, moge: Option<Tensor<B, 3>>) -> Tensor<B, 3> {
+        let siglip = self.siglip_projector.forward(siglip);
+        match (moge, &self.moge_projector) {
+            (Some(features), Some(projector)) => (siglip + projector.forward(features)) / 2.0,
             _ => siglip,
-        })
+        }
     }
 
     /// Visual tokens of all cameras in order (`[main][wrist]`), concatenated along the sequence.
@@ -417,6 +427,21 @@ impl<B: Backend> SpearVlm<B> {
     ) -> Result<Tensor<B, 3>, ModelError> {
         let images = self.embed_images(cameras)?;
         let [batch, image_tokens, _] = images.dims();
+        let text = self.rows_text(rows, batch, image_tokens, &images.device())?;
+        let embeds = Tensor::cat(vec![images, self.embed_tokens(text.ids)], 1);
+        let hidden = self.decode(embeds, &text.layout, None);
+        Ok(self.logits(hidden.narrow(1, image_tokens, text.longest)))
+    }
+
+    /// The text of [`Self::forward_rows`] after `image_tokens` visual tokens per sample: the
+    /// right-padded ids and the whole sequence's layout, the rows checked.
+    pub(crate) fn rows_text(
+        &self,
+        rows: &[(&[u32], usize)],
+        batch: usize,
+        image_tokens: usize,
+        device: &B::Device,
+    ) -> Result<RowsText<B>, ModelError> {
         if rows.len() != batch {
             return Err(ModelError::Input(format!(
                 "{} token rows for a batch of {batch} images",
@@ -445,11 +470,19 @@ impl<B: Backend> SpearVlm<B> {
             let causal = (0..longest).map(|t| t >= *prefix_len);
             ar.push(std::iter::repeat_n(false, image_tokens).chain(causal).collect::<Vec<_>>());
         }
-        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(padded, [batch, longest]), &images.device());
-        let embeds = Tensor::cat(vec![images, self.embed_tokens(ids)], 1);
-        let hidden = self.decode(embeds, &TokenLayout::new(valid, &ar), None);
-        Ok(self.logits(hidden.narrow(1, image_tokens, longest)))
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(padded, [batch, longest]), device);
+        Ok(RowsText { ids, layout: TokenLayout::new(valid, &ar), longest })
     }
+}
+
+/// Token rows ready for the decoder ([`SpearVlm::rows_text`]).
+pub(crate) struct RowsText<B: Backend> {
+    /// Right-padded ids `[B, longest]`.
+    pub ids: Tensor<B, 2, Int>,
+    /// Images then text.
+    pub layout: TokenLayout,
+    /// The longest row.
+    pub longest: usize,
 }
 
 /// Token rows right-padded with id 0 to the longest, flattened row-major, and that length.

@@ -319,6 +319,9 @@ pub enum Checkpointing {
     /// burn's `BalancedCheckpointing`: keep the outputs of compute-bound operations (matrix
     /// products), recompute the memory-bound ones (element-wise chains, norms, softmax) from them.
     Balanced,
+    /// Block-level rematerialisation (`spear_models::remat`): the forward pass keeps only each
+    /// transformer block's input; the backward pass recomputes one block at a time from it.
+    Blocks,
 }
 
 impl std::str::FromStr for Checkpointing {
@@ -328,7 +331,8 @@ impl std::str::FromStr for Checkpointing {
         match s {
             "none" => Ok(Checkpointing::None),
             "balanced" => Ok(Checkpointing::Balanced),
-            other => Err(format!("unknown checkpointing `{other}` (expected none or balanced)")),
+            "blocks" => Ok(Checkpointing::Blocks),
+            other => Err(format!("unknown checkpointing `{other}` (expected none, balanced or blocks)")),
         }
     }
 }
@@ -338,6 +342,7 @@ impl std::fmt::Display for Checkpointing {
         f.write_str(match self {
             Checkpointing::None => "none",
             Checkpointing::Balanced => "balanced",
+            Checkpointing::Blocks => "blocks",
         })
     }
 }
@@ -350,8 +355,9 @@ pub struct MemorySection {
     /// state stay f32; products take bf16 operands; norms, softmax, losses and the S³ geometry
     /// stay f32; see `spear_models::precision`).
     pub precision: spear_models::Precision,
-    /// Activation checkpointing (`"none"` or `"balanced"`). It changes no result: the same
-    /// gradients, bit for bit on the CPU.
+    /// Activation checkpointing (`"none"`, `"balanced"` or `"blocks"`). It changes no result:
+    /// the same gradients, bit for bit on the CPU with `"balanced"`, to float rounding with
+    /// `"blocks"` (a weight used by two blocks adds its two parts in another order).
     pub checkpointing: Checkpointing,
     /// ZeRO-1 on a data-parallel run: each rank keeps AdamW's moments and the EMA of its share
     /// of the trainable parameters only (`spear_train::dist::Owners`), updates that share and

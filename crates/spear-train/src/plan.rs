@@ -153,11 +153,14 @@ impl std::ops::Mul<f64> for Kept {
 }
 
 impl Kept {
-    /// Bytes at `precision` with `checkpointing`.
+    /// Bytes at `precision` with `checkpointing` ([`Checkpointing::Blocks`] keeps everything
+    /// within the block it recomputes).
     pub fn bytes(&self, precision: Precision, checkpointing: Checkpointing) -> f64 {
         let operand = precision.operand_bytes() as f64;
         match checkpointing {
-            Checkpointing::None => 4.0 * self.elementwise + operand * self.operands + self.masked,
+            Checkpointing::None | Checkpointing::Blocks => {
+                4.0 * self.elementwise + operand * self.operands + self.masked
+            }
             // burn keeps the outputs of compute-bound operations: the products' (at bf16 also
             // their casts back to f32, and the operands' casts, which burn does not recompute),
             // and the masked scores (a masked fill is compute-bound in burn-autodiff).
@@ -165,6 +168,38 @@ impl Kept {
                 Precision::F32 => 4.0 * (self.outputs + self.masked) + self.masked,
                 Precision::Bf16 => 6.0 * self.outputs + 4.0 * self.masked + 2.0 * self.operands + self.masked,
             },
+        }
+    }
+}
+
+/// What one sample of a training step keeps for its backward pass ([`kept_per_sample`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Activations {
+    /// Everything a single backward pass through the whole model keeps, with the gradients of
+    /// the largest layer on top (a layer's backward pass holds about what it kept).
+    pub kept: Kept,
+    /// The largest transformer layer's.
+    pub largest: Kept,
+    /// The loss head's (the LM head's log-softmax in VLM stages).
+    pub head: Kept,
+    /// f32 elements of the stages' inputs under [`Checkpointing::Blocks`] (each block's input,
+    /// the text and suffix embeddings, the frozen towers' outputs).
+    pub boundaries: f64,
+}
+
+impl Activations {
+    /// Bytes per sample at `precision` with `checkpointing`. With [`Checkpointing::Blocks`], the
+    /// stage inputs and the larger of one layer or the head, one and a half times: what it keeps,
+    /// and the gradients its backward pass makes as it releases what it kept. At either precision
+    /// as at f32: a bf16 block's backward pass holds the f32 gradients of its bf16 operands beside
+    /// them, and measured on the CPU it peaks no lower than at f32 (`tests/memory.rs`).
+    pub fn bytes(&self, precision: Precision, checkpointing: Checkpointing) -> f64 {
+        match checkpointing {
+            Checkpointing::Blocks => {
+                let stage = |k: &Kept| k.bytes(Precision::F32, Checkpointing::Blocks);
+                4.0 * self.boundaries + 1.5 * stage(&self.largest).max(stage(&self.head))
+            }
+            _ => self.kept.bytes(precision, checkpointing),
         }
     }
 }
@@ -221,11 +256,12 @@ pub fn kept_per_sample(
     text: usize,
     logits: usize,
     trainable: &TrainableSection,
-) -> Kept {
+) -> Activations {
     let grid = |[h, w]: [usize; 2], patch: usize| ((h / patch) * (w / patch)) as f64;
     let sizes = std::iter::once(vlm.image_size).chain(std::iter::repeat_n(vlm.wrist_image_size, cameras - 1));
     let images: Vec<f64> = sizes.map(|size| grid(size, vlm.siglip.patch_size)).collect();
     let mut kept = Kept::default();
+    let mut boundaries = 0.0;
     // The backward pass of a layer holds gradients about the size of what the layer kept, while
     // every earlier layer's tensors are still held: the largest layer once more.
     let mut largest = Kept::default();
@@ -256,13 +292,18 @@ pub fn kept_per_sample(
             // The patches and the final norm, the projector's input.
             kept.operands += n * (3 * s.patch_size * s.patch_size + s.hidden_size) as f64;
             kept.elementwise += 3.0 * n * s.hidden_size as f64;
+            // Each block's input, and the join's.
+            boundaries += (s.num_layers + 1) as f64 * n * s.hidden_size as f64;
         }
     } else {
         kept.operands += images.iter().sum::<f64>() * s.hidden_size as f64;
+        boundaries += images.iter().sum::<f64>() * s.hidden_size as f64;
     }
     if let Some(moge) = &vlm.moge {
         // Frozen MoGe keeps nothing; its projector keeps the concatenated layers.
-        kept.operands += images.iter().sum::<f64>() * (moge.dinov2.hidden_size * moge.layers.len()) as f64;
+        let features = images.iter().sum::<f64>() * (moge.dinov2.hidden_size * moge.layers.len()) as f64;
+        kept.operands += features;
+        boundaries += features;
     }
     let g = &vlm.gemma;
     let prefix = images.iter().sum::<f64>() + text as f64;
@@ -288,15 +329,22 @@ pub fn kept_per_sample(
     }
     track(joint, &mut largest);
     kept = kept + joint * g.num_layers as f64;
+    // The text and suffix embeddings (carried past the SigLIP blocks), each joint layer's input
+    // and the last one's output.
+    let width = |tokens: f64, c: &spear_models::gemma::GemmaConfig| tokens * c.hidden_size as f64;
+    let suffix_width = expert.map_or(0.0, |e| width(suffix, &e.gemma));
+    boundaries +=
+        width(text as f64, g) + suffix_width + (g.num_layers + 1) as f64 * (width(prefix, g) + suffix_width);
+    let mut head = Kept::default();
     if logits > 0 {
         // VLM stages: the LM head's input, and the log-softmax over the vocabulary (its
         // exponentials and output) on the text positions.
         let (positions, vocab) = (logits as f64, (g.vocab_size + vlm.num_3d_tokens) as f64);
-        kept.operands += positions * g.hidden_size as f64;
-        kept.elementwise += 2.0 * positions * vocab;
-        kept.outputs += positions * vocab;
+        head.operands += positions * g.hidden_size as f64;
+        head.elementwise += 2.0 * positions * vocab;
+        head.outputs += positions * vocab;
     }
-    kept + largest
+    Activations { kept: kept + head + largest, largest, head, boundaries }
 }
 
 /// How a run holds its state on each device.
@@ -354,7 +402,7 @@ impl MemoryPlan {
         trainable: u64,
         tracked: u64,
         largest: u64,
-        kept: Kept,
+        kept: Activations,
         setting: &Setting,
     ) -> Self {
         let (p, t) = (params as f64, trainable as f64);

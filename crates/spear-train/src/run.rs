@@ -22,14 +22,14 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointError};
-use crate::config::TrainConfig;
+use crate::config::{Checkpointing, TrainConfig};
 use crate::dist::{DistError, Launch, Owners, Rank, code_version, parameter_list};
 use crate::metrics::{MetricsError, MetricsWriter};
 use crate::optim::{Ema, WarmupCosine, adamw, clip_global_norm, scale_grads};
@@ -126,6 +126,26 @@ pub trait Task<B: AutodiffBackend> {
         batch: Self::Batch,
         rng: &mut ChaCha8Rng,
     ) -> Result<Loss<B>, TrainError>;
+
+    /// The micro-batch's loss, its parts and gradients ([`MicroStep`]) with the run's activation
+    /// `checkpointing`: by default [`Task::loss`] and one backward pass ([`backward_pass`]), which
+    /// cannot recompute blocks and refuses [`Checkpointing::Blocks`]; a task whose model is cut
+    /// into blocks (`spear_models::remat`) overrides this.
+    fn gradients(
+        &mut self,
+        model: &Self::Model,
+        batch: Self::Batch,
+        rng: &mut ChaCha8Rng,
+        step: u64,
+        checkpointing: Checkpointing,
+    ) -> Result<MicroStep, TrainError> {
+        if checkpointing == Checkpointing::Blocks {
+            return Err(TrainError::Task(
+                "this task cannot recompute its model block by block (checkpointing = \"blocks\")".into(),
+            ));
+        }
+        backward_pass(self, model, batch, rng, step)
+    }
 
     /// Validation metrics of `model` (the EMA weights when the run keeps them), named
     /// `val_…`. Must not change the training stream.
@@ -249,20 +269,49 @@ pub fn micro_batch_rng(seed: u64, index: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(spear_data::hash::mix64(step_seed(seed, index) ^ 0xF10))
 }
 
-/// The first half of a training step on one micro-batch: its loss read back (failing as
-/// [`TrainError::Diverged`] at optimiser step `step`, 1-based, when it is not finite) and the
-/// gradients of `model`'s parameters. [`train`] accumulates these over `run.grad_accum`
-/// micro-batches; `spear bench train` times this and [`update`] as the step.
+/// One micro-batch's share of a training step ([`Task::gradients`]).
+pub struct MicroStep {
+    /// The loss, read back.
+    pub loss: f64,
+    /// Its parts (e.g. the S³ terms), read back.
+    pub parts: Vec<(&'static str, f64)>,
+    /// The gradients of the model's parameters.
+    pub grads: GradientsParams,
+}
+
+/// [`Task::loss`] then [`gradients`]: the default [`Task::gradients`].
+pub fn backward_pass<B: AutodiffBackend, T: Task<B> + ?Sized>(
+    task: &mut T,
+    model: &T::Model,
+    batch: T::Batch,
+    rng: &mut ChaCha8Rng,
+    step: u64,
+) -> Result<MicroStep, TrainError> {
+    let (loss, parts) = task.loss(model, batch, rng)?;
+    let (loss, grads) = gradients(model, loss, step)?;
+    Ok(MicroStep { loss, parts, grads })
+}
+
+/// The loss read back, failing as [`TrainError::Diverged`] at optimiser step `step` (1-based)
+/// when it is not finite.
+pub fn finite_loss<B: Backend>(loss: &Tensor<B, 1>, step: u64) -> Result<f64, TrainError> {
+    let value = f64::from(loss.clone().into_scalar().elem::<f32>());
+    if !value.is_finite() {
+        return Err(TrainError::Diverged { step, value });
+    }
+    Ok(value)
+}
+
+/// The first half of a training step on one micro-batch: its loss read back ([`finite_loss`])
+/// and the gradients of `model`'s parameters. [`train`] accumulates these over
+/// `run.grad_accum` micro-batches; `spear bench train` times this and [`update`] as the step.
 pub fn gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: &M,
     loss: Tensor<B, 1>,
     step: u64,
 ) -> Result<(f64, GradientsParams), TrainError> {
     // Read before the backward pass, so that a diverged loss stops the run without one.
-    let value = f64::from(loss.clone().into_scalar().elem::<f32>());
-    if !value.is_finite() {
-        return Err(TrainError::Diverged { step, value });
-    }
+    let value = finite_loss(&loss, step)?;
     Ok((value, GradientsParams::from_grads(loss.backward(), model)))
 }
 
@@ -417,8 +466,10 @@ where
                 let batch = task.next_batch()?;
                 let index = step * micro as u64 + k as u64;
                 B::seed(device, step_seed(r.seed, index));
-                let (loss, parts) = task.loss(&model, batch, &mut micro_batch_rng(r.seed, index))?;
-                let (value, grads) = gradients(&model, loss, step + 1)?;
+                let mut rng = micro_batch_rng(r.seed, index);
+                let checkpointing = config.memory.checkpointing;
+                let MicroStep { loss: value, parts, grads } =
+                    task.gradients(&model, batch, &mut rng, step + 1, checkpointing)?;
                 accumulated.accumulate(&model, grads);
                 names = std::iter::once("loss").chain(parts.iter().map(|(n, _)| *n)).collect();
                 mine.extend(std::iter::once(value).chain(parts.iter().map(|(_, v)| *v)));

@@ -1,6 +1,6 @@
 //! The memory plan (`spear_train::plan`) against the live heap of real training steps on the CPU:
-//! a tiny SPEAR-1 trained as the VLA stage trains it (all but MoGe), at both precisions, with and
-//! without balanced checkpointing. This test binary counts every allocation (its own global
+//! a tiny SPEAR-1 trained as the VLA stage trains it (all but MoGe), at both precisions, without
+//! checkpointing, with burn's balanced checkpointing and with block rematerialisation. This test binary counts every allocation (its own global
 //! allocator), so the peak is exact, not the process's resident memory.
 
 use burn::backend::Autodiff;
@@ -26,7 +26,11 @@ const PROMPT: usize = 16;
 
 /// The most live heap bytes of building the tiny policy and taking three optimiser steps (so that
 /// AdamW's moments exist), above the bytes live before.
-fn measured<B: AutodiffBackend>(config: &SpearPolicyConfig, precision: Precision) -> f64 {
+fn measured<B: AutodiffBackend>(
+    config: &SpearPolicyConfig,
+    precision: Precision,
+    checkpointing: Checkpointing,
+) -> f64 {
     let device = Default::default();
     HEAP.reset_peak_usage();
     let start = HEAP.current_usage();
@@ -59,8 +63,13 @@ fn measured<B: AutodiffBackend>(config: &SpearPolicyConfig, precision: Precision
     let mut rng = StdRng::seed_from_u64(0);
     for step in 0..3 {
         let draws = policy.draw(BATCH, &mut rng, &device);
-        let loss = policy.loss(&obs, actions.clone(), None, &draws).unwrap().total;
-        let (_, grads) = gradients(&policy, loss, step + 1).unwrap();
+        let grads = if checkpointing == Checkpointing::Blocks {
+            let staged = policy.staged_loss(&obs, actions.clone(), None, &draws).unwrap();
+            staged.gradients(|_| Ok::<_, ()>(())).unwrap().1
+        } else {
+            let loss = policy.loss(&obs, actions.clone(), None, &draws).unwrap().total;
+            gradients(&policy, loss, step + 1).unwrap().1
+        };
         (policy, _) = update(&mut optimizer, policy, grads, optim.peak_lr, optim.clip_norm, None);
     }
     (HEAP.peak_usage() - start) as f64
@@ -71,7 +80,7 @@ fn the_plan_holds_the_live_heap_of_real_steps_within_15_percent() {
     let config = SpearPolicyConfig::tiny();
     let mut report = Vec::new();
     for precision in [Precision::F32, Precision::Bf16] {
-        for checkpointing in [Checkpointing::None, Checkpointing::Balanced] {
+        for checkpointing in [Checkpointing::None, Checkpointing::Balanced, Checkpointing::Blocks] {
             let setting = Setting {
                 precision,
                 checkpointing,
@@ -91,10 +100,10 @@ fn the_plan_holds_the_live_heap_of_real_steps_within_15_percent() {
             )
             .total;
             let heap = match checkpointing {
-                Checkpointing::None => measured::<Autodiff<Flex>>(&config, precision),
                 Checkpointing::Balanced => {
-                    measured::<Autodiff<Flex, BalancedCheckpointing>>(&config, precision)
+                    measured::<Autodiff<Flex, BalancedCheckpointing>>(&config, precision, checkpointing)
                 }
+                _ => measured::<Autodiff<Flex>>(&config, precision, checkpointing),
             };
             let error = plan / heap - 1.0;
             report.push(format!(

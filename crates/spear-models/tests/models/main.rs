@@ -8,5 +8,6 @@ mod loading;
 mod mean_resizing;
 mod paligemma;
 mod policy;
+mod remat;
 mod siglip;
 mod store;

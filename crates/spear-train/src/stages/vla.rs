@@ -18,18 +18,21 @@ use spear_data::loader::{
 };
 use spear_data::oxe::STATE_DIM;
 use spear_data::resample::ACTION_DIM;
-use spear_models::policy::Observation;
+use spear_models::policy::{FlowDraws, Observation, PolicyLoss};
 use spear_models::store::{load_policy, save_policy};
 use spear_models::{RotationMode, SpearPolicy, SpearPolicyConfig};
 
-use crate::config::{DataSource, ModelSize, Rotation, Stage, TrainConfig};
+use crate::config::{Checkpointing, DataSource, ModelSize, Rotation, Stage, TrainConfig};
 use spear_policy::PolicySpec;
 use spear_policy::inputs::{Prompts, image_batch};
 
 use crate::dist::{Launch, Rank, own_copy};
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::materialize;
-use crate::run::{Loss, Observer, Quiet, Task, TrainError, Trained, data_parallel, notify, train};
+use crate::run::{
+    Loss, MicroStep, Observer, Quiet, Task, TrainError, Trained, backward_pass, data_parallel, finite_loss,
+    notify, train,
+};
 
 /// The policy a run trains: SPEAR-1 (or its tiny version) with the run's VLM, rotation mode and
 /// rotation weight.
@@ -323,6 +326,35 @@ fn chunk_errors(
     }
 }
 
+impl<B: AutodiffBackend> VlaTask<B> {
+    /// A decoded micro-batch on the device and its flow draws from `rng`.
+    fn prepare(
+        &mut self,
+        model: &SpearPolicy<B>,
+        batch: &Batch,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(DeviceBatch<B>, FlowDraws<B>), TrainError> {
+        if !batch.decoded {
+            return Err(TrainError::Task(
+                "the loader left this micro-batch undecoded (another rank's)".into(),
+            ));
+        }
+        let b = device_batch::<B>(batch, &self.policy, &mut self.prompts, &self.device)?;
+        Ok((b, model.draw(batch.size, rng, &self.device)))
+    }
+}
+
+/// The S³ loss terms' means, read back (none in linear mode).
+fn loss_parts<B: Backend>(loss: &PolicyLoss<B>) -> Vec<(&'static str, f64)> {
+    let mean = |t: &Tensor<B, 2>| f64::from(t.clone().mean().into_scalar().elem::<f32>());
+    match (&loss.cosine, &loss.geodesic) {
+        (Some(cosine), Some(geodesic)) => {
+            vec![("rotation_cosine", mean(cosine)), ("rotation_geodesic", mean(geodesic))]
+        }
+        _ => Vec::new(),
+    }
+}
+
 impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
     type Model = SpearPolicy<B>;
     type Batch = Batch;
@@ -343,23 +375,35 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
         batch: Batch,
         rng: &mut ChaCha8Rng,
     ) -> Result<Loss<B>, TrainError> {
-        if !batch.decoded {
-            return Err(TrainError::Task(
-                "the loader left this micro-batch undecoded (another rank's)".into(),
-            ));
-        }
-        let b = device_batch::<B>(&batch, &self.policy, &mut self.prompts, &self.device)?;
-        let draws = model.draw(batch.size, rng, &self.device);
+        let (b, draws) = self.prepare(model, &batch, rng)?;
         let loss = model
             .loss(&b.observation, b.actions, Some(b.mask), &draws)
             .map_err(|e| TrainError::task("policy loss", e))?;
-        let mut parts = Vec::new();
-        if let (Some(cosine), Some(geodesic)) = (loss.cosine, loss.geodesic) {
-            let mean = |t: Tensor<B, 2>| f64::from(t.mean().into_scalar().elem::<f32>());
-            parts.push(("rotation_cosine", mean(cosine)));
-            parts.push(("rotation_geodesic", mean(geodesic)));
-        }
+        let parts = loss_parts(&loss);
         Ok((loss.total, parts))
+    }
+
+    fn gradients(
+        &mut self,
+        model: &SpearPolicy<B>,
+        batch: Batch,
+        rng: &mut ChaCha8Rng,
+        step: u64,
+        checkpointing: Checkpointing,
+    ) -> Result<MicroStep, TrainError> {
+        if checkpointing != Checkpointing::Blocks {
+            return backward_pass(self, model, batch, rng, step);
+        }
+        let (b, draws) = self.prepare(model, &batch, rng)?;
+        let staged = model
+            .staged_loss(&b.observation, b.actions, Some(b.mask), &draws)
+            .map_err(|e| TrainError::task("policy loss", e))?;
+        let mut value = f64::NAN;
+        let (loss, grads) = staged.gradients(|loss| {
+            value = finite_loss(&loss.total, step)?;
+            Ok::<_, TrainError>(())
+        })?;
+        Ok(MicroStep { loss: value, parts: loss_parts(&loss), grads })
     }
 
     fn validate(&mut self, model: &SpearPolicy<B::InnerBackend>) -> Result<Vec<(String, f64)>, TrainError> {

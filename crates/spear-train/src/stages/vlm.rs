@@ -25,14 +25,17 @@ use spear_data::vqa::{Segment, VqaExample, encode, fit_quantizer, read_examples}
 use spear_models::store::{assemble_vlm, save_vlm};
 use spear_models::{SpearVlm, SpearVlmConfig};
 
-use crate::config::TrainConfig;
+use crate::config::{Checkpointing, TrainConfig};
 use spear_policy::Frame;
 use spear_policy::inputs::{VLM_FIT, fit_frame, image_batch};
 
 use crate::dist::{Launch, Rank, own_copy};
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::{materialize, vqa_loss};
-use crate::run::{Loss, Observer, Quiet, Task, TrainError, Trained, data_parallel, train};
+use crate::run::{
+    Loss, MicroStep, Observer, Quiet, Task, TrainError, Trained, backward_pass, data_parallel, finite_loss,
+    train,
+};
 
 /// One training row: its image and tokens.
 #[derive(Debug, Clone)]
@@ -281,6 +284,30 @@ impl<B: AutodiffBackend> Task<B> for VlmTask<B> {
         let logits = Self::logits(model, &batch, self.image_size, &self.device)?;
         let t = targets::<B>(&batch.rows, &self.device);
         Ok((vqa_loss(logits, t.targets, t.loss_mask, t.is_3d, self.lambda), Vec::new()))
+    }
+
+    fn gradients(
+        &mut self,
+        model: &SpearVlm<B>,
+        batch: VqaBatch,
+        rng: &mut ChaCha8Rng,
+        step: u64,
+        checkpointing: Checkpointing,
+    ) -> Result<MicroStep, TrainError> {
+        if checkpointing != Checkpointing::Blocks {
+            return backward_pass(self, model, batch, rng, step);
+        }
+        let cameras = [image_batch::<B>(&batch.pixels, batch.rows.len(), self.image_size, &self.device)];
+        let rows: Vec<(&[u32], usize)> =
+            batch.rows.iter().map(|r| (r.ids.as_slice(), r.prefix_len)).collect();
+        let staged = model.staged_rows(&cameras, &rows).map_err(|e| TrainError::task("VLM forward", e))?;
+        let t = targets::<B>(&batch.rows, &self.device);
+        let (loss, grads) = staged.gradients(|logits| {
+            let loss = vqa_loss(logits, t.targets, t.loss_mask, t.is_3d, self.lambda);
+            let value = finite_loss(&loss, step)?;
+            Ok::<_, TrainError>((loss, value))
+        })?;
+        Ok(MicroStep { loss, parts: Vec::new(), grads })
     }
 
     fn validate(&mut self, model: &SpearVlm<B::InnerBackend>) -> Result<Vec<(String, f64)>, TrainError> {

@@ -25,7 +25,7 @@ use spear_models::{Precision, SpearPolicy, SpearPolicyConfig};
 use spear_train::config::{Checkpointing, OptimSection, TrainableSection};
 use spear_train::optim::adamw;
 use spear_train::plan::{MemoryPlan, Setting, model_plan};
-use spear_train::run::{gradients, update};
+use spear_train::run::{TrainError, finite_loss, gradients, update};
 
 use super::policy::{cpu_threads, observation};
 use super::roofline::chunk_work;
@@ -51,7 +51,8 @@ pub struct BenchTrainArgs {
     /// The arithmetic of matrix products (`f32`, `bf16`; several separated by commas: one row each).
     #[arg(long, value_delimiter = ',', default_value = "f32")]
     precision: Vec<Precision>,
-    /// Activation checkpointing (`none`, `balanced`; several separated by commas: one row each).
+    /// Activation checkpointing (`none`, `balanced`, `blocks`; several separated by commas: one row
+    /// each).
     #[arg(long, value_delimiter = ',', default_value = "none")]
     checkpointing: Vec<Checkpointing>,
 }
@@ -95,11 +96,16 @@ impl BackendJob for BenchTrainArgs {
                     t.per_second((batch * tokens) as f64)
                 )
             };
-            let parts = |who: &str, t: &StepTime| {
-                format!(
+            let parts = |who: &str, t: &StepTime| match t.forward_ms.is_nan() {
+                false => format!(
                     "  {who:<24} forward {:10.2} ms   backward {:10.2} ms   update {:9.2} ms   loss {:.4}",
                     t.forward_ms, t.backward_ms, t.update_ms, t.loss
-                )
+                ),
+                // Block rematerialisation interleaves the two.
+                true => format!(
+                    "  {who:<24} forward and backward {:10.2} ms   update {:9.2} ms   loss {:.4}",
+                    t.backward_ms, t.update_ms, t.loss
+                ),
             };
             for &precision in &args.precision {
                 for &checkpointing in &args.checkpointing {
@@ -111,7 +117,7 @@ impl BackendJob for BenchTrainArgs {
                         Checkpointing::None => {
                             args.shapes.torch(shape, |python, device| run_torch(&setting, python, device))?
                         }
-                        Checkpointing::Balanced => None,
+                        Checkpointing::Balanced | Checkpointing::Blocks => None,
                     };
                     let ours = run::<B>(&setting, &device)?;
                     let plan = setting.plan::<B::InnerBackend>(&device);
@@ -297,10 +303,22 @@ pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result
     for step in 0..=bench.repeats {
         let start = Instant::now();
         let draws = policy.draw(batch, &mut rng, device);
-        let total = policy.loss(&obs, actions.clone(), None, &draws).context("the training loss")?.total;
-        B::sync(device)?;
-        let forward = Instant::now();
-        let (value, grads) = gradients(&policy, total, step as u64 + 1)?;
+        let (value, grads, forward) = if bench.checkpointing == Checkpointing::Blocks {
+            let staged =
+                policy.staged_loss(&obs, actions.clone(), None, &draws).context("the training loss")?;
+            let mut value = f64::NAN;
+            let (_, grads) = staged.gradients(|loss| {
+                value = finite_loss(&loss.total, step as u64 + 1)?;
+                Ok::<_, TrainError>(())
+            })?;
+            (value, grads, None)
+        } else {
+            let total = policy.loss(&obs, actions.clone(), None, &draws).context("the training loss")?.total;
+            B::sync(device)?;
+            let forward = Instant::now();
+            let (value, grads) = gradients(&policy, total, step as u64 + 1)?;
+            (value, grads, Some(forward))
+        };
         // On a GPU the backward pass is only queued by now.
         B::sync(device)?;
         let backward = Instant::now();
@@ -311,8 +329,8 @@ pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result
         if step > 0 {
             let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1e3;
             step_ms.push(ms(start, end));
-            forward_ms.push(ms(start, forward));
-            backward_ms.push(ms(forward, backward));
+            forward_ms.push(forward.map_or(f64::NAN, |f| ms(start, f)));
+            backward_ms.push(ms(forward.unwrap_or(start), backward));
             update_ms.push(ms(backward, end));
         }
     }
