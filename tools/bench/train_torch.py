@@ -17,9 +17,16 @@ pass, where spear reads it. Every parameter trains (spear
 freezes only MoGe, which this shape has not).
 
 `--precision bf16` runs the forward under `torch.autocast(dtype=torch.bfloat16)` (parameters, gradients and AdamW stay
-f32, as spear's `[memory] precision = "bf16"`). There is no checkpointing option: transformers 5.24's PI0 cannot train
-with gradient checkpointing (enabling it turns the language model's KV cache off, and PI0's expert reads the prefix
-from that cache: `cache.get_seq_length()` on None).
+f32, as spear's `[memory] precision = "bf16"`).
+
+`--checkpointing blocks` rematerialises every transformer block, as openpi's PyTorch port does and as spear's
+`checkpointing = "blocks"`: transformers' own gradient checkpointing cannot train PI0 (enabling it turns the language
+model's KV cache off, and PI0's expert reads the prefix from that cache: `cache.get_seq_length()` on None), so the
+step runs PI0's forward by hand, layer by layer, on the model's own modules: each SigLIP layer, and each pair of
+layers — PaliGemma's on the prefix, then the expert's on the suffix over a fresh cache holding that layer's prefix keys
+and values — under `torch.utils.checkpoint` (non-reentrant). Masks, positions and rotary tables are the ones PI0's own
+forward builds (recorded once from it). Before timing, the hand-run forward without checkpointing is checked against
+PI0's loss on the same draws.
 
 CPU threads are set to `--threads` (spear passes the number its rayon pool uses), so both sides compute on the same
 cores. `peak_rss_mb` is the process's peak resident memory (ru_maxrss); on CUDA `peak_device_mb` is
@@ -31,14 +38,67 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 import transformers
+from torch.utils.checkpoint import checkpoint
+from transformers import DynamicCache
 
 from pi0_torch import build, inputs, setup, sync
 
 
+def recorded_kwargs(layer, run):
+    """The keyword arguments (masks, positions, rotary tables) `layer` is called with while `run()` runs."""
+    seen = {}
+
+    def hook(_module, _args, kwargs):
+        seen.update(kwargs)
+
+    handle = layer.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return {k: v for k, v in seen.items() if k in ("attention_mask", "position_ids", "position_embeddings")}
+
+
+class LayerByLayer:
+    """PI0's training forward run by hand on its own modules, optionally with every block checkpointed."""
+
+    def __init__(self, model, batch, record):
+        self.model, self.batch = model, batch
+        vlm, dit = model.model.vlm, model.model.dit
+        self.text, self.dit = vlm.language_model, dit
+        self.prefix_kwargs = recorded_kwargs(self.text.layers[0], record)
+        self.suffix_kwargs = recorded_kwargs(dit.layers[0], record)
+        self.siglip = vlm.vision_tower.encoder.layers
+
+    def loss(self, noise, timestep, actions, blocks):
+        model, b = self.model, self.batch
+        originals = [layer.forward for layer in self.siglip]
+        if blocks:
+            for layer, forward in zip(self.siglip, originals):
+                layer.forward = lambda *a, _f=forward, **k: checkpoint(_f, *a, use_reentrant=False, **k)
+        try:
+            prefix = model.model.embed_prefix(b["input_ids"], b["images"] * 2 - 1, b["pixel_attention_mask"])
+        finally:
+            for layer, forward in zip(self.siglip, originals):
+                layer.forward = forward
+        t = timestep[:, None, None]
+        noisy = t * noise + (1 - t) * actions
+        suffix = model.embed_action_time(b["state"], noisy, timestep)
+        for i, (text_layer, dit_layer) in enumerate(zip(self.text.layers, self.dit.layers)):
+            def pair(p, s, _text=text_layer, _dit=dit_layer):
+                cache = DynamicCache(config=self.text.config)
+                p = _text(p, cache=cache, use_cache=True, **self.prefix_kwargs)
+                return p, _dit(s, cache=cache, use_cache=True, **self.suffix_kwargs)
+            prefix, suffix = checkpoint(pair, prefix, suffix, use_reentrant=False) if blocks else pair(prefix, suffix)
+        velocity = model.action_out_proj(self.dit.norm(suffix)[:, -actions.shape[1]:])
+        return F.mse_loss(noise - actions, velocity, reduction="none").float().mean()
+
+
 def main():
     a, cfg, dev = setup(batch=int, lr=float, b1=float, b2=float, eps=float, weight_decay=float, clip_norm=float,
-                        precision=str)
+                        precision=str, checkpointing=str)
 
     model = build(cfg, "train_torch.py", loss_reduction="none").to(dev).train()
     bf16 = a.precision == "bf16"
@@ -51,15 +111,38 @@ def main():
     # Target chunks of the shape spear uses (its own noise layout; values do not change the time).
     actions = torch.randn(a.batch, cfg["horizon"], cfg["expert"]["action_dim"], device=dev)
 
-    def step():
-        """One optimiser step; returns the loss and the times after the forward, the backward and the update."""
-        noise = torch.randn_like(actions)
-        timestep = (beta.sample((a.batch,)) * flow["time_scale"] + flow["time_offset"]).float().to(dev)
+    def pi0_loss(noise, timestep):
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(state=batch["state"], noise=noise, timestep=timestep, input_ids=batch["input_ids"],
                         attention_mask=batch["attention_mask"], pixel_values=batch["images"] * 2 - 1,
                         pixel_attention_mask=batch["pixel_attention_mask"], actions=actions)
-        loss = out.loss.float().mean()
+        return out.loss.float().mean()
+
+    def draws():
+        noise = torch.randn_like(actions)
+        return noise, (beta.sample((a.batch,)) * flow["time_scale"] + flow["time_offset"]).float().to(dev)
+
+    if a.checkpointing not in ("none", "blocks"):
+        raise SystemExit(f"train_torch.py: --checkpointing none or blocks, not {a.checkpointing}")
+    blocks = a.checkpointing == "blocks"
+    if blocks:
+        noise, timestep = draws()
+        with torch.no_grad():
+            by_hand = LayerByLayer(model, batch, lambda: pi0_loss(noise, timestep))
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+                ours = by_hand.loss(noise, timestep, actions, blocks=False).item()
+            theirs = pi0_loss(noise, timestep).item()
+        if abs(ours - theirs) > (2e-3 if bf16 else 1e-5) * abs(theirs):
+            raise SystemExit(f"train_torch.py: the layer-by-layer forward gives loss {ours}, PI0's {theirs}")
+
+    def step():
+        """One optimiser step; returns the loss and the times after the forward, the backward and the update."""
+        noise, timestep = draws()
+        if blocks:
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = by_hand.loss(noise, timestep, actions, blocks=True)
+        else:
+            loss = pi0_loss(noise, timestep)
         sync(dev)
         forward = time.perf_counter()
         value = loss.item()  # in the backward's time, as spear reads its loss in `gradients`
@@ -83,7 +166,7 @@ def main():
     result = {key: statistics.median_high(v) for key, v in times.items()}
     result.update(loss=loss, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   peak_device_mb=torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
-                  attention=attn, precision=a.precision, torch=torch.__version__, transformers=transformers.__version__,
+                  attention=attn, precision=a.precision, checkpointing=a.checkpointing, torch=torch.__version__, transformers=transformers.__version__,
                   threads=torch.get_num_threads(), device=str(dev))
     print(json.dumps(result))
 

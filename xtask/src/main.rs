@@ -144,6 +144,8 @@ fn run() -> Result<ExitCode> {
         b @ ("cpu" | "wgpu" | "cuda") => (b.to_string(), b),
         other => bail!("unknown backend `{other}`: expected auto, cpu, wgpu or cuda"),
     };
+    // GPU builds tune their kernels (the `cuda` feature implies it).
+    let features = if features.contains("wgpu") { format!("{features},autotune") } else { features };
     if features.contains("cuda")
         && std::env::var_os("CUDARC_CUDA_VERSION").is_none()
         && which("nvcc").is_none()

@@ -13,7 +13,9 @@ use std::str::FromStr;
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::FloatDType;
+use burn::tensor::{DType, FloatDType};
+
+use crate::error::ModelError;
 use serde::{Deserialize, Serialize};
 
 /// The arithmetic of matrix products.
@@ -36,6 +38,18 @@ impl Precision {
                 lhs.cast(FloatDType::BF16).matmul(rhs.cast(FloatDType::BF16)).cast(FloatDType::F32)
             }
         }
+    }
+
+    /// Whether backend `B` on `device` can compute at this precision: bf16 needs bf16 arithmetic,
+    /// which burn-flex and CUDA have and WGPU (WGSL or SPIR-V) has not.
+    pub fn check<B: Backend>(self, device: &B::Device) -> Result<(), ModelError> {
+        if self == Precision::Bf16 && !B::supports_dtype(device, DType::BF16) {
+            return Err(ModelError::Input(format!(
+                "precision bf16: the {} backend has no bf16 arithmetic; use f32, or the cpu or cuda backend",
+                B::name(device)
+            )));
+        }
+        Ok(())
     }
 
     /// Bytes of one element of a matrix product's operand (what autodiff keeps for the backward

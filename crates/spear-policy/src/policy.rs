@@ -98,6 +98,7 @@ impl<B: Backend> Policy<B> {
     /// `tokenizer.json`, `normalization.json`, `policy.json`) or a π0 checkpoint (openpi's
     /// PyTorch port, lerobot, transformers), whose inputs are taken as openpi feeds them.
     pub fn load(dir: &Path, options: &LoadOptions, device: &B::Device) -> Result<Self, PolicyError> {
+        options.precision.check::<B>(device)?;
         let mut model: SpearPolicy<B> = load_policy(dir, device)?;
         model.set_precision(options.precision);
         if let Some(cameras) = options.cameras {

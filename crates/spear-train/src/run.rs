@@ -128,9 +128,8 @@ pub trait Task<B: AutodiffBackend> {
     ) -> Result<Loss<B>, TrainError>;
 
     /// The micro-batch's loss, its parts and gradients ([`MicroStep`]) with the run's activation
-    /// `checkpointing`: by default [`Task::loss`] and one backward pass ([`backward_pass`]), which
-    /// cannot recompute blocks and refuses [`Checkpointing::Blocks`]; a task whose model is cut
-    /// into blocks (`spear_models::remat`) overrides this.
+    /// `checkpointing`: [`Task::loss`] and one backward pass ([`backward_pass`]), or with
+    /// [`Checkpointing::Blocks`], [`Task::gradients_by_blocks`].
     fn gradients(
         &mut self,
         model: &Self::Model,
@@ -139,12 +138,24 @@ pub trait Task<B: AutodiffBackend> {
         step: u64,
         checkpointing: Checkpointing,
     ) -> Result<MicroStep, TrainError> {
-        if checkpointing == Checkpointing::Blocks {
-            return Err(TrainError::Task(
-                "this task cannot recompute its model block by block (checkpointing = \"blocks\")".into(),
-            ));
+        match checkpointing {
+            Checkpointing::Blocks => self.gradients_by_blocks(model, batch, rng, step),
+            Checkpointing::None | Checkpointing::Balanced => backward_pass(self, model, batch, rng, step),
         }
-        backward_pass(self, model, batch, rng, step)
+    }
+
+    /// [`Task::gradients`] with block rematerialisation (`spear_models::remat`). By default
+    /// refused: a task must cut its model into blocks.
+    fn gradients_by_blocks(
+        &mut self,
+        _model: &Self::Model,
+        _batch: Self::Batch,
+        _rng: &mut ChaCha8Rng,
+        _step: u64,
+    ) -> Result<MicroStep, TrainError> {
+        Err(TrainError::Task(
+            "this task cannot recompute its model block by block (checkpointing = \"blocks\")".into(),
+        ))
     }
 
     /// Validation metrics of `model` (the EMA weights when the run keeps them), named

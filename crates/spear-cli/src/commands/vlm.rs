@@ -132,6 +132,7 @@ fn read_image<B: Backend>(path: &Path, size: [usize; 2], device: &B::Device) -> 
 
 /// Runs [`Ask`] on backend `B`.
 pub fn ask<B: Backend>(request: &Ask, device: &B::Device) -> Result<Answer> {
+    request.precision.check::<B>(device)?;
     let (model, _) = load_vlm::<B>(&request.weights, device)?;
     let model = model.with_precision(request.precision);
     let tokenizer = PaliGemmaTokenizer::from_file(request.weights.join("tokenizer.json"))?;

@@ -242,6 +242,10 @@ fn wgpu_matches_the_reference_too() {
     }
     type Gpu = burn::backend::Wgpu;
     let device = Default::default();
+    // WGPU has no bf16 arithmetic: asking for it is refused by name (the CPU has it).
+    let error = spear_models::Precision::Bf16.check::<Gpu>(&device).unwrap_err();
+    assert!(error.to_string().contains("no bf16 arithmetic"), "{error}");
+    spear_models::Precision::Bf16.check::<Cpu>(&Default::default()).unwrap();
     let policy = tiny_pi0::<Gpu>(&device);
     let sampled = policy.sample(&observation(&device), tensor(PI0, "sample_noise", &device)).unwrap();
     assert_close(sampled, &read(PI0, "sampled"), 1e-4, "π0 10-step sample on WGPU");

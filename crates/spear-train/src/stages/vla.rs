@@ -22,7 +22,7 @@ use spear_models::policy::{FlowDraws, Observation, PolicyLoss};
 use spear_models::store::{load_policy, save_policy};
 use spear_models::{RotationMode, SpearPolicy, SpearPolicyConfig};
 
-use crate::config::{Checkpointing, DataSource, ModelSize, Rotation, Stage, TrainConfig};
+use crate::config::{DataSource, ModelSize, Rotation, Stage, TrainConfig};
 use spear_policy::PolicySpec;
 use spear_policy::inputs::{Prompts, image_batch};
 
@@ -30,8 +30,7 @@ use crate::dist::{Launch, Rank, own_copy};
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::materialize;
 use crate::run::{
-    Loss, MicroStep, Observer, Quiet, Task, TrainError, Trained, backward_pass, data_parallel, finite_loss,
-    notify, train,
+    Loss, MicroStep, Observer, Quiet, Task, TrainError, Trained, data_parallel, finite_loss, notify, train,
 };
 
 /// The policy a run trains: SPEAR-1 (or its tiny version) with the run's VLM, rotation mode and
@@ -67,6 +66,7 @@ pub fn initial_policy<B: AutodiffBackend>(
     policy_config: &SpearPolicyConfig,
     device: &B::Device,
 ) -> Result<SpearPolicy<B>, TrainError> {
+    config.memory.precision.check::<B>(device).map_err(|e| TrainError::task("memory.precision", e))?;
     B::seed(device, config.run.seed);
     let fail = |e: spear_models::ModelError| TrainError::task("model.init", e);
     let policy = match (&config.model.init, config.stage) {
@@ -383,17 +383,13 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
         Ok((loss.total, parts))
     }
 
-    fn gradients(
+    fn gradients_by_blocks(
         &mut self,
         model: &SpearPolicy<B>,
         batch: Batch,
         rng: &mut ChaCha8Rng,
         step: u64,
-        checkpointing: Checkpointing,
     ) -> Result<MicroStep, TrainError> {
-        if checkpointing != Checkpointing::Blocks {
-            return backward_pass(self, model, batch, rng, step);
-        }
         let (b, draws) = self.prepare(model, &batch, rng)?;
         let staged = model
             .staged_loss(&b.observation, b.actions, Some(b.mask), &draws)

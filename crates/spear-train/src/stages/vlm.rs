@@ -25,7 +25,7 @@ use spear_data::vqa::{Segment, VqaExample, encode, fit_quantizer, read_examples}
 use spear_models::store::{assemble_vlm, save_vlm};
 use spear_models::{SpearVlm, SpearVlmConfig};
 
-use crate::config::{Checkpointing, TrainConfig};
+use crate::config::TrainConfig;
 use spear_policy::Frame;
 use spear_policy::inputs::{VLM_FIT, fit_frame, image_batch};
 
@@ -33,8 +33,7 @@ use crate::dist::{Launch, Rank, own_copy};
 use crate::model::{export_tokenizer, load_spear_vlm, load_tokenizer, vlm_config};
 use crate::optim::{materialize, vqa_loss};
 use crate::run::{
-    Loss, MicroStep, Observer, Quiet, Task, TrainError, Trained, backward_pass, data_parallel, finite_loss,
-    train,
+    Loss, MicroStep, Observer, Quiet, Task, TrainError, Trained, data_parallel, finite_loss, train,
 };
 
 /// One training row: its image and tokens.
@@ -286,17 +285,13 @@ impl<B: AutodiffBackend> Task<B> for VlmTask<B> {
         Ok((vqa_loss(logits, t.targets, t.loss_mask, t.is_3d, self.lambda), Vec::new()))
     }
 
-    fn gradients(
+    fn gradients_by_blocks(
         &mut self,
         model: &SpearVlm<B>,
         batch: VqaBatch,
-        rng: &mut ChaCha8Rng,
+        _: &mut ChaCha8Rng,
         step: u64,
-        checkpointing: Checkpointing,
     ) -> Result<MicroStep, TrainError> {
-        if checkpointing != Checkpointing::Blocks {
-            return backward_pass(self, model, batch, rng, step);
-        }
         let cameras = [image_batch::<B>(&batch.pixels, batch.rows.len(), self.image_size, &self.device)];
         let rows: Vec<(&[u32], usize)> =
             batch.rows.iter().map(|r| (r.ids.as_slice(), r.prefix_len)).collect();
@@ -383,6 +378,7 @@ pub fn initial_vlm<B: AutodiffBackend>(
     vlm_config: &SpearVlmConfig,
     device: &B::Device,
 ) -> Result<SpearVlm<B>, TrainError> {
+    config.memory.precision.check::<B>(device).map_err(|e| TrainError::task("memory.precision", e))?;
     B::seed(device, config.run.seed);
     let fail = |e: spear_models::ModelError| TrainError::task("model.init", e);
     let m = &config.model;

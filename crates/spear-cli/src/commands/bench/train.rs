@@ -8,9 +8,11 @@
 //! the shape compared with PyTorch is π0's ([`tiny_pi0`](super::policy::tiny_pi0) or
 //! [`SpearPolicyConfig::pi0`]) and SPEAR-1's own shape is timed on spear alone.
 //!
-//! `--precision` and `--checkpointing` (lists) give one row per setting, the ones without
-//! checkpointing beside PyTorch's at the same precision (bf16 autocast); transformers' PI0 cannot
-//! train with gradient checkpointing (see `train_torch.py`), so checkpointed rows are spear's alone.
+//! `--precision` and `--checkpointing` (lists) give one row per setting, beside PyTorch's at the
+//! same precision (bf16 autocast) and checkpointing: none, or every block rematerialised
+//! (`train_torch.py` runs PI0 layer by layer under `torch.utils.checkpoint`, since transformers'
+//! own gradient checkpointing cannot train PI0); burn's balanced checkpointing has no PyTorch
+//! counterpart, so its rows are spear's alone.
 
 use std::path::Path;
 use std::time::Instant;
@@ -111,13 +113,12 @@ impl BackendJob for BenchTrainArgs {
                 for &checkpointing in &args.checkpointing {
                     let setting = TrainBench { precision, checkpointing, ..spec.clone() };
                     // PyTorch first: its process has exited, its memory returned, before spear allocates.
-                    // transformers' PI0 cannot train with gradient checkpointing (`train_torch.py`):
-                    // checkpointed rows run on spear alone.
+                    // PyTorch has no counterpart of burn's balanced checkpointing.
                     let torch = match checkpointing {
-                        Checkpointing::None => {
+                        Checkpointing::None | Checkpointing::Blocks => {
                             args.shapes.torch(shape, |python, device| run_torch(&setting, python, device))?
                         }
-                        Checkpointing::Balanced | Checkpointing::Blocks => None,
+                        Checkpointing::Balanced => None,
                     };
                     let ours = run::<B>(&setting, &device)?;
                     let plan = setting.plan::<B::InnerBackend>(&device);
@@ -153,23 +154,23 @@ impl BackendJob for BenchTrainArgs {
                         }
                         None => format!("peak memory {:.0} MB (process RSS)", torch.peak_rss_mb),
                     };
-                    let torch_who = format!("torch {precision} none");
+                    let torch_who = format!("torch {precision} {checkpointing}");
                     println!("{}   ({about})", row(&torch_who, torch, memory));
                     println!("{}", parts(&who, &ours));
                     println!("{}", parts(&torch_who, torch));
-                    println!(
-                        "{}",
-                        ratio_line(
-                            "torch",
-                            &[
-                                ("step", ours.step_ms, torch.step_ms),
-                                ("forward", ours.forward_ms, torch.forward_ms),
-                                ("backward", ours.backward_ms, torch.backward_ms),
-                                ("update", ours.update_ms, torch.update_ms),
-                            ],
-                            Better::Lower
-                        )
-                    );
+                    let passes = if ours.forward_ms.is_nan() {
+                        vec![("forward and backward", ours.backward_ms, torch.forward_ms + torch.backward_ms)]
+                    } else {
+                        vec![
+                            ("forward", ours.forward_ms, torch.forward_ms),
+                            ("backward", ours.backward_ms, torch.backward_ms),
+                        ]
+                    };
+                    let ratios: Vec<_> = std::iter::once(("step", ours.step_ms, torch.step_ms))
+                        .chain(passes)
+                        .chain([("update", ours.update_ms, torch.update_ms)])
+                        .collect();
+                    println!("{}", ratio_line("torch", &ratios, Better::Lower));
                 }
             }
         }
@@ -285,6 +286,7 @@ pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result
         let unchanged = TrainBench { checkpointing: Checkpointing::None, ..bench.clone() };
         return run::<Autodiff<B::InnerBackend, BalancedCheckpointing>>(&unchanged, device);
     }
+    bench.precision.check::<B>(device)?;
     reset_peak_rss()?;
     crate::heap::reset_peak();
     let heap_start = crate::heap::current();
@@ -364,6 +366,7 @@ pub fn run_torch(bench: &TrainBench, python: &Path, device: &str) -> Result<(Ste
         ("--device", device.to_string()),
         ("--threads", cpu_threads().to_string()),
         ("--precision", bench.precision.to_string()),
+        ("--checkpointing", bench.checkpointing.to_string()),
     ];
     let (json, about) = run_script(python, "train_torch.py", serde_json::to_value(&bench.config)?, &args)?;
     let get = |key: &str| json[key].as_f64().with_context(|| format!("no {key} in {json}"));
