@@ -8,6 +8,7 @@ pub mod expert;
 pub mod gemma;
 pub mod generate;
 pub mod import;
+pub mod moge;
 pub mod patch;
 pub mod policy;
 pub mod precision;

@@ -6,6 +6,7 @@ mod dinov2;
 mod joint;
 mod loading;
 mod mean_resizing;
+mod moge_post;
 mod paligemma;
 mod policy;
 mod remat;
