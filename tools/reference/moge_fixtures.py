@@ -8,6 +8,8 @@ at 0744441; pinned in requirements-moge.txt). Run by a developer, never by CI:
 
 Writes crates/spear-models/tests/fixtures/moge_post_expected.safetensors and moge_post.json:
 
+* `resize_<name>_in` / `_out`: PyTorch's antialiased bicubic and bilinear resizes (MoGe's preprocessing), shrinking,
+  growing and mixed, on random [1, 3, h, w] images.
 * `uv_<h>x<w>`: `normalized_view_plane_uv(w, h)` (f32) for the sizes below.
 * For each case `<name>`: `<name>_points` [H, W, 3] (MoGe's affine-invariant map: camera-space points whose z lost
   a shift), `<name>_mask` [H, W] (1 valid), and what `moge.utils.geometry_torch.recover_focal_shift` returns for it:
@@ -78,9 +80,32 @@ def case(name, h, w, focal, shift, noise, holes, rng):
     }, given
 
 
+# Antialiased resizes as MoGe's preprocessing runs them (F.interpolate(..., antialias=True, align_corners=False)):
+# name, mode, input (h, w), output (h, w) — shrinking, growing, and one axis each way.
+RESIZES = [
+    ("bicubic_down", "bicubic", (37, 53), (30, 41)),
+    ("bicubic_up", "bicubic", (20, 24), (33, 50)),
+    ("bicubic_mixed", "bicubic", (61, 47), (28, 56)),
+    ("bilinear_down", "bilinear", (37, 53), (28, 42)),
+    ("bilinear_mixed", "bilinear", (61, 47), (28, 56)),
+]
+
+
+def resizes():
+    """`resize_<name>_in` [1, 3, h, w] uniform in [0, 1] and `resize_<name>_out`, PyTorch's antialiased resize."""
+    torch.manual_seed(1)
+    out = {}
+    for name, mode, size_in, size_out in RESIZES:
+        x = torch.rand(1, 3, *size_in)
+        out[f"resize_{name}_in"] = x
+        out[f"resize_{name}_out"] = torch.nn.functional.interpolate(x, size_out, mode=mode, antialias=True,
+                                                                    align_corners=False)
+    return out
+
+
 def main():
     rng = np.random.default_rng(0)
-    tensors = {}
+    tensors = resizes()
     for name, h, w, focal, shift, noise, holes in CASES:
         out, _ = case(name, h, w, focal, shift, noise, holes, rng)
         tensors.update(out)
@@ -91,6 +116,7 @@ def main():
         "source": "dlr-moge 2.0.0 (microsoft/MoGe 0744441): moge.utils.geometry_torch.recover_focal_shift, "
                   "normalized_view_plane_uv; scipy least_squares(method='lm', x0=0, ftol=1e-3) inside",
         "cases": [dict(zip(["name", "height", "width", "focal", "shift", "noise", "holes"], c)) for c in CASES],
+        "resizes": [dict(zip(["name", "mode", "input", "output"], r)) for r in RESIZES],
         "tensors": meta,
     })
 

@@ -1,4 +1,6 @@
-//! PyTorch-exact bicubic resizing of learned position tables, expressed as a fixed linear map.
+//! PyTorch-exact bicubic resizing of learned position tables, expressed as a fixed linear map, and
+//! PyTorch's antialiased bilinear/bicubic image resize ([`resize_antialiased`], MoGe's
+//! preprocessing) in the same way.
 //!
 //! SigLIP's 16×16 table must become 15×20 for a 280×210 image and 8×8 for a 112×112 wrist image;
 //! DINOv2's 37×37 table likewise. PyTorch's `upsample_bicubic2d` (A = −0.75, `align_corners =
@@ -48,9 +50,93 @@ pub fn bicubic_weights(input: usize, output: usize, sampling: Sampling) -> Vec<f
 /// Keys' cubic convolution weights for the four taps around `t`, with A = −0.75 as PyTorch uses.
 fn cubic_coefficients(t: f64) -> [f64; 4] {
     const A: f64 = -0.75;
-    let near = |x: f64| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
-    let far = |x: f64| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
-    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+    [keys(t + 1.0, A), keys(t, A), keys(1.0 - t, A), keys(2.0 - t, A)]
+}
+
+/// Keys' cubic convolution kernel with parameter `a` at distance `x`.
+fn keys(x: f64, a: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+    } else {
+        0.0
+    }
+}
+
+/// The filter of an antialiased resize (`F.interpolate(..., antialias=True)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Antialias {
+    /// `mode='bilinear'`: the triangle filter.
+    Bilinear,
+    /// `mode='bicubic'`: Keys' cubic with a = −0.5 (not the −0.75 of the plain bicubic).
+    Bicubic,
+}
+
+/// The `[output, input]` row weights of PyTorch's antialiased 1D resize (`align_corners=False`),
+/// as its `_compute_weights_aa` computes them for f32 images (in f32, with its truncating casts):
+/// when shrinking, the filter is stretched by the scale `input/output` (and its support with it);
+/// the taps that fall outside the input are dropped and the rest renormalised to sum to one (no
+/// border clamping).
+pub fn antialias_weights(input: usize, output: usize, filter: Antialias) -> Vec<f32> {
+    let scale = input as f32 / output as f32;
+    let half = match filter {
+        Antialias::Bilinear => 1.0,
+        Antialias::Bicubic => 2.0,
+    };
+    let (support, invscale) = if scale >= 1.0 { (half * scale, 1.0 / scale) } else { (half, 1.0) };
+    let kernel = |x: f32| match filter {
+        Antialias::Bilinear => (1.0 - x.abs()).max(0.0),
+        Antialias::Bicubic => keys(f64::from(x), -0.5) as f32,
+    };
+    let max_taps = support.ceil() as i64 * 2 + 1;
+    let mut weights = vec![0.0; output * input];
+    for o in 0..output {
+        // PyTorch's expression types: f32 terms, the 0.5 literals (and so the sums) in f64.
+        let center = (f64::from(scale) * (o as f64 + 0.5)) as f32;
+        let first = (f64::from(center - support) + 0.5) as i64;
+        let first = first.max(0);
+        let taps = ((f64::from(center + support) + 0.5) as i64).min(input as i64) - first;
+        let taps = taps.clamp(0, max_taps);
+        let row = &mut weights[o * input..][..input];
+        let mut total = 0.0f32;
+        for j in 0..taps {
+            let x = (f64::from((j + first) as f32 - center) + 0.5) * f64::from(invscale);
+            let w = kernel(x as f32);
+            row[(first + j) as usize] = w;
+            total += w;
+        }
+        if total != 0.0 {
+            row.iter_mut().for_each(|w| *w /= total);
+        }
+    }
+    weights
+}
+
+/// Resizes images `[B, C, H, W]` to `[B, C, out_h, out_w]` as PyTorch's
+/// `F.interpolate(size=(out_h, out_w), mode=…, antialias=True, align_corners=False)` does: the
+/// separable [`antialias_weights`] applied as two matrix products (rows, then columns), so any
+/// backend runs it.
+pub fn resize_antialiased<B: Backend>(
+    images: Tensor<B, 4>,
+    size: [usize; 2],
+    filter: Antialias,
+) -> Tensor<B, 4> {
+    let [batch, channels, height, width] = images.dims();
+    let device = images.device();
+    let matrix = |input: usize, output: usize| {
+        Tensor::<B, 2>::from_data(
+            TensorData::new(antialias_weights(input, output, filter), [output, input]),
+            &device,
+        )
+    };
+    let (rows, cols) = (matrix(height, size[0]), matrix(width, size[1]));
+    // [B·C, H, W] → rows · x → [B·C, out_h, W] → · colsᵀ → [B·C, out_h, out_w].
+    let x = images.reshape([batch * channels, height, width]);
+    let x = rows.unsqueeze::<3>().matmul(x);
+    let x = x.matmul(cols.transpose().unsqueeze::<3>());
+    x.reshape([batch, channels, size[0], size[1]])
 }
 
 /// The `[out_h·out_w, in_h·in_w]` matrix resizing a row-major grid (token = row · width + col).
@@ -137,6 +223,20 @@ mod tests {
         for r in 0..6 {
             for c in 0..6 {
                 assert!((w[r * 6 + c] - f64::from(u8::from(r == c))).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn antialiased_rows_sum_to_one_at_moges_sizes() {
+        // MoGe-1 at 840×630 and 2551 tokens: 840 → 816 (bicubic), 816 → 812 (bilinear); growing too.
+        for filter in [Antialias::Bilinear, Antialias::Bicubic] {
+            for (i, o) in [(840, 816), (816, 812), (630, 612), (20, 33), (61, 28), (5, 5)] {
+                let w = antialias_weights(i, o, filter);
+                for r in 0..o {
+                    let s: f32 = w[r * i..(r + 1) * i].iter().sum();
+                    assert!((s - 1.0).abs() < 1e-5, "{filter:?} {i}->{o} row {r} sums to {s}");
+                }
             }
         }
     }

@@ -1,11 +1,14 @@
-//! MoGe's post-processing against MoGe's own code (`tools/reference/moge_fixtures.py`, dlr-moge
-//! 2.0.0): the view-plane UV grid and `recover_focal_shift` on synthetic point maps of known focal
-//! and shift — odd sizes, a portrait map, holes, noise, one valid pixel repeated or missed — with
-//! and without a given field of view.
+//! MoGe's pre- and post-processing against MoGe's own code and PyTorch
+//! (`tools/reference/moge_fixtures.py`, dlr-moge 2.0.0): antialiased bicubic and bilinear resizes;
+//! the view-plane UV grid and `recover_focal_shift` on synthetic point maps of known focal and
+//! shift — odd sizes, a portrait map, holes, noise, one valid pixel repeated or missed — with and
+//! without a given field of view.
 
+use burn::prelude::*;
 use spear_models::moge::post::{focal_from_fov_x, normalized_focal, recover_focal_shift, view_plane_uv};
+use spear_models::resize::{Antialias, resize_antialiased};
 
-use crate::common::read;
+use crate::common::{Cpu, assert_close, read, tensor};
 
 const FILE: &str = "moge_post_expected.safetensors";
 
@@ -69,5 +72,22 @@ fn recovered_focal_and_shift_are_moges() {
         {
             assert!((ours as f32 - theirs).abs() <= 1e-4 * theirs.abs(), "{name}: {what} {ours} vs {theirs}");
         }
+    }
+}
+
+#[test]
+fn antialiased_resizes_are_pytorchs() {
+    let device = Default::default();
+    for (name, filter) in [
+        ("bicubic_down", Antialias::Bicubic),
+        ("bicubic_up", Antialias::Bicubic),
+        ("bicubic_mixed", Antialias::Bicubic),
+        ("bilinear_down", Antialias::Bilinear),
+        ("bilinear_mixed", Antialias::Bilinear),
+    ] {
+        let input: Tensor<Cpu, 4> = tensor(FILE, &format!("resize_{name}_in"), &device);
+        let want = read(FILE, &format!("resize_{name}_out"));
+        let size = [want.shape[2], want.shape[3]];
+        assert_close(resize_antialiased(input, size, filter), &want, 1e-6, &format!("{name} resize"));
     }
 }
