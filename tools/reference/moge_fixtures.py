@@ -10,6 +10,9 @@ Writes crates/spear-models/tests/fixtures/moge_post_expected.safetensors and mog
 
 * `resize_<name>_in` / `_out`: PyTorch's antialiased bicubic and bilinear resizes (MoGe's preprocessing), shrinking,
   growing and mixed, on random [1, 3, h, w] images.
+* `<name>_raw_mask` and `<name>_infer[_fov]_{points,depth,mask,intrinsics}` for `tall` and `noisy`: what MoGe-1's own
+  `infer` returns after its network (threshold, focal and shift, intrinsics, depth, the map re-projected from the
+  depth, +inf outside the mask), without and with the field of view given (`<name>_fov_x_deg`).
 * `uv_<h>x<w>`: `normalized_view_plane_uv(w, h)` (f32) for the sizes below.
 * For each case `<name>`: `<name>_points` [H, W, 3] (MoGe's affine-invariant map: camera-space points whose z lost
   a shift), `<name>_mask` [H, W] (1 valid), and what `moge.utils.geometry_torch.recover_focal_shift` returns for it:
@@ -103,12 +106,38 @@ def resizes():
     return out
 
 
+def infer_outputs(name, points, mask, fov_x=None):
+    """What MoGe-1's own `infer` returns after its network, for a network output of `points` [H, W, 3] and raw mask
+    [H, W]: `MoGeModel.infer` run with a stand-in `self` whose `forward` returns them (fp32, mask threshold 0.5,
+    `force_projection` and `apply_mask` on, as the CLI runs it)."""
+    import types
+    from moge.model.v1 import MoGeModel
+    h, w = mask.shape
+    fake = types.SimpleNamespace(
+        dtype=torch.float32, device=torch.device("cpu"), num_tokens_range=[1200, 2500], mask_threshold=0.5,
+        forward=lambda image, num_tokens: {"points": points[None], "mask": mask[None]})
+    out = MoGeModel.infer(fake, torch.zeros(1, 3, h, w), fov_x=fov_x, use_fp16=False)
+    tag = f"{name}_infer" if fov_x is None else f"{name}_infer_fov"
+    return {f"{tag}_points": out["points"][0], f"{tag}_depth": out["depth"][0],
+            f"{tag}_mask": out["mask"][0].to(torch.int64), f"{tag}_intrinsics": out["intrinsics"][0]}
+
+
 def main():
     rng = np.random.default_rng(0)
     tensors = resizes()
     for name, h, w, focal, shift, noise, holes in CASES:
         out, _ = case(name, h, w, focal, shift, noise, holes, rng)
         tensors.update(out)
+    # MoGe-1's `infer` on two of the maps, with a raw mask around the 0.5 threshold, without and with a known fov.
+    for name in ["tall", "noisy"]:
+        points = tensors[f"{name}_points"]
+        valid = tensors[f"{name}_mask"].bool()
+        raw = torch.where(valid, 0.5 + torch.rand(valid.shape) * 0.5, torch.rand(valid.shape) * 0.5)
+        tensors[f"{name}_raw_mask"] = raw
+        tensors.update(infer_outputs(name, points, raw))
+        fov = math.degrees(float(tensors[f"{name}_fov_x"]))
+        tensors[f"{name}_fov_x_deg"] = torch.tensor([fov], dtype=torch.float32)
+        tensors.update(infer_outputs(name, points, raw, fov_x=fov))
     for h, w in [(30, 40), (37, 53), (64, 64)]:
         tensors[f"uv_{h}x{w}"] = normalized_view_plane_uv(w, h, dtype=torch.float32)
     meta = save_tensors(OUT / "moge_post_expected.safetensors", tensors)

@@ -189,3 +189,58 @@ pub fn normalized_focal(focal: f64, aspect: f64) -> (f64, f64) {
     let norm = (1.0 + aspect * aspect).sqrt();
     (focal / 2.0 * norm / aspect, focal / 2.0 * norm)
 }
+
+/// MoGe's answer for one image once its network has run ([`finish`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Camera {
+    /// Camera-space points, row-major; `+inf` outside the mask.
+    pub points: Vec<[f32; 3]>,
+    /// Depth (`z`), row-major; `+inf` outside the mask.
+    pub depth: Vec<f32>,
+    /// Where the network's mask passed its threshold.
+    pub mask: Vec<bool>,
+    /// The focal (half-diagonal units) and the shift applied.
+    pub focal_shift: FocalShift,
+    /// Normalised intrinsics `(fx, fy)` ([`normalized_focal`]); the principal point is the centre.
+    pub focal_xy: (f32, f32),
+}
+
+/// MoGe-1's `infer` after its network (the CLI's settings: f32, `force_projection` and
+/// `apply_mask` on): the raw `mask` thresholded (`> threshold`), the focal and shift recovered
+/// ([`recover_focal_shift`]; with `fov_x_degrees`, the focal it implies and the shift alone),
+/// `depth = z + shift`, and the points re-projected from the depth through the intrinsics (pixel
+/// `(i, j)` at `((j + 0.5)/W, (i + 0.5)/H)`), both `+inf` outside the mask.
+///
+/// # Panics
+/// When `points` or `mask` does not hold `height × width` entries.
+pub fn finish(
+    points: &[[f32; 3]],
+    mask: &[f32],
+    height: usize,
+    width: usize,
+    threshold: f32,
+    fov_x_degrees: Option<f64>,
+) -> Camera {
+    assert_eq!(mask.len(), height * width, "a mask of {height} × {width}");
+    let valid: Vec<bool> = mask.iter().map(|&m| m > threshold).collect();
+    let aspect = width as f64 / height as f64;
+    let given = fov_x_degrees.map(|fov| focal_from_fov_x(fov.to_radians(), aspect) as f32);
+    let focal_shift = recover_focal_shift(points, Some(&valid), height, width, given);
+    let (fx, fy) = normalized_focal(f64::from(focal_shift.focal), aspect);
+    let (fx, fy) = (fx as f32, fy as f32);
+    let (mut out, mut depth) = (Vec::with_capacity(points.len()), Vec::with_capacity(points.len()));
+    for (index, (point, &keep)) in points.iter().zip(&valid).enumerate() {
+        if !keep {
+            out.push([f32::INFINITY; 3]);
+            depth.push(f32::INFINITY);
+            continue;
+        }
+        let z = point[2] + focal_shift.shift;
+        let (i, j) = (index / width, index % width);
+        let u = (j as f32 + 0.5) / width as f32;
+        let v = (i as f32 + 0.5) / height as f32;
+        out.push([(u - 0.5) / fx * z, (v - 0.5) / fy * z, z]);
+        depth.push(z);
+    }
+    Camera { points: out, depth, mask: valid, focal_shift, focal_xy: (fx, fy) }
+}

@@ -5,7 +5,9 @@
 //! without a given field of view.
 
 use burn::prelude::*;
-use spear_models::moge::post::{focal_from_fov_x, normalized_focal, recover_focal_shift, view_plane_uv};
+use spear_models::moge::post::{
+    finish, focal_from_fov_x, normalized_focal, recover_focal_shift, view_plane_uv,
+};
 use spear_models::resize::{Antialias, resize_antialiased};
 
 use crate::common::{Cpu, assert_close, read, tensor};
@@ -89,5 +91,47 @@ fn antialiased_resizes_are_pytorchs() {
         let want = read(FILE, &format!("resize_{name}_out"));
         let size = [want.shape[2], want.shape[3]];
         assert_close(resize_antialiased(input, size, filter), &want, 1e-6, &format!("{name} resize"));
+    }
+}
+
+#[test]
+fn finishing_a_map_is_moge_1s_infer() {
+    for (name, h, w) in [("tall", 90, 41), ("noisy", 70, 100)] {
+        let flat = values(&format!("{name}_points"));
+        let points: Vec<[f32; 3]> = flat.chunks(3).map(|p| [p[0], p[1], p[2]]).collect();
+        let raw = values(&format!("{name}_raw_mask"));
+        let fov = f64::from(scalar(&format!("{name}_fov_x_deg")));
+        for (tag, fov) in [("infer", None), ("infer_fov", Some(fov))] {
+            let got = finish(&points, &raw, h, w, 0.5, fov);
+            let what = format!("{name} {tag}");
+            let mask: Vec<bool> = read(FILE, &format!("{name}_{tag}_mask"))
+                .convert::<i64>()
+                .iter::<i64>()
+                .map(|v| v != 0)
+                .collect();
+            assert_eq!(got.mask, mask, "{what}: mask");
+            let k = values(&format!("{name}_{tag}_intrinsics"));
+            let (fx, fy) = got.focal_xy;
+            assert!(
+                (fx - k[0]).abs() <= 1e-5 * k[0] && (fy - k[4]).abs() <= 1e-5 * k[4],
+                "{what}: {fx} {fy} vs {k:?}"
+            );
+            assert_eq!([k[2], k[5]], [0.5, 0.5], "{what}: principal point");
+            let depth = values(&format!("{name}_{tag}_depth"));
+            let want = values(&format!("{name}_{tag}_points"));
+            let ours: Vec<f32> = got.points.iter().flatten().copied().collect();
+            for (what, ours, theirs) in [("depth", &got.depth, &depth), ("points", &ours, &want)] {
+                let mut worst = 0f32;
+                for (a, b) in ours.iter().zip(theirs.iter()) {
+                    if b.is_infinite() {
+                        assert!(*a == *b, "{name} {tag} {what}: {a} where MoGe has {b}");
+                    } else {
+                        worst = worst.max((a - b).abs() / b.abs().max(1.0));
+                    }
+                }
+                eprintln!("{name} {tag} {what}: largest relative error {worst:.1e}");
+                assert!(worst <= 1e-5, "{name} {tag} {what}: relative error {worst:e}");
+            }
+        }
     }
 }
