@@ -344,6 +344,11 @@ impl<B: Backend> Gemma<B> {
         self.layers[0].self_attn.rope_theta
     }
 
+    /// Rotary tables for integer `positions` `[B][S]` at this decoder's head width and base.
+    pub fn rope(&self, positions: &[Vec<i64>], device: &B::Device) -> Rope<B> {
+        Rope::new(positions, self.head_dim(), self.rope_theta(), device)
+    }
+
     /// Sets the arithmetic of every layer's products ([`Precision`]; the LM head is the VLM's).
     pub fn set_precision(&mut self, precision: Precision) {
         self.layers.iter_mut().for_each(|l| l.set_precision(precision));
@@ -369,7 +374,7 @@ impl<B: Backend> Gemma<B> {
     ) -> Tensor<B, 3> {
         let device = embeds.device();
         let seq = embeds.dims()[1];
-        let rope = Rope::new(&layout.positions(seq), self.head_dim(), self.rope_theta(), &device);
+        let rope = self.rope(&layout.positions(seq), &device);
         let mask = layout.mask(seq, &device);
         let stream = Stream { layers: &self.layers, hidden: embeds, rope };
         let hidden = joint_forward(vec![stream], mask, cache).remove(0);

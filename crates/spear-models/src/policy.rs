@@ -437,10 +437,6 @@ impl<B: Backend> SpearPolicy<B> {
         self.expert.embed_suffix(state, actions, time)
     }
 
-    pub(crate) fn rope(&self, positions: &[Vec<i64>], device: &B::Device) -> Rope<B> {
-        Rope::new(positions, self.vlm.gemma.head_dim(), self.vlm.gemma.rope_theta(), device)
-    }
-
     fn check_actions(&self, what: &str, actions: &Tensor<B, 3>, batch: usize) -> Result<(), ModelError> {
         let want = [batch, self.config.horizon, self.action_dim()];
         if actions.dims() != want {
@@ -480,12 +476,12 @@ impl<B: Backend> SpearPolicy<B> {
             Stream {
                 layers: &self.vlm.gemma.layers,
                 hidden: prefix,
-                rope: self.rope(&joint.prefix, &device),
+                rope: self.vlm.gemma.rope(&joint.prefix, &device),
             },
             Stream {
                 layers: &self.expert.layers,
                 hidden: self.suffix(obs.state.clone(), actions, tau),
-                rope: self.rope(&joint.suffix, &device),
+                rope: self.vlm.gemma.rope(&joint.suffix, &device),
             },
         ];
         let mut outputs = joint_forward(streams, joint.mask, None);
@@ -507,7 +503,7 @@ impl<B: Backend> SpearPolicy<B> {
             batch,
             state: obs.state.clone(),
             suffix_mask: layout.mask(queries, &device),
-            suffix_rope: self.rope(&layout.positions(queries), &device),
+            suffix_rope: self.vlm.gemma.rope(&layout.positions(queries), &device),
         })
     }
 

@@ -133,12 +133,28 @@ struct TowerInputs<C: Backend> {
     mask: Tensor<C, 3, Bool>,
     /// Rotary tables: the prefix's, then the suffix's.
     ropes: Vec<Rope<C>>,
-    /// Whether SigLIP trains (its blocks are stages) and whether MoGe does (its features are
-    /// computed in the join stage rather than once).
-    siglip_trains: bool,
-    moge_trains: bool,
-    /// Whether any weight of the embedding stage trains.
-    embeddings_train: bool,
+    /// Which parts train.
+    trains: Trains,
+}
+
+/// Which parts of the model train, read from its parameters once per staged step.
+struct Trains {
+    /// SigLIP: its blocks are stages (else its output is computed once).
+    siglip: bool,
+    /// MoGe's encoder: its features are computed in the join stage (else once).
+    moge: bool,
+    /// Any weight of the embedding stage: SigLIP's patches and positions, Gemma's table, the
+    /// 3D-token rows, the expert's suffix projections (`suffix`).
+    embeddings: bool,
+}
+
+impl Trains {
+    fn of<B: Backend>(vlm: &SpearVlm<B>, suffix: bool) -> Self {
+        let siglip = trains(&vlm.siglip);
+        let embeddings =
+            siglip || suffix || trains(&vlm.gemma.embed_tokens) || vlm.embed_3d.as_ref().is_some_and(trains);
+        Self { siglip, moge: vlm.moge.as_ref().is_some_and(trains), embeddings }
+    }
 }
 
 /// The frozen encoders' outputs per camera, computed once: SigLIP's (after its final norm) when it
@@ -152,11 +168,11 @@ impl<C: Backend> Frozen<C> {
     fn of(vlm: &SpearVlm<C>, inputs: &TowerInputs<C>) -> Self {
         let siglip = |c: &Tensor<C, 4>| vlm.siglip.forward(siglip_pixels(c.clone()));
         Self {
-            siglip: inputs.cameras.iter().map(|c| (!inputs.siglip_trains).then(|| siglip(c))).collect(),
+            siglip: inputs.cameras.iter().map(|c| (!inputs.trains.siglip).then(|| siglip(c))).collect(),
             moge: inputs
                 .cameras
                 .iter()
-                .map(|c| if inputs.moge_trains { None } else { vlm.moge_features(c.clone()) })
+                .map(|c| if inputs.trains.moge { None } else { vlm.moge_features(c.clone()) })
                 .collect(),
         }
     }
@@ -175,7 +191,7 @@ struct TowerStages<'a, C: Backend> {
 
 impl<C: Backend> TowerStages<'_, C> {
     fn siglip_blocks(&self) -> usize {
-        if self.inputs.siglip_trains { self.vlm.siglip.encoder.layers.len() } else { 0 }
+        if self.inputs.trains.siglip { self.vlm.siglip.encoder.layers.len() } else { 0 }
     }
 }
 
@@ -185,7 +201,7 @@ impl<C: Backend> Stages<C> for TowerStages<'_, C> {
     }
 
     fn first_trains(&self) -> bool {
-        self.inputs.embeddings_train
+        self.inputs.trains.embeddings
     }
 
     fn run(&self, index: usize, mut state: Vec<Tensor<C, 3>>) -> Vec<Tensor<C, 3>> {
@@ -245,6 +261,43 @@ impl<C: Backend> Stages<C> for TowerStages<'_, C> {
     }
 }
 
+/// A model made of SPEAR-VLM and, for a policy, the action expert beside it.
+trait Towers<B: Backend>: Module<B> {
+    fn towers(&self) -> (&SpearVlm<B>, Option<&ActionExpert<B>>);
+}
+
+impl<B: Backend> Towers<B> for SpearPolicy<B> {
+    fn towers(&self) -> (&SpearVlm<B>, Option<&ActionExpert<B>>) {
+        (&self.vlm, Some(&self.expert))
+    }
+}
+
+impl<B: Backend> Towers<B> for SpearVlm<B> {
+    fn towers(&self) -> (&SpearVlm<B>, Option<&ActionExpert<B>>) {
+        (self, None)
+    }
+}
+
+/// [`gradients`] through `model`'s [`TowerStages`]: forward on an untracked copy of its weights,
+/// the frozen towers run once on it, replay on the weights themselves.
+fn tower_gradients<B, M, T, E>(
+    model: &M,
+    inputs: &TowerInputs<B>,
+    head: impl FnOnce(Vec<Tensor<B, 3>>) -> Result<(Tensor<B, 1>, T), E>,
+) -> Result<(T, GradientsParams), E>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + Towers<B>,
+{
+    let untracked = model.clone().no_grad();
+    let (vlm, expert) = untracked.towers();
+    let frozen = Frozen::of(vlm, inputs);
+    let forward = TowerStages { vlm, expert, inputs, frozen: &frozen };
+    let (vlm, expert) = model.towers();
+    let replay = TowerStages { vlm, expert, inputs, frozen: &frozen };
+    gradients(model, &forward, &replay, head)
+}
+
 /// A policy's training loss ready to be differentiated by stages ([`SpearPolicy::staged_loss`]).
 pub struct StagedLoss<'a, B: AutodiffBackend> {
     policy: &'a SpearPolicy<B>,
@@ -284,10 +337,11 @@ impl<B: AutodiffBackend> SpearPolicy<B> {
             ids,
             suffix: Some((obs.state.clone(), noisy, self.expert.time_embedding(&t, &device))),
             mask: joint.mask,
-            ropes: vec![self.rope(&joint.prefix, &device), self.rope(&joint.suffix, &device)],
-            siglip_trains: trains(&self.vlm.siglip),
-            moge_trains: self.vlm.moge.as_ref().is_some_and(trains),
-            embeddings_train: self.vlm.embeddings_train() || suffix_trains,
+            ropes: vec![
+                self.vlm.gemma.rope(&joint.prefix, &device),
+                self.vlm.gemma.rope(&joint.suffix, &device),
+            ],
+            trains: Trains::of(&self.vlm, suffix_trains),
         };
         Ok(StagedLoss { policy: self, inputs, actions, valid, draws: draws.clone() })
     }
@@ -301,13 +355,8 @@ impl<B: AutodiffBackend> StagedLoss<'_, B> {
         check: impl FnOnce(&PolicyLoss<B>) -> Result<(), E>,
     ) -> Result<(PolicyLoss<B>, GradientsParams), E> {
         let policy = self.policy;
-        let untracked = policy.clone().no_grad();
-        let frozen = Frozen::of(&untracked.vlm, &self.inputs);
-        let (inputs, frozen) = (&self.inputs, &frozen);
-        let forward = TowerStages { vlm: &untracked.vlm, expert: Some(&untracked.expert), inputs, frozen };
-        let replay = TowerStages { vlm: &policy.vlm, expert: Some(&policy.expert), inputs, frozen };
         let (actions, valid, draws) = (self.actions, self.valid, self.draws);
-        gradients(policy, &forward, &replay, |mut state| {
+        tower_gradients(policy, &self.inputs, |mut state| {
             let velocity = -policy.expert.velocity(state.remove(1));
             let loss = policy.loss_of_velocity(velocity, actions, valid, &draws);
             check(&loss)?;
@@ -325,12 +374,6 @@ pub struct StagedRows<'a, B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> SpearVlm<B> {
-    /// Whether the embedding stage's own weights train: SigLIP's patches and positions (with the
-    /// tower), Gemma's table or the 3D-token rows.
-    fn embeddings_train(&self) -> bool {
-        trains(&self.siglip) || trains(&self.gemma.embed_tokens) || self.embed_3d.as_ref().is_some_and(trains)
-    }
-
     /// [`Self::forward_rows`] prepared for block-level rematerialisation (see the
     /// [module](self)): checks the batch as [`Self::forward_rows`] does; [`StagedRows::gradients`]
     /// then computes.
@@ -356,15 +399,8 @@ impl<B: AutodiffBackend> SpearVlm<B> {
             ids: text.ids,
             suffix: None,
             mask: text.layout.mask(sequence, &device),
-            ropes: vec![Rope::new(
-                &text.layout.positions(sequence),
-                self.gemma.head_dim(),
-                self.gemma.rope_theta(),
-                &device,
-            )],
-            siglip_trains: trains(&self.siglip),
-            moge_trains: self.moge.as_ref().is_some_and(trains),
-            embeddings_train: self.embeddings_train(),
+            ropes: vec![self.gemma.rope(&text.layout.positions(sequence), &device)],
+            trains: Trains::of(self, false),
         };
         Ok(StagedRows { vlm: self, inputs, image_tokens, longest: text.longest })
     }
@@ -379,13 +415,8 @@ impl<B: AutodiffBackend> StagedRows<'_, B> {
         loss: impl FnOnce(Tensor<B, 3>) -> Result<(Tensor<B, 1>, T), E>,
     ) -> Result<(T, GradientsParams), E> {
         let vlm = self.vlm;
-        let untracked = vlm.clone().no_grad();
-        let frozen = Frozen::of(&untracked, &self.inputs);
-        let (inputs, frozen) = (&self.inputs, &frozen);
-        let forward = TowerStages { vlm: &untracked, expert: None, inputs, frozen };
-        let replay = TowerStages { vlm, expert: None, inputs, frozen };
         let (image_tokens, longest) = (self.image_tokens, self.longest);
-        gradients(vlm, &forward, &replay, |mut state| {
+        tower_gradients(vlm, &self.inputs, |mut state| {
             let hidden = vlm.gemma.norm.forward(state.remove(0));
             loss(vlm.logits(hidden.narrow(1, image_tokens, longest)))
         })

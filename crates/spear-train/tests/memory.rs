@@ -17,6 +17,7 @@ use spear_train::config::{Checkpointing, OptimSection, TrainableSection};
 use spear_train::optim::adamw;
 use spear_train::plan::{Setting, model_plan};
 use spear_train::run::{gradients, update};
+use spear_train::stages::vla::staged_gradients;
 
 #[global_allocator]
 static HEAP: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
@@ -64,8 +65,7 @@ fn measured<B: AutodiffBackend>(
     for step in 0..3 {
         let draws = policy.draw(BATCH, &mut rng, &device);
         let grads = if checkpointing == Checkpointing::Blocks {
-            let staged = policy.staged_loss(&obs, actions.clone(), None, &draws).unwrap();
-            staged.gradients(|_| Ok::<_, ()>(())).unwrap().1
+            staged_gradients(&policy, &obs, actions.clone(), None, &draws, step + 1).unwrap().2
         } else {
             let loss = policy.loss(&obs, actions.clone(), None, &draws).unwrap().total;
             gradients(&policy, loss, step + 1).unwrap().1

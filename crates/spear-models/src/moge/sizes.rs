@@ -28,7 +28,8 @@ pub fn v2_grid(height: usize, width: usize, tokens: usize) -> [usize; 2] {
 mod tests {
     use super::*;
 
-    // Expected values: MoGe's own expressions evaluated by Python 3.11.
+    // Expected values: MoGe's own expressions (moge/model/v1.py:273-279, v2.py:143-147, the level in
+    // each `infer`) evaluated by Python 3.11: they are inline in its forward, not callable alone.
     #[test]
     fn sizes_are_moges() {
         assert_eq!(v1_sizes(630, 840, 2551), ([612, 816], [602, 812]));

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
@@ -344,6 +345,27 @@ impl<B: AutodiffBackend> VlaTask<B> {
     }
 }
 
+/// The policy's loss read back ([`finite_loss`] at optimiser step `step`), the loss and its
+/// gradients by block rematerialisation ([`SpearPolicy::staged_loss`]): the `checkpointing =
+/// "blocks"` twin of [`crate::run::gradients`].
+pub fn staged_gradients<B: AutodiffBackend>(
+    policy: &SpearPolicy<B>,
+    obs: &Observation<B>,
+    actions: Tensor<B, 3>,
+    valid: Option<Tensor<B, 2, Bool>>,
+    draws: &FlowDraws<B>,
+    step: u64,
+) -> Result<(f64, PolicyLoss<B>, GradientsParams), TrainError> {
+    let staged =
+        policy.staged_loss(obs, actions, valid, draws).map_err(|e| TrainError::task("policy loss", e))?;
+    let mut value = f64::NAN;
+    let (loss, grads) = staged.gradients(|loss| {
+        value = finite_loss(&loss.total, step)?;
+        Ok::<_, TrainError>(())
+    })?;
+    Ok((value, loss, grads))
+}
+
 /// The S³ loss terms' means, read back (none in linear mode).
 fn loss_parts<B: Backend>(loss: &PolicyLoss<B>) -> Vec<(&'static str, f64)> {
     let mean = |t: &Tensor<B, 2>| f64::from(t.clone().mean().into_scalar().elem::<f32>());
@@ -391,14 +413,8 @@ impl<B: AutodiffBackend> Task<B> for VlaTask<B> {
         step: u64,
     ) -> Result<MicroStep, TrainError> {
         let (b, draws) = self.prepare(model, &batch, rng)?;
-        let staged = model
-            .staged_loss(&b.observation, b.actions, Some(b.mask), &draws)
-            .map_err(|e| TrainError::task("policy loss", e))?;
-        let mut value = f64::NAN;
-        let (loss, grads) = staged.gradients(|loss| {
-            value = finite_loss(&loss.total, step)?;
-            Ok::<_, TrainError>(())
-        })?;
+        let (value, loss, grads) =
+            staged_gradients(model, &b.observation, b.actions, Some(b.mask), &draws, step)?;
         Ok(MicroStep { loss: value, parts: loss_parts(&loss), grads })
     }
 

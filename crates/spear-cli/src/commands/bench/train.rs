@@ -27,7 +27,8 @@ use spear_models::{Precision, SpearPolicy, SpearPolicyConfig};
 use spear_train::config::{Checkpointing, OptimSection, TrainableSection};
 use spear_train::optim::adamw;
 use spear_train::plan::{MemoryPlan, Setting, model_plan};
-use spear_train::run::{TrainError, finite_loss, gradients, update};
+use spear_train::run::{gradients, update};
+use spear_train::stages::vla::staged_gradients;
 
 use super::policy::{cpu_threads, observation};
 use super::roofline::chunk_work;
@@ -306,13 +307,8 @@ pub fn run<B: AutodiffBackend>(bench: &TrainBench, device: &B::Device) -> Result
         let start = Instant::now();
         let draws = policy.draw(batch, &mut rng, device);
         let (value, grads, forward) = if bench.checkpointing == Checkpointing::Blocks {
-            let staged =
-                policy.staged_loss(&obs, actions.clone(), None, &draws).context("the training loss")?;
-            let mut value = f64::NAN;
-            let (_, grads) = staged.gradients(|loss| {
-                value = finite_loss(&loss.total, step as u64 + 1)?;
-                Ok::<_, TrainError>(())
-            })?;
+            let (value, _, grads) =
+                staged_gradients(&policy, &obs, actions.clone(), None, &draws, step as u64 + 1)?;
             (value, grads, None)
         } else {
             let total = policy.loss(&obs, actions.clone(), None, &draws).context("the training loss")?.total;
